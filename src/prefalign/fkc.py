@@ -1,0 +1,366 @@
+"""Reward-tilted Feynman–Kac corrector (FKC) sampler, exactly as in ``shared/docs/fkc-math.md``.
+
+The target at forward time t (sampling time ``tau = 1 - t``) is::
+
+    p_t(x) ∝ q_t(x) exp(lam(tau) r(x)),
+
+reached by an Euler–Maruyama discretisation of the reverse SDE with a reward-tilted drift and
+Feynman–Kac log-weights (Skreta et al., ICML 2025, Prop. 3.4, eqs. 29–30). Four variants:
+
+- ``fkc``: exact log-weights, systematic resampling (adaptive on ESS, every step, or never) and,
+  by default, one final resampling so the returned population is equally weighted.
+- ``draft``: the draft paper's Algorithm 2 with its drift fixed but its clipping kept
+  (``dw`` clipped to ±0.1, ``w`` to [0.1, 10]), never resampled; kept for the ablation.
+- ``guidance``: tilted drift, no weights (biased: it does not reach the tilted target).
+- ``base``: no tilt; samples the base model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from prefalign.sde import VPSDE
+
+#: ``score(x, t) -> grad log q_t(x)`` for a batch ``x`` of shape (N, *event_shape).
+ScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
+#: ``reward(x) -> r(x)`` of shape (N,), differentiable with respect to ``x``.
+RewardFn = Callable[[torch.Tensor], torch.Tensor]
+
+Variant = Literal["fkc", "draft", "guidance", "base"]
+Schedule = Literal["linear", "constant"]
+ResampleMode = Literal["ess", "always", "never"]
+
+VARIANTS: tuple[str, ...] = ("fkc", "draft", "guidance", "base")
+SCHEDULES: tuple[str, ...] = ("linear", "constant")
+RESAMPLE_MODES: tuple[str, ...] = ("ess", "always", "never")
+
+
+def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Settings of one FKC sampling run (saved as JSON beside what it produced)."""
+
+    variant: Variant = "fkc"  # fkc | draft | guidance | base
+    n_steps: int = 100  # Euler–Maruyama steps from t = 1 to t = t_min
+    t_min: float = 1e-3  # final forward time; the score blows up at t = 0
+    lam_max: float = 1.0  # tilt strength at the data end (the paper's beta)
+    schedule: Schedule = "linear"  # lam(tau): linear ramp, or constant after tilt_start
+    tilt_start: float = 0.0  # sampling progress in [0, 1) where the tilt starts
+    resample: ResampleMode = "ess"  # when to resample during sampling (fkc only)
+    ess_threshold: float = 0.5  # resample when ESS < ess_threshold * N (resample="ess")
+    final_resample: bool = True  # fkc: resample once at the end -> equally weighted particles
+    chunk_size: int | None = None  # particles per score/reward call; None = all at once
+    draft_dw_clip: float = 0.1  # draft variant: |dw| clip per step
+    draft_w_min: float = 0.1  # draft variant: lower clip of w
+    draft_w_max: float = 10.0  # draft variant: upper clip of w
+
+    def __post_init__(self) -> None:
+        _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("resample", self.resample, RESAMPLE_MODES)
+        if not isinstance(self.n_steps, int) or self.n_steps < 1:
+            raise ValueError(f"n_steps must be an integer >= 1; got {self.n_steps!r}")
+        if not 0.0 < self.t_min < 1.0:
+            raise ValueError(f"t_min must lie in (0, 1); got {self.t_min}")
+        if not math.isfinite(self.lam_max) or self.lam_max < 0:
+            raise ValueError(f"lam_max must be finite and >= 0; got {self.lam_max}")
+        if not 0.0 <= self.tilt_start < 1.0:
+            raise ValueError(f"tilt_start must lie in [0, 1); got {self.tilt_start}")
+        if not 0.0 < self.ess_threshold <= 1.0:
+            raise ValueError(f"ess_threshold must lie in (0, 1]; got {self.ess_threshold}")
+        if self.chunk_size is not None and (
+            not isinstance(self.chunk_size, int) or self.chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be None or an integer >= 1; got {self.chunk_size!r}")
+        if not self.draft_w_min < self.draft_w_max:
+            raise ValueError("draft_w_min must be smaller than draft_w_max")
+
+    @property
+    def tilted(self) -> bool:
+        """Whether the drift carries the reward gradient."""
+        return self.variant != "base" and self.lam_max > 0
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the variant accumulates log-weights."""
+        return self.variant in ("fkc", "draft") and self.lam_max > 0
+
+    def lam(self, progress: float) -> float:
+        """Tilt strength at sampling progress ``u`` in [0, 1] (``u = 1`` at the last step).
+
+        ``linear``: 0 until ``tilt_start``, then a straight ramp to ``lam_max`` at ``u = 1``.
+        ``constant``: 0 before ``tilt_start``, ``lam_max`` from it on.
+        """
+        if progress < self.tilt_start:
+            return 0.0
+        if self.schedule == "constant":
+            return self.lam_max
+        return self.lam_max * min(1.0, (progress - self.tilt_start) / (1.0 - self.tilt_start))
+
+    def to_dict(self) -> dict:
+        """Plain-dict form, for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SamplerConfig:
+        """Build from a dict, rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown sampler setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class SampleResult:
+    """Output of :func:`sample`.
+
+    Attributes:
+        x: final particles, (N, *event_shape).
+        log_weights: log-weights since the last resampling, (N,); zeros after a final resampling.
+        path_log_weights: log-weight accumulated along each particle's ancestry, never reset,
+            copied with the particle when it is resampled, (N,). Selection's ``fk_weight`` score.
+        ess: effective sample size after each step's weight update, before resampling, (n_steps,).
+        n_resamples: resampling events during sampling (the final resampling not counted).
+        n_score_evals: score evaluations, counted per particle (N per step).
+        n_reward_evals: reward (and gradient) evaluations, counted per particle.
+        lam: tilt strength used at each step, (n_steps,).
+    """
+
+    x: torch.Tensor
+    log_weights: torch.Tensor
+    path_log_weights: torch.Tensor
+    ess: torch.Tensor
+    n_resamples: int
+    n_score_evals: int
+    n_reward_evals: int
+    lam: torch.Tensor
+
+
+def effective_sample_size(log_weights: torch.Tensor) -> float:
+    """ESS ``1 / sum(softmax(logw)^2)``, in [1, N]."""
+    w = torch.softmax(log_weights.double(), dim=0)
+    return float(1.0 / (w * w).sum())
+
+
+def systematic_resample(
+    log_weights: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Systematic resampling: one uniform ``u``, positions ``(u + k) / N``, search in the cumsum.
+
+    Returns the ancestor index of each of the N new particles (sorted ascending). Each particle
+    ``i`` is copied ``floor(N w_i)`` or ``ceil(N w_i)`` times, and ``N w_i`` on average.
+    """
+    n = log_weights.shape[0]
+    w = torch.softmax(log_weights.detach().double().cpu(), dim=0)
+    cumsum = torch.cumsum(w, dim=0)
+    cumsum[-1] = 1.0  # guard against round-off leaving the last bin short
+    u = torch.rand((), generator=generator, dtype=torch.float64, device=_gen_device(generator))
+    positions = (u.cpu() + torch.arange(n, dtype=torch.float64)) / n
+    idx = torch.searchsorted(cumsum, positions, right=True)
+    return idx.clamp_(max=n - 1).to(log_weights.device)
+
+
+def _gen_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _randn(
+    shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor
+) -> torch.Tensor:
+    """Standard normal noise drawn on the generator's device, so a CPU seed gives the same
+    numbers whatever device the particles live on."""
+    z = torch.randn(shape, generator=generator, device=_gen_device(generator), dtype=like.dtype)
+    return z.to(like.device)
+
+
+def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-particle inner product over all event dimensions: (N, ...) x (N, ...) -> (N,)."""
+    return (a * b).flatten(1).sum(dim=1)
+
+
+def _checked_reward(
+    reward: RewardFn, x: torch.Tensor, t: float, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Evaluate ``r(x)`` (N,) and, if asked, ``grad_x sum(r)``; validate shape and finiteness."""
+    n = x.shape[0]
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(need_grad)
+        r = reward(xr)
+        if not isinstance(r, torch.Tensor):
+            raise TypeError(f"reward must return a torch.Tensor; got {type(r).__name__}")
+        if r.shape != (n,):
+            raise ValueError(
+                f"reward returned shape {tuple(r.shape)} for {n} particles; expected ({n},)"
+            )
+        grad = None
+        if need_grad:
+            if not r.requires_grad:
+                raise ValueError(
+                    "reward output does not depend differentiably on x; the tilted drift needs "
+                    "grad_x r(x)"
+                )
+            (grad,) = torch.autograd.grad(r.sum(), xr)
+    r = r.detach()
+    bad = ~torch.isfinite(r)
+    if bad.any():
+        raise ValueError(
+            f"reward returned NaN or inf for {int(bad.sum())} of {n} particles at t={t:.4f}"
+        )
+    if grad is not None and not torch.isfinite(grad).all():
+        raise ValueError(f"reward gradient is NaN or inf at t={t:.4f}")
+    return r, grad
+
+
+def _checked_score(score: ScoreFn, x: torch.Tensor, t: float) -> torch.Tensor:
+    with torch.no_grad():
+        s = score(x, t)
+    if s.shape != x.shape:
+        raise ValueError(f"score returned shape {tuple(s.shape)}; expected {tuple(x.shape)}")
+    if not torch.isfinite(s).all():
+        raise ValueError(f"score returned NaN or inf at t={t:.4f}")
+    return s
+
+
+def sample(
+    score: ScoreFn,
+    sde: VPSDE,
+    n_particles: int,
+    event_shape: tuple[int, ...],
+    *,
+    reward: RewardFn | None = None,
+    config: SamplerConfig | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    x_init: torch.Tensor | None = None,
+    progress: bool = False,
+) -> SampleResult:
+    """Sample ``N`` particles from ``q_0(x) exp(lam_max r(x))`` (or the base model).
+
+    Args:
+        score: base-model score ``(x, t) -> grad log q_t(x)``, t the forward time.
+        sde: the VP SDE the score belongs to.
+        n_particles: number of particles N (>= 1).
+        event_shape: shape of one particle, e.g. ``(2,)`` or ``(1, 8, 8)``.
+        reward: differentiable ``r(x) -> (N,)``; required unless the variant is ``base`` or
+            ``lam_max == 0``.
+        config: sampler settings; defaults to :class:`SamplerConfig()`.
+        generator: source of every random draw (prior, noise, resampling).
+        device, dtype: where and in what precision the particles live.
+        x_init: optional initial particles at t = 1 (default: ``N(0, I)``).
+        progress: show a tqdm bar over the steps.
+
+    Returns:
+        A :class:`SampleResult`.
+    """
+    config = config or SamplerConfig()
+    if not isinstance(n_particles, int) or n_particles < 1:
+        raise ValueError(f"n_particles must be an integer >= 1; got {n_particles!r}")
+    if config.tilted and reward is None:
+        raise ValueError(f"variant {config.variant!r} with lam_max > 0 needs a reward function")
+    n, shape = n_particles, (n_particles, *event_shape)
+    chunk = config.chunk_size or n
+
+    # 1. initial particles x_1 ~ N(0, I) and log-weights lam(0) r(x_1)
+    if x_init is not None:
+        if tuple(x_init.shape) != shape:
+            raise ValueError(f"x_init has shape {tuple(x_init.shape)}; expected {shape}")
+        x = x_init.to(device=device, dtype=dtype).clone()
+    else:
+        x = _randn(shape, generator, torch.empty(0, device=device, dtype=dtype))
+    logw = torch.zeros(n, device=device, dtype=torch.float64)
+    path_logw = torch.zeros_like(logw)
+
+    # time grid: t_i = 1 - i (1 - t_min) / n_steps; step i moves from t_i to t_{i+1}.
+    # The tilt schedule reaches lam_max at the pre-step time of the last step, whose weight update
+    # is skipped (fkc-math.md), so the weights target q_t exp(lam_max r) at that time.
+    steps = config.n_steps
+    dtau = (1.0 - config.t_min) / steps
+    lams = [config.lam(i / max(steps - 1, 1)) for i in range(steps)]
+    if config.weighted and lams[0] > 0:
+        r0, _ = _checked_reward(reward, x, 1.0, need_grad=False)
+        logw += lams[0] * r0.double()
+        path_logw += lams[0] * r0.double()
+
+    ess = torch.empty(steps, dtype=torch.float64)
+    n_resamples = n_score = n_reward = 0
+
+    for i in tqdm(range(steps), disable=not progress, desc=f"{config.variant} sampling"):
+        t = 1.0 - i * dtau
+        lam = lams[i] if config.tilted else 0.0
+        last = i == steps - 1
+        update_weights = config.weighted and not last
+        dlam = (lams[i + 1] - lams[i]) if update_weights else 0.0
+        g2 = sde.beta(t)  # g_t^2
+        z = _randn(shape, generator, x)  # drawn for all N at once: chunking cannot change it
+        x_new = torch.empty_like(x)
+        dlogw = torch.zeros(n, device=device, dtype=torch.float64)
+
+        for lo in range(0, n, chunk):
+            xc = x[lo : lo + chunk]
+            # 2. base score and (if tilted) reward and its gradient, all at the pre-step x
+            s = _checked_score(score, xc, t)
+            n_score += xc.shape[0]
+            drift = -sde.drift(xc, t) + g2 * s  # sampling-direction drift: -f + g^2 s
+            if lam > 0 or (update_weights and dlam != 0):
+                r, gr = _checked_reward(reward, xc, t, need_grad=lam > 0)
+                n_reward += xc.shape[0]
+                if lam > 0:
+                    drift = drift + g2 * (lam / 2.0) * gr  # the 1/2 makes Laplacian terms cancel
+                # 3. FK log-weight increment (fkc-math.md "One Euler–Maruyama step")
+                if update_weights:
+                    inc = dlam * r.double()
+                    if lam > 0:
+                        inner = _inner(gr, 0.5 * g2 * s - sde.drift(xc, t))
+                        inc = inc + lam * dtau * inner.double()
+                    dlogw[lo : lo + chunk] = inc
+            # 4. Euler–Maruyama move with |dt| = dtau
+            x_new[lo : lo + chunk] = xc + drift * dtau + math.sqrt(g2 * dtau) * z[lo : lo + chunk]
+
+        x = x_new
+        if config.variant == "draft" and update_weights:
+            dlogw = dlogw.clamp(-config.draft_dw_clip, config.draft_dw_clip)
+            logw = (logw + dlogw).clamp(config.draft_w_min, config.draft_w_max)
+            path_logw = logw  # the draft never resamples: its path weight is its weight
+        else:
+            logw = logw + dlogw
+            path_logw = path_logw + dlogw
+        ess[i] = effective_sample_size(logw)
+
+        # 5. resampling (fkc only): copies carry their path weight, log-weights reset to 0
+        if config.variant == "fkc" and config.weighted and not last:
+            due = config.resample == "always" or (
+                config.resample == "ess" and ess[i] < config.ess_threshold * n
+            )
+            if due:
+                idx = systematic_resample(logw, generator)
+                x, path_logw = x[idx], path_logw[idx]
+                logw = torch.zeros_like(logw)
+                n_resamples += 1
+
+    if config.variant == "fkc" and config.weighted and config.final_resample:
+        idx = systematic_resample(logw, generator)
+        x, path_logw = x[idx], path_logw[idx]
+        logw = torch.zeros_like(logw)
+
+    return SampleResult(
+        x=x,
+        log_weights=logw,
+        path_log_weights=path_logw,
+        ess=ess,
+        n_resamples=n_resamples,
+        n_score_evals=n_score,
+        n_reward_evals=n_reward,
+        lam=torch.tensor(lams if config.tilted else [0.0] * steps, dtype=torch.float64),
+    )

@@ -1,0 +1,235 @@
+"""The FKC sampler against closed-form tilted targets (shared/docs/fkc-math.md)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+import torch
+
+from prefalign.distances import energy_distance
+from prefalign.domains.mixture import GaussianMixture
+from prefalign.fkc import SamplerConfig, effective_sample_size, sample, systematic_resample
+from prefalign.sde import VPSDE
+
+N = 1500  # particles per run and exact samples per comparison
+STEPS = 200
+SDE = VPSDE(0.1, 20.0)
+# Two components whose weights the tilt changes a lot: base and target clearly differ.
+BASE = GaussianMixture.isotropic([0.8, 0.2], [[-1.5, 0.0], [1.5, 0.0]], 0.4)
+A = torch.tensor([1.0, 0.5], dtype=torch.float64)
+C = torch.tensor([1.5, 1.0], dtype=torch.float64)
+
+
+def linear_reward(x: torch.Tensor) -> torch.Tensor:
+    return x @ A.to(x.dtype)
+
+
+def quadratic_reward(x: torch.Tensor) -> torch.Tensor:
+    return -0.5 * ((x - C.to(x.dtype)) ** 2).sum(1)
+
+
+CASES = {
+    "linear": (linear_reward, 1.5, BASE.tilt_linear(A, 1.5)),
+    "quadratic": (quadratic_reward, 2.0, BASE.tilt_quadratic(C, 2.0)),
+}
+
+
+def run(variant: str, reward, lam: float, seed: int, **kw) -> torch.Tensor:
+    cfg = SamplerConfig(variant=variant, n_steps=STEPS, lam_max=lam, **kw)
+    gen = torch.Generator().manual_seed(seed)
+    return sample(
+        BASE.marginal_score(SDE), SDE, N, (2,), reward=reward, config=cfg, generator=gen
+    ).x
+
+
+def exact(mix: GaussianMixture, seed: int) -> torch.Tensor:
+    return mix.sample(N, torch.Generator().manual_seed(10_000 + seed))
+
+
+@pytest.fixture(scope="module")
+def floors() -> dict[str, list[float]]:
+    """Exact-vs-exact energy distances at the same N: the noise floor and its spread."""
+    return {
+        name: [energy_distance(exact(tgt, 2 * s), exact(tgt, 2 * s + 1)) for s in range(12)]
+        for name, (_, _, tgt) in CASES.items()
+    }
+
+
+def _upper(floor: list[float]) -> float:
+    return statistics.mean(floor) + 4 * statistics.stdev(floor)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fkc_reaches_the_tilted_target(case: str, floors: dict[str, list[float]]) -> None:
+    reward, lam, target = CASES[case]
+    dists = [energy_distance(run("fkc", reward, lam, s), exact(target, 100 + s)) for s in range(3)]
+    assert statistics.mean(dists) < _upper(floors[case]), (dists, floors[case])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fkc_without_resampling_reaches_the_target(
+    case: str, floors: dict[str, list[float]]
+) -> None:
+    reward, lam, target = CASES[case]
+    x = run("fkc", reward, lam, 7, resample="never")
+    assert energy_distance(x, exact(target, 7)) < _upper(floors[case])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_guidance_misses_the_tilted_target(case: str, floors: dict[str, list[float]]) -> None:
+    reward, lam, target = CASES[case]
+    dist = energy_distance(run("guidance", reward, lam, 0), exact(target, 0))
+    assert dist > 20 * max(floors[case]), (dist, floors[case])
+
+
+def test_base_matches_the_untilted_mixture(floors: dict[str, list[float]]) -> None:
+    base_floor = [energy_distance(exact(BASE, 2 * s), exact(BASE, 2 * s + 1)) for s in range(12)]
+    x = run("base", None, 1.0, 0)
+    assert energy_distance(x, exact(BASE, 0)) < _upper(base_floor)
+    assert energy_distance(x, exact(CASES["linear"][2], 0)) > 20 * max(floors["linear"])
+
+
+def test_constant_schedule_after_start_reaches_the_target(floors: dict[str, list[float]]) -> None:
+    reward, lam, target = CASES["linear"]
+    x = run("fkc", reward, lam, 3, schedule="constant", tilt_start=0.5)
+    assert energy_distance(x, exact(target, 3)) < _upper(floors["linear"])
+
+
+def test_draft_variant_clips_and_never_resamples() -> None:
+    cfg = SamplerConfig(variant="draft", n_steps=50, lam_max=2.0)
+    res = sample(
+        BASE.marginal_score(SDE),
+        SDE,
+        300,
+        (2,),
+        reward=linear_reward,
+        config=cfg,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert res.n_resamples == 0
+    assert float(res.log_weights.min()) >= 0.1 and float(res.log_weights.max()) <= 10.0
+    assert torch.equal(res.log_weights, res.path_log_weights)
+
+
+def test_path_weights_follow_resampled_copies() -> None:
+    cfg = SamplerConfig(n_steps=60, lam_max=3.0, resample="always", final_resample=True)
+    res = sample(
+        BASE.marginal_score(SDE),
+        SDE,
+        400,
+        (2,),
+        reward=linear_reward,
+        config=cfg,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert res.n_resamples == 59  # every step but the last, whose weight update is skipped
+    assert torch.count_nonzero(res.log_weights) == 0
+    assert res.path_log_weights.std() > 0
+    # final copies are identical particles carrying identical path weights
+    _, inverse = torch.unique(res.x, dim=0, return_inverse=True)
+    for group in inverse.unique()[:20]:
+        assert res.path_log_weights[inverse == group].unique().numel() == 1
+
+
+def test_same_seed_same_particles_and_chunking_changes_nothing() -> None:
+    reward, lam, _ = CASES["quadratic"]
+    kw = dict(variant="fkc", n_steps=40, lam_max=lam)
+
+    def go(seed: int, chunk: int | None):
+        cfg = SamplerConfig(chunk_size=chunk, **kw)
+        return sample(
+            BASE.marginal_score(SDE),
+            SDE,
+            1000,
+            (2,),
+            reward=reward,
+            config=cfg,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    a, b, c, d = go(5, None), go(5, None), go(5, 77), go(6, None)
+    assert torch.equal(a.x, b.x) and torch.equal(a.path_log_weights, b.path_log_weights)
+    assert torch.equal(a.x, c.x) and torch.equal(a.path_log_weights, c.path_log_weights)
+    assert torch.equal(a.ess, c.ess) and a.n_resamples == c.n_resamples
+    assert not torch.equal(a.x, d.x)
+
+
+def test_evaluation_counts() -> None:
+    cfg = SamplerConfig(n_steps=10, lam_max=1.0, chunk_size=3)
+    res = sample(
+        BASE.marginal_score(SDE),
+        SDE,
+        10,
+        (2,),
+        reward=linear_reward,
+        config=cfg,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert res.n_score_evals == 100
+    assert (
+        res.n_reward_evals == 100
+    )  # r and grad r at every step (lam = 0 only at step 0, dlam > 0)
+    base = sample(
+        BASE.marginal_score(SDE), SDE, 10, (2,), config=SamplerConfig(variant="base", n_steps=10)
+    )
+    assert base.n_reward_evals == 0 and base.n_score_evals == 100
+
+
+def test_systematic_resampling_is_unbiased() -> None:
+    gen = torch.Generator().manual_seed(0)
+    w = torch.tensor([0.05, 0.4, 0.01, 0.3, 0.24], dtype=torch.float64)
+    n, reps = w.numel(), 20_000
+    counts = torch.zeros(n, dtype=torch.float64)
+    for _ in range(reps):
+        idx = systematic_resample(torch.log(w), gen)
+        c = torch.bincount(idx, minlength=n).double()
+        # each particle is copied floor(N w) or ceil(N w) times
+        assert torch.all(c >= torch.floor(n * w) - 1e-9) and torch.all(
+            c <= torch.ceil(n * w) + 1e-9
+        )
+        counts += c
+    assert torch.allclose(counts / reps, n * w, atol=0.02)
+
+
+def test_effective_sample_size_bounds() -> None:
+    assert effective_sample_size(torch.zeros(8)) == pytest.approx(8.0)
+    assert effective_sample_size(torch.tensor([0.0, -math.inf, -math.inf])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(n_particles=-3), "n_particles must be an integer >= 1"),
+        (dict(n_particles=0), "n_particles must be an integer >= 1"),
+        (dict(config=dict(n_steps=0)), "n_steps must be an integer >= 1"),
+        (dict(config=dict(variant="smc")), "variant must be one of 'fkc', 'draft'"),
+        (dict(config=dict(resample="sometimes")), "resample must be one of"),
+        (dict(config=dict(lam_max=-1.0)), "lam_max must be finite and >= 0"),
+        (dict(config=dict(chunk_size=0)), "chunk_size must be None or an integer >= 1"),
+        (dict(reward=None), "needs a reward function"),
+        (dict(reward=lambda x: x.sum(1, keepdim=True)), r"reward returned shape \(16, 1\)"),
+        (dict(reward=lambda x: x[:, 0] * float("nan")), "reward returned NaN or inf for 16 of 16"),
+        (dict(reward=lambda x: torch.ones(x.shape[0])), "does not depend differentiably on x"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs: dict, message: str) -> None:
+    args = dict(n_particles=16, reward=linear_reward, config=dict(n_steps=5))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        sample(
+            BASE.marginal_score(SDE),
+            SDE,
+            args["n_particles"],
+            (2,),
+            reward=args["reward"],
+            config=SamplerConfig(**args["config"]),
+        )
+
+
+def test_config_round_trip_and_unknown_keys() -> None:
+    cfg = SamplerConfig(variant="guidance", lam_max=2.0)
+    assert SamplerConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown sampler setting.*lamda"):
+        SamplerConfig.from_dict({"lamda": 1.0})

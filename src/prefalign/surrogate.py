@@ -1,0 +1,594 @@
+"""The learned surrogate reward ``r_theta(x)`` that tilts the FKC sampler.
+
+One round of the active-learning loop fits a :class:`Surrogate` to the observations so far
+(:func:`fit`), optionally warm-started from the previous round's checkpoint, and checkpoints it
+(:func:`save_surrogate`) as ``model.safetensors`` + ``meta.json``; :func:`load_surrogate` reads it
+back without ever unpickling.
+
+The surrogate normalises its input and de-standardises its output inside ``forward``::
+
+    r(x) = y_mean + y_std * mean_e f_e((x - x_mean) / x_std)
+
+so ``surrogate(x)`` is in the oracle's units and ``grad_x sum(r(x))`` is what the sampler needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from prefalign.sde import VPSDE
+from prefalign.surrogate_nets import ACTIVATIONS, Activation, build_member
+
+#: Version of the checkpoint layout written by :func:`save_surrogate`.
+FORMAT_VERSION = 1
+FORMAT_NAME = "prefalign-surrogate"
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "meta.json"
+
+ARCHS = ("mlp", "cnn")
+_ARCH_FIELDS = ("arch", "hidden", "layers", "ensemble", "activation")
+
+
+class SurrogateCheckpointError(ValueError):
+    """A surrogate checkpoint directory is missing, corrupt or inconsistent."""
+
+
+@dataclass(frozen=True)
+class SurrogateConfig:
+    """How a surrogate is built and trained (saved in every checkpoint's ``meta.json``)."""
+
+    arch: Literal["mlp", "cnn"] = "mlp"  # "mlp" for vectors (d,), "cnn" for images (C, H, W)
+    hidden: int = 64  # MLP width / CNN channels; small data (tens to hundreds of points)
+    layers: int = 2  # MLP hidden layers / CNN conv layers (3 convs see all of an 8x8 image)
+    ensemble: int = 1  # independently initialised members, each on a bootstrap resample if > 1
+    epochs: int = 200  # passes over the data per fit; data sets are small, so fits stay cheap
+    lr: float = 1e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay: mild shrinkage for tiny data sets
+    batch_size: int = 64  # minibatch size (a smaller data set is one batch)
+    warm_start: bool = True  # start from the previous round's weights (Algorithm 1 "Update CNN")
+    noise_train: bool = False  # train on x_t = a_t x + s_t eps (draft paper: clean data only)
+    noise_t_max: float = 1.0  # t ~ U(0, noise_t_max) per example per epoch when noise_train
+    activation: Activation = "silu"  # smooth, so grad_x r has no kinks (ReLU is rejected)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"SurrogateConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        for name, low in (("hidden", 1), ("layers", 1), ("ensemble", 1), ("epochs", 1)):
+            _check_int(name, getattr(self, name), low)
+        _check_int("batch_size", self.batch_size, 1)
+        for name in ("lr", "weight_decay", "noise_t_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"SurrogateConfig.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"SurrogateConfig.{name} must be finite, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.lr <= 0:
+            raise ValueError(f"SurrogateConfig.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"SurrogateConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.noise_t_max <= 1:
+            raise ValueError(
+                f"SurrogateConfig.noise_t_max must be in (0, 1], got {self.noise_t_max}"
+            )
+        for name in ("warm_start", "noise_train"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"SurrogateConfig.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        if self.activation not in ACTIVATIONS:
+            hint = " (the sampler needs smooth gradients of r)" if self.activation == "relu" else ""
+            raise ValueError(
+                f"SurrogateConfig.activation must be one of {tuple(ACTIVATIONS)}, "
+                f"got {self.activation!r}{hint}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SurrogateConfig:
+        """Build from a dict; missing keys take their defaults, unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown SurrogateConfig key(s) {unknown}; valid keys are {sorted(known)}"
+            )
+        return cls(**data)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"SurrogateConfig.{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"SurrogateConfig.{name} must be >= {low}, got {value}")
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What one call of :func:`fit` did."""
+
+    epochs: int  # passes over the data per member
+    final_loss: float  # last epoch's mean train MSE in standardised reward units, over members
+    seconds: float  # wall-clock time of the fit
+    n_examples: int  # training examples (before bootstrap resampling)
+    warm_started: bool  # whether the weights started from ``init``
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+
+class Surrogate(nn.Module):
+    """Ensemble reward model with input normalisation and output de-standardisation built in.
+
+    Args:
+        config: architecture (and training) settings; ``config.ensemble`` members are built.
+        event_shape: shape of one input, ``(d,)`` or ``(C, H, W)``.
+        x_mean, x_std: input normalisation, shape ``event_shape`` (MLP) or ``()`` (CNN).
+        y_mean, y_std: reward standardisation, scalars.
+        seed: seeds the members' initial weights (member ``e`` from :func:`member_seeds`).
+    """
+
+    def __init__(
+        self,
+        config: SurrogateConfig,
+        event_shape: tuple[int, ...],
+        *,
+        x_mean: torch.Tensor,
+        x_std: torch.Tensor,
+        y_mean: float,
+        y_std: float,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        event_shape = tuple(int(s) for s in event_shape)
+        if config.arch == "cnn" and len(event_shape) != 3:
+            raise ValueError(f"arch 'cnn' needs event_shape (C, H, W), got {event_shape}")
+        stat_shape = normalisation_shape(config.arch, event_shape)
+        for name, stat in (("x_mean", x_mean), ("x_std", x_std)):
+            if tuple(stat.shape) != stat_shape:
+                raise ValueError(f"{name} must have shape {stat_shape}, got {tuple(stat.shape)}")
+        if not (torch.all(x_std > 0) and y_std > 0):
+            raise ValueError("x_std and y_std must be positive")
+        self.config = config
+        self.event_shape = event_shape
+        nets = []
+        for init_seed, _ in member_seeds(seed, config.ensemble):
+            gen = torch.Generator().manual_seed(init_seed)
+            nets.append(
+                build_member(
+                    config.arch, event_shape, config.hidden, config.layers, config.activation, gen
+                )
+            )
+        self.nets = nn.ModuleList(nets)
+        # Normalisation is metadata (meta.json), not weights: non-persistent buffers.
+        self.register_buffer("x_mean", x_mean.detach().float().clone(), persistent=False)
+        self.register_buffer("x_std", x_std.detach().float().clone(), persistent=False)
+        self.register_buffer("y_mean", torch.tensor(float(y_mean)), persistent=False)
+        self.register_buffer("y_std", torch.tensor(float(y_std)), persistent=False)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if tuple(x.shape[1:]) != self.event_shape or x.dim() != len(self.event_shape) + 1:
+            raise ValueError(
+                f"surrogate expects inputs of shape (N, {', '.join(map(str, self.event_shape))}),"
+                f" got {tuple(x.shape)}"
+            )
+
+    def standardised_members(self, x: torch.Tensor) -> torch.Tensor:
+        """Members' outputs in standardised reward units, (E, N); used for training."""
+        self._check_input(x)
+        z = (x - self.x_mean) / self.x_std  # (N, *event_shape)
+        return torch.stack([net(z) for net in self.nets])  # (E, N)
+
+    def members(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member's reward in the oracle's units: (N, *event_shape) -> (E, N)."""
+        return self.y_mean + self.y_std * self.standardised_members(x)  # (E, N)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Ensemble-mean reward, differentiable in ``x``: (N, *event_shape) -> (N,)."""
+        return self.members(x).mean(dim=0)  # (N,)
+
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ensemble mean and standard deviation across members, each (N,).
+
+        The std uses Bessel's correction and is zero for a single member.
+        """
+        r = self.members(x)  # (E, N)
+        if r.shape[0] == 1:
+            return r[0], torch.zeros_like(r[0])
+        return r.mean(dim=0), r.std(dim=0)
+
+
+def normalisation_shape(arch: str, event_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of ``x_mean``/``x_std``: per feature for the MLP, one scalar for the CNN."""
+    return () if arch == "cnn" else tuple(event_shape)
+
+
+def member_seeds(seed: int, ensemble: int) -> list[tuple[int, int]]:
+    """Independent ``(init_seed, train_seed)`` pairs for each member, derived from ``seed``."""
+    children = np.random.SeedSequence(seed).spawn(ensemble)
+    return [tuple(int(s) for s in c.generate_state(2, dtype=np.uint32)) for c in children]
+
+
+def training_set_hash(x: np.ndarray, y: np.ndarray) -> str:
+    """sha256 (hex) of the training set: shapes, then x and y as little-endian float32 bytes."""
+    x32 = np.ascontiguousarray(x, dtype="<f4")
+    y32 = np.ascontiguousarray(y, dtype="<f4")
+    h = hashlib.sha256()
+    h.update(json.dumps({"x": list(x32.shape), "y": list(y32.shape)}).encode())
+    h.update(x32.tobytes())
+    h.update(y32.tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Fitting
+
+
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    config: SurrogateConfig,
+    *,
+    seed: int,
+    init: Surrogate | None = None,
+    sde: VPSDE | None = None,
+    progress: bool = False,
+) -> tuple[Surrogate, FitReport]:
+    """Fit a surrogate to observations ``x`` (N, *event_shape) with rewards ``y`` (N,).
+
+    Minimises the MSE of standardised rewards with AdamW. Deterministic on CPU given ``seed``
+    (every draw uses a member-specific ``torch.Generator``; no global state is set).
+
+    Args:
+        x, y: training inputs and finite rewards.
+        config: architecture and training settings.
+        seed: seeds initial weights, bootstrap resamples, shuffles and training noise.
+        init: previous surrogate; its weights are the starting point when ``config.warm_start``
+            (normalisation is always recomputed from ``x``, ``y``). Must have the same
+            architecture and event shape.
+        sde: the domain's VP SDE; required when ``config.noise_train``.
+        progress: show a tqdm bar over epochs.
+
+    Returns:
+        The fitted surrogate (in eval mode) and a :class:`FitReport`.
+    """
+    start = time.perf_counter()
+    # 1. validate the data
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise ValueError(f"x must have shape (N, *event_shape) with N >= 1, got {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("x and y must be finite (found NaN or inf)")
+    event_shape = tuple(x.shape[1:])
+    if config.arch == "cnn" and len(event_shape) != 3:
+        raise ValueError(f"arch 'cnn' needs images (N, C, H, W), got x of shape {x.shape}")
+    if config.noise_train and sde is None:
+        raise ValueError("config.noise_train=True needs the domain's sde (pass sde=...)")
+
+    # 2. normalisation statistics from the new data (float64, stored as float32)
+    x_mean, x_std, y_mean, y_std = _statistics(x, y, config.arch)
+    surrogate = Surrogate(
+        config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, seed=seed
+    )
+
+    # 3. warm start: copy the previous weights
+    warm = init is not None and config.warm_start
+    if warm:
+        assert init is not None
+        _check_compatible(init, config, event_shape)
+        surrogate.nets.load_state_dict(init.nets.state_dict())
+
+    # 4. train each member on its own bootstrap resample and random stream
+    xt = torch.as_tensor(x, dtype=torch.float32)  # (N, *event_shape)
+    yt = (torch.as_tensor(y, dtype=torch.float64) - y_mean) / y_std
+    yt = yt.float()  # (N,) standardised
+    n = xt.shape[0]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.ensemble * config.epochs, desc="fit surrogate", unit="epoch")
+    losses = []
+    surrogate.train()
+    seeds = member_seeds(seed, config.ensemble)
+    for net, (_, train_seed) in zip(surrogate.nets, seeds, strict=True):
+        gen = torch.Generator().manual_seed(train_seed)
+        idx = torch.randint(n, (n,), generator=gen) if config.ensemble > 1 else torch.arange(n)
+        losses.append(_train_member(surrogate, net, xt[idx], yt[idx], config, gen, sde, bar))
+    if bar is not None:
+        bar.close()
+    surrogate.eval()
+    report = FitReport(
+        epochs=config.epochs,
+        final_loss=float(np.mean(losses)),
+        seconds=time.perf_counter() - start,
+        n_examples=n,
+        warm_started=warm,
+    )
+    return surrogate, report
+
+
+def _statistics(
+    x: np.ndarray, y: np.ndarray, arch: str
+) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """Input mean/std (per feature for MLP, scalar for CNN) and reward mean/std.
+
+    A (near-)constant feature or reward gets std 1, so normalisation never divides by ~0.
+    """
+    x64 = x.astype(np.float64)
+    axis = None if arch == "cnn" else 0
+    x_mean = x64.mean(axis=axis)
+    x_std = x64.std(axis=axis)
+    x_std = np.where(x_std > 1e-6, x_std, 1.0)
+    y_mean = float(y.mean())
+    y_std = float(y.std())
+    y_std = y_std if y_std > 1e-8 else 1.0
+    return (
+        torch.as_tensor(x_mean, dtype=torch.float32),
+        torch.as_tensor(x_std, dtype=torch.float32),
+        y_mean,
+        y_std,
+    )
+
+
+def _check_compatible(
+    init: Surrogate, config: SurrogateConfig, event_shape: tuple[int, ...]
+) -> None:
+    diffs = [
+        f"{f}: {getattr(init.config, f)!r} vs {getattr(config, f)!r}"
+        for f in _ARCH_FIELDS
+        if getattr(init.config, f) != getattr(config, f)
+    ]
+    if init.event_shape != event_shape:
+        diffs.append(f"event_shape: {init.event_shape} vs {event_shape}")
+    if diffs:
+        raise ValueError(
+            "cannot warm-start from a surrogate with a different architecture (init vs config): "
+            + "; ".join(diffs)
+        )
+
+
+def _train_member(
+    surrogate: Surrogate,
+    net: nn.Module,
+    x: torch.Tensor,  # (N, *event_shape)
+    y: torch.Tensor,  # (N,) standardised
+    config: SurrogateConfig,
+    gen: torch.Generator,
+    sde: VPSDE | None,
+    bar: Any,
+) -> float:
+    """AdamW on the MSE of one member; returns the last epoch's mean loss."""
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    n = x.shape[0]
+    epoch_loss = float("nan")
+    for _ in range(config.epochs):
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for lo in range(0, n, config.batch_size):
+            batch = perm[lo : lo + config.batch_size]
+            xb, yb = x[batch], y[batch]  # (B, *event_shape), (B,)
+            if config.noise_train:
+                assert sde is not None
+                xb = _noised(xb, sde, config.noise_t_max, gen)
+            z = (xb - surrogate.x_mean) / surrogate.x_std
+            loss = torch.mean((net(z) - yb) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+        epoch_loss = total / n
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{epoch_loss:.4f}", refresh=False)
+    return epoch_loss
+
+
+def _noised(x: torch.Tensor, sde: VPSDE, t_max: float, gen: torch.Generator) -> torch.Tensor:
+    """``x_t = a_t x + s_t eps`` with ``t ~ U(0, t_max)`` drawn per example."""
+    t = torch.rand(x.shape[0], generator=gen, dtype=torch.float64) * t_max  # (B,)
+    a = torch.tensor([sde.alpha(ti) for ti in t.tolist()], dtype=x.dtype)  # (B,)
+    s = torch.tensor([sde.sigma(ti) for ti in t.tolist()], dtype=x.dtype)  # (B,)
+    eps = torch.randn(x.shape, generator=gen, dtype=x.dtype)  # (B, *event_shape)
+    return _per_example(a, x) * x + _per_example(s, x) * eps
+
+
+def _per_example(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-example vector (B,) to broadcast against ``like`` (B, *event_shape)."""
+    return v.reshape(v.shape[0], *([1] * (like.dim() - 1)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def save_surrogate(
+    surrogate: Surrogate,
+    directory: str | os.PathLike[str],
+    *,
+    config: SurrogateConfig,
+    report: FitReport,
+    training_set_hash: str,
+) -> Path:
+    """Write ``directory/model.safetensors`` and ``directory/meta.json`` atomically.
+
+    Both files are written into a temporary sibling directory that then replaces ``directory``.
+    An existing ``directory`` is replaced only if it holds nothing but a previous checkpoint.
+    ``config`` must be the config the surrogate was built with (it is recorded in the metadata).
+
+    Returns:
+        The checkpoint directory.
+    """
+    directory = Path(directory)
+    if config != surrogate.config:
+        raise ValueError(
+            f"config does not match the surrogate's own config: {config} vs {surrogate.config}"
+        )
+    if directory.exists():
+        if not directory.is_dir():
+            raise FileExistsError(f"{directory} exists and is not a directory")
+        ours = (WEIGHTS_FILE, META_FILE)
+        extra = sorted(p.name for p in directory.iterdir() if p.name not in ours)
+        if extra:
+            raise FileExistsError(
+                f"refusing to overwrite {directory}: it holds files other than a checkpoint {extra}"
+            )
+    directory.parent.mkdir(parents=True, exist_ok=True)
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in surrogate.state_dict().items()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        weights = tmp / WEIGHTS_FILE
+        safetensors.torch.save_file(tensors, weights, metadata={"format": FORMAT_NAME})
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "config": config.to_dict(),
+            "event_shape": list(surrogate.event_shape),
+            "normalisation": {
+                "x_mean": surrogate.x_mean.tolist(),
+                "x_std": surrogate.x_std.tolist(),
+                "y_mean": float(surrogate.y_mean),
+                "y_std": float(surrogate.y_std),
+            },
+            "training_set_hash": training_set_hash,
+            "fit": report.to_dict(),
+            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp creates 0700
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, old / "ckpt")
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
+    """Load a checkpoint written by :func:`save_surrogate` (never unpickles).
+
+    Raises:
+        SurrogateCheckpointError: naming the path, if the directory or a file is missing, corrupt,
+            truncated, or inconsistent with the metadata.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SurrogateCheckpointError(f"surrogate checkpoint directory {directory} does not exist")
+    meta = read_surrogate_meta(directory)
+    meta_path = directory / META_FILE
+
+    # 1. rebuild the module described by the metadata
+    try:
+        config = SurrogateConfig.from_dict(meta["config"])
+        event_shape = tuple(int(s) for s in meta["event_shape"])
+        norm = meta["normalisation"]
+        stat_shape = normalisation_shape(config.arch, event_shape)
+        x_mean = torch.tensor(np.asarray(norm["x_mean"], dtype=np.float32))
+        x_std = torch.tensor(np.asarray(norm["x_std"], dtype=np.float32))
+        if tuple(x_mean.shape) != stat_shape or tuple(x_std.shape) != stat_shape:
+            raise ValueError(
+                f"normalisation shapes {tuple(x_mean.shape)}/{tuple(x_std.shape)} "
+                f"do not match {stat_shape}"
+            )
+        y_mean, y_std = float(norm["y_mean"]), float(norm["y_std"])
+        if not all(
+            math.isfinite(v) for v in (y_mean, y_std, x_mean.sum().item(), x_std.sum().item())
+        ):
+            raise ValueError("normalisation statistics are not finite")
+        surrogate = Surrogate(
+            config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise SurrogateCheckpointError(
+            f"{meta_path} is not a valid surrogate metadata file: {err}"
+        ) from err
+
+    # 2. read and check the weights
+    weights_path = directory / WEIGHTS_FILE
+    try:
+        data = weights_path.read_bytes()
+    except OSError as err:
+        raise SurrogateCheckpointError(
+            f"cannot read surrogate weights {weights_path}: {err}"
+        ) from err
+    try:
+        tensors = safetensors.torch.load(data)
+    except (safetensors.SafetensorError, ValueError, RuntimeError, OSError) as err:
+        raise SurrogateCheckpointError(
+            f"{weights_path} is not a valid safetensors file (corrupt or truncated): {err}"
+        ) from err
+    expected = surrogate.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise SurrogateCheckpointError(
+            f"{weights_path} does not match {META_FILE}: missing tensors {missing}, "
+            f"unexpected tensors {unexpected}"
+        )
+    for name, ref in expected.items():
+        got = tensors[name]
+        if got.shape != ref.shape or got.dtype != ref.dtype:
+            raise SurrogateCheckpointError(
+                f"{weights_path}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, "
+                f"but {META_FILE} implies {ref.dtype} {tuple(ref.shape)}"
+            )
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and recorded != hashlib.sha256(data).hexdigest():
+        raise SurrogateCheckpointError(
+            f"{weights_path} does not match the sha256 recorded in {meta_path} "
+            "(corrupt or replaced)"
+        )
+    surrogate.load_state_dict(tensors, strict=True)
+    surrogate.eval()
+    return surrogate
+
+
+def read_surrogate_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse and sanity-check ``directory/meta.json`` (format name and version)."""
+    meta_path = Path(directory) / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SurrogateCheckpointError(f"surrogate metadata {meta_path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SurrogateCheckpointError(f"{meta_path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise SurrogateCheckpointError(
+            f"{meta_path} is not a surrogate checkpoint (expected format {FORMAT_NAME!r})"
+        )
+    version = meta.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise SurrogateCheckpointError(
+            f"{meta_path} has format_version {version!r}; this prefalign reads 1..{FORMAT_VERSION}"
+        )
+    return meta

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create or reuse the project's virtual environment (.venv) and make it current.
+# Sourced by run-main.sh and test.sh. Re-installs only when pyproject.toml changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${PREFALIGN_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+EXTRAS="${PREFALIGN_EXTRAS:-dev}"
+stamp="$VENV/.prefalign-installed"
+want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)-$EXTRAS"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[env] creating $VENV" >&2
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[env] installing prefalign[$EXTRAS] into $VENV (torch 2.13.0 CPU first)" >&2
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  # torch first, pinned: pip takes the CPU wheel from local disk instead of a multi-GB CUDA build
+  "$VENV/bin/python" -m pip install -q "torch==2.13.0" >&2
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]" >&2
+  echo "$want" > "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
+export VIRTUAL_ENV="$VENV"

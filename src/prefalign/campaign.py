@@ -1,0 +1,193 @@
+"""The resolved settings of one campaign (domain × method × seed), saved as ``spec.json``.
+
+The workflow resolves the user's config into one :class:`CampaignSpec` per campaign; every step
+of every round reads only that file, so any step can be rerun by hand with the same inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from prefalign.fkc import SamplerConfig
+from prefalign.surrogate import SurrogateConfig
+
+SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
+SELECTIONS: tuple[str, ...] = ("eps_greedy", "greedy", "random", "ucb")
+
+
+def _reject_unknown(cls: type, data: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How a method samples, selects and learns.
+
+    Attributes:
+        name: method name (``fkc-al``, ``random``, ...).
+        sampler: the sampler settings used from round 1 on (round 0 always samples the base model).
+        selection: query selection strategy: eps_greedy | greedy | random | ucb.
+        score: what ``top`` ranks by: fk_weight (FK path log-weight) | surrogate | ucb.
+        epsilon: constant exploration rate for eps_greedy; None = the draft's schedule.
+        kappa: UCB exploration weight.
+        cold_start_queries: queries spent in round 0; None = k. The non-adaptive baseline spends
+            the whole budget there.
+        eval_sampler: the sampler of the final evaluation, tilted by the last surrogate; None =
+            ``sampler``. Methods that sample the base model while querying (random, best-of-n)
+            are evaluated with FKC tilted by their own surrogate, so that the comparison measures
+            what their queries taught the surrogate.
+    """
+
+    name: str
+    sampler: SamplerConfig
+    selection: str = "eps_greedy"
+    score: str = "fk_weight"
+    epsilon: float | None = None
+    kappa: float = 1.0
+    cold_start_queries: int | None = None
+    eval_sampler: SamplerConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(
+                f"method {self.name!r}: selection must be one of {', '.join(SELECTIONS)}; "
+                f"got {self.selection!r}"
+            )
+        if self.score not in SCORES:
+            raise ValueError(
+                f"method {self.name!r}: score must be one of {', '.join(SCORES)}; got {self.score!r}"
+            )
+        if self.epsilon is not None and not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"method {self.name!r}: epsilon must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """Everything one campaign needs; written as ``spec.json`` by ``prefalign spec``."""
+
+    domain: str
+    method: MethodSpec
+    seed: int
+    budget: int  # total oracle queries
+    k: int  # queries per round
+    n_particles: int  # particles sampled per round
+    oracle: list[str]  # argv of the oracle command (the workflow appends QUERIES REWARDS)
+    surrogate: SurrogateConfig
+    domain_options: dict[str, Any] = field(default_factory=dict)
+    oracle_timeout_s: float | None = None
+    eval_oracle: list[str] | None = None  # argv for the final evaluation; None = the oracle
+    eval_particles: int = 512
+    reward_threshold: float = 0.5  # "the user is satisfied" level, for success rates
+    device: str = "cpu"
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.budget < self.k:
+            raise ValueError(f"need 1 <= k <= budget; got k={self.k}, budget={self.budget}")
+        if self.budget % self.k:
+            raise ValueError(f"budget ({self.budget}) must be a multiple of k ({self.k})")
+        if self.n_particles < self.k:
+            raise ValueError(f"n_particles ({self.n_particles}) must be >= k ({self.k})")
+        if not self.oracle:
+            raise ValueError("oracle must be a non-empty argv list")
+
+    @property
+    def name(self) -> str:
+        """``domain/method/seed``."""
+        return f"{self.domain}/{self.method.name}/{self.seed}"
+
+    @property
+    def rounds(self) -> int:
+        """Number of rounds, budget / k (the non-adaptive baseline: a single round)."""
+        if self.method.cold_start_queries is not None:
+            rest = self.budget - self.method.cold_start_queries
+            return 1 + rest // self.k
+        return self.budget // self.k
+
+    def queries_in_round(self, r: int) -> int:
+        """Queries asked in round ``r``."""
+        if r == 0 and self.method.cold_start_queries is not None:
+            return self.method.cold_start_queries
+        return self.k
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
+        d = asdict(self)
+        d["method"]["sampler"] = self.method.sampler.to_dict()
+        if self.method.eval_sampler is not None:
+            d["method"]["eval_sampler"] = self.method.eval_sampler.to_dict()
+        d["surrogate"] = self.surrogate.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CampaignSpec:
+        """Build from the plain form, rejecting unknown keys by name."""
+        data = dict(data)
+        _reject_unknown(cls, data, "campaign spec")
+        method = dict(data.pop("method"))
+        _reject_unknown(MethodSpec, method, "method")
+        method["sampler"] = SamplerConfig.from_dict(method["sampler"])
+        if method.get("eval_sampler") is not None:
+            method["eval_sampler"] = SamplerConfig.from_dict(method["eval_sampler"])
+        data["method"] = MethodSpec(**method)
+        data["surrogate"] = SurrogateConfig.from_dict(data["surrogate"])
+        return cls(**data)
+
+
+def write_spec(spec: CampaignSpec, path: str | os.PathLike[str]) -> None:
+    """Write ``spec.json`` atomically, with sorted keys (same spec, same bytes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def read_spec(path: str | os.PathLike[str]) -> CampaignSpec:
+    """Read and validate ``spec.json``; errors name the file."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return CampaignSpec.from_dict(data)
+    except FileNotFoundError as err:
+        raise ValueError(f"campaign spec {str(path)!r} does not exist") from err
+    except (json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
+        raise ValueError(f"campaign spec {str(path)!r} is invalid: {err}") from err
+
+
+def rng_seed(seed: int, round_: int, step: str) -> int:
+    """A 63-bit seed for one step of one round, derived from the campaign seed.
+
+    Different steps and rounds get independent streams; the same (seed, round, step) always the
+    same one, so reruns reproduce the observation datasets exactly.
+    """
+    tag = int.from_bytes(step.encode()[:8].ljust(8, b"\0"), "little")
+    return int(np.random.SeedSequence([seed, round_, tag]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def torch_generator(seed: int, round_: int, step: str) -> torch.Generator:
+    """A CPU torch generator seeded by :func:`rng_seed`."""
+    return torch.Generator().manual_seed(rng_seed(seed, round_, step))
+
+
+def numpy_rng(seed: int, round_: int, step: str) -> np.random.Generator:
+    """A numpy generator seeded by :func:`rng_seed`."""
+    return np.random.default_rng(rng_seed(seed, round_, step))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -1,0 +1,343 @@
+"""The ``prefalign`` command line: one subcommand per workflow step, each files in, files out.
+
+Run ``prefalign --help`` for the list and ``prefalign SUBCOMMAND --help`` for each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs, values parsed as YAML scalars (numbers, booleans, strings)."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: option {pair!r} is not of the form key=value")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+# --------------------------------------------------------------------------------------------
+# prefalign sample: standalone sampling of a domain, tilted by a built-in user or a surrogate
+# --------------------------------------------------------------------------------------------
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from prefalign.campaign import resolve_device
+    from prefalign.domains import get_domain
+    from prefalign.fkc import SamplerConfig, sample
+    from prefalign.surrogate import load_surrogate
+
+    torch.set_num_threads(args.threads)
+    domain = get_domain(args.domain, _parse_options(args.domain_option))
+    config = SamplerConfig(
+        variant=args.variant,
+        n_steps=args.n_steps,
+        lam_max=args.lam_max,
+        schedule=args.schedule,
+        tilt_start=args.tilt_start,
+        resample=args.resample,
+        ess_threshold=args.ess_threshold,
+        chunk_size=args.chunk_size,
+    )
+    reward = None
+    if args.surrogate:
+        reward = load_surrogate(args.surrogate).eval()
+    elif args.user:
+        preference = domain.oracle(args.user)
+        if not hasattr(preference, "torch"):
+            raise SystemExit(f"error: user {args.user!r} has no differentiable form; use --surrogate")
+        reward = preference.torch
+    if config.tilted and reward is None:
+        raise SystemExit(f"error: variant {args.variant!r} needs --user or --surrogate")
+    device = resolve_device(args.device)
+    result = sample(
+        domain.score,
+        domain.sde,
+        args.n_particles,
+        tuple(domain.event_shape),
+        reward=reward.to(device) if hasattr(reward, "to") else reward,
+        config=config,
+        generator=torch.Generator().manual_seed(args.seed),
+        device=device,
+        progress=not args.quiet,
+    )
+    x = result.x.detach().cpu().float().numpy()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        out,
+        x=x,
+        log_weight=result.log_weights.cpu().numpy(),
+        fk_log_weight=result.path_log_weights.cpu().numpy(),
+        ess=result.ess.numpy(),
+        config=json.dumps(config.to_dict()),
+    )
+    valid = domain.is_valid(x)
+    summary = {
+        "particles": len(x),
+        "validity_rate": float(valid.mean()),
+        "n_resamples": result.n_resamples,
+        "min_ess": float(result.ess.min()),
+        **domain.diversity(x),
+    }
+    if args.user:
+        summary["mean_reward"] = float(np.mean(domain.oracle(args.user)(x)))
+    print(json.dumps(summary, indent=2))
+    if args.plot:
+        _plot_samples(domain, x, args.user, args.plot, title=f"{args.variant}, lam_max={args.lam_max}")
+        print(f"wrote {args.out} and {args.plot}")
+    else:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _plot_samples(domain: Any, x: np.ndarray, user: str | None, path: str, title: str) -> None:
+    from prefalign import render
+
+    rewards = domain.oracle(user)(x) if user else None
+    if x.ndim == 2 and x.shape[1] == 2:
+        import torch
+
+        background = domain.sample_data(2000, torch.Generator().manual_seed(0))
+        render.save_points(path, x, rewards, background=background, title=title)
+    else:
+        render.save_grid(path, x[:64], rewards[:64] if rewards is not None else None)
+
+
+# --------------------------------------------------------------------------------------------
+# workflow steps
+# --------------------------------------------------------------------------------------------
+def _cmd_spec(args: argparse.Namespace) -> int:
+    from prefalign.campaign import CampaignSpec, write_spec
+
+    write_spec(CampaignSpec.from_dict(json.loads(args.json)), args.out)
+    return 0
+
+
+def _spec(args: argparse.Namespace):
+    from prefalign.campaign import read_spec
+
+    return read_spec(args.spec)
+
+
+def _cmd_sample_round(args: argparse.Namespace) -> int:
+    from prefalign.rounds import sample_round
+
+    stats = sample_round(_spec(args), args.round, args.surrogate, args.out, progress=not args.quiet)
+    print(json.dumps(stats))
+    return 0
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from prefalign.rounds import select_round
+
+    table = select_round(_spec(args), args.round, args.particles, args.queries, args.selection)
+    print(table.to_string(index=False))
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from prefalign.rounds import oracle_round
+
+    rewards = oracle_round(_spec(args), args.queries, args.rewards, args.log)
+    print(f"oracle answered {len(rewards)} queries; mean reward {rewards.mean():.4f}")
+    return 0
+
+
+def _cmd_observe(args: argparse.Namespace) -> int:
+    from prefalign.rounds import observe_round
+
+    df = observe_round(
+        _spec(args), args.round, args.previous, args.queries, args.selection, args.rewards, args.out
+    )
+    print(f"{len(df)} observations after round {args.round}; best reward {df['reward'].max():.4f}")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from prefalign.rounds import fit_round
+
+    report = fit_round(
+        _spec(args), args.round, args.observations, args.previous, args.out, progress=not args.quiet
+    )
+    print(json.dumps(report))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from prefalign.rounds import evaluate_campaign
+
+    evaluation = evaluate_campaign(
+        _spec(args), args.surrogate, args.out, args.samples, log=args.log, progress=not args.quiet
+    )
+    print(json.dumps(evaluation, indent=2))
+    if args.plot:
+        from prefalign.campaign import read_spec
+        from prefalign.rounds import campaign_domain
+
+        spec = read_spec(args.spec)
+        with np.load(args.samples) as data:
+            x = data["x"]
+        user = spec.oracle[-1] if spec.oracle[:2] == ["prefalign", "oracle"] else None
+        domain = campaign_domain(spec)
+        _plot_samples(domain, x, user if user in domain.oracle_names() else None, args.plot, spec.name)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# oracles
+# --------------------------------------------------------------------------------------------
+def _cmd_oracle_builtin(args: argparse.Namespace) -> int:
+    import hashlib
+
+    import pandas as pd
+
+    from prefalign.domains import get_domain
+    from prefalign.oracle import read_queries
+
+    domain = get_domain(args.domain, _parse_options(args.domain_option))
+    ids, x = read_queries(args.queries)
+    rewards = np.asarray(domain.oracle(args.user)(x), dtype=np.float64)
+    if args.noise_std > 0:
+        # the noise of each answer depends on the noise seed and the query ids only
+        digest = hashlib.sha256("\n".join(map(str, ids)).encode()).digest()
+        rng = np.random.default_rng([args.noise_seed, int.from_bytes(digest[:8], "little")])
+        rewards = rewards + args.noise_std * rng.standard_normal(len(rewards))
+    table = pd.DataFrame({"id": ids, "reward": rewards})
+    table.to_csv(args.rewards, index=False, float_format="%.17g")
+    return 0
+
+
+def _cmd_oracle_human(args: argparse.Namespace) -> int:
+    from prefalign.oracles.human import main as human_main
+
+    return human_main(args.human_args)
+
+
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``prefalign`` (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="prefalign",
+        description="Active preference alignment of diffusion models with Feynman-Kac correctors.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+
+    def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    def add_spec_round(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--spec", required=True, help="campaign spec.json")
+        p.add_argument("--round", type=int, required=True, help="round number (0 = cold start)")
+
+    p = add("sample", _cmd_sample, "Sample a domain with the FKC sampler; write particles to .npz.")
+    p.add_argument("--domain", default="mixture2d")
+    p.add_argument("--domain-option", action="append", metavar="KEY=VALUE", help="domain option")
+    p.add_argument("--variant", default="fkc", choices=["fkc", "draft", "guidance", "base"])
+    p.add_argument("--user", help="tilt by this built-in simulated user's (differentiable) reward")
+    p.add_argument("--surrogate", help="tilt by the surrogate checkpoint in this directory")
+    p.add_argument("--lam-max", type=float, default=1.0, help="tilt strength at the data end")
+    p.add_argument("--schedule", default="linear", choices=["linear", "constant"])
+    p.add_argument("--tilt-start", type=float, default=0.0)
+    p.add_argument("--resample", default="ess", choices=["ess", "always", "never"])
+    p.add_argument("--ess-threshold", type=float, default=0.5)
+    p.add_argument("--n-particles", type=int, default=1000)
+    p.add_argument("--n-steps", type=int, default=100)
+    p.add_argument("--chunk-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out", required=True, help="output .npz (x, log_weight, fk_log_weight, ess)")
+    p.add_argument("--plot", help="also write a PNG of the samples")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("spec", _cmd_spec, "Write a campaign's spec.json from its JSON settings.")
+    p.add_argument("--json", required=True, help="the CampaignSpec as JSON")
+    p.add_argument("--out", required=True)
+
+    p = add("sample-round", _cmd_sample_round, "Round step 1: sample particles (FKC or base).")
+    add_spec_round(p)
+    p.add_argument("--surrogate", help="previous round's surrogate directory (absent in round 0)")
+    p.add_argument("--out", required=True, help="particles.npz")
+    p.add_argument("--quiet", action="store_true")
+
+    p = add("select", _cmd_select, "Round step 2: choose the k queries (no particle twice).")
+    add_spec_round(p)
+    p.add_argument("--particles", required=True)
+    p.add_argument("--queries", required=True, help="queries.npz for the oracle (id, x)")
+    p.add_argument("--selection", required=True, help="selection.csv (how each was chosen)")
+
+    p = add("query", _cmd_query, "Round step 3: run the oracle command on the queries.")
+    p.add_argument("--spec", required=True)
+    p.add_argument("--queries", required=True)
+    p.add_argument("--rewards", required=True, help="validated rewards.csv (id,reward)")
+    p.add_argument("--log", help="file the oracle's stdout/stderr are appended to")
+
+    p = add("observe", _cmd_observe, "Round step 4: append the answers to the observations.")
+    add_spec_round(p)
+    p.add_argument("--previous", help="previous round's observations (absent in round 0)")
+    p.add_argument("--queries", required=True)
+    p.add_argument("--selection", required=True)
+    p.add_argument("--rewards", required=True)
+    p.add_argument("--out", required=True, help="cumulative observations .parquet")
+
+    p = add("fit", _cmd_fit, "Round step 5: fit and checkpoint the surrogate.")
+    add_spec_round(p)
+    p.add_argument("--observations", required=True)
+    p.add_argument("--previous", help="previous surrogate directory, for warm starts")
+    p.add_argument("--out", required=True, help="checkpoint directory")
+    p.add_argument("--quiet", action="store_true")
+
+    p = add("evaluate", _cmd_evaluate, "Final evaluation with the last surrogate (no budget).")
+    p.add_argument("--spec", required=True)
+    p.add_argument("--surrogate", required=True)
+    p.add_argument("--out", required=True, help="evaluation .json")
+    p.add_argument("--samples", required=True, help="fresh samples .npz")
+    p.add_argument("--plot", help="PNG of the fresh samples")
+    p.add_argument("--log")
+    p.add_argument("--quiet", action="store_true")
+
+    p = add("oracle", lambda a: 2, "Built-in oracle commands (simulated users, a person).")
+    osub = p.add_subparsers(dest="oracle_kind", required=True, metavar="KIND")
+    b = osub.add_parser("builtin", help="a simulated user of a domain")
+    b.set_defaults(handler=_cmd_oracle_builtin)
+    b.add_argument("domain")
+    b.add_argument("user", help="the simulated user's name (see the domain's docs)")
+    b.add_argument("--domain-option", action="append", metavar="KEY=VALUE")
+    b.add_argument("--noise-std", type=float, default=0.0, help="Gaussian noise on the answers")
+    b.add_argument("--noise-seed", type=int, default=0)
+    b.add_argument("queries")
+    b.add_argument("rewards")
+    h = osub.add_parser("human", help="a person rating queries in a local web page", add_help=False)
+    h.set_defaults(handler=_cmd_oracle_human)
+    h.add_argument("human_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``prefalign`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"prefalign {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The steps of one active-learning round, each a function of files to files.
+
+``sample -> select -> oracle -> observe -> fit`` (``shared/docs/design.md``, "Data flow of one
+campaign"). Round 0 is the cold start: base samples, queries drawn at random. Every random draw
+comes from a generator seeded by (campaign seed, round, step), so reruns are exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from prefalign import acquisition
+from prefalign.campaign import CampaignSpec, numpy_rng, resolve_device, torch_generator
+from prefalign.domains import get_domain
+from prefalign.domains.base import Domain
+from prefalign.fkc import SamplerConfig, SampleResult, sample
+from prefalign.observations import (
+    append_round,
+    new_round_frame,
+    observations_xy,
+    read_observations,
+    write_observations,
+)
+from prefalign.oracle import read_queries, read_rewards, run_oracle, write_queries
+from prefalign.surrogate import (
+    Surrogate,
+    fit,
+    load_surrogate,
+    save_surrogate,
+    training_set_hash,
+)
+
+PathLike = str | os.PathLike[str]
+
+
+def _atomic_savez(path: PathLike, **arrays: np.ndarray) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    with os.fdopen(fd, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def campaign_domain(spec: CampaignSpec) -> Domain:
+    """The domain of a campaign, built from its options."""
+    return get_domain(spec.domain, spec.domain_options)
+
+
+def draw_particles(
+    spec: CampaignSpec,
+    domain: Domain,
+    surrogate: Surrogate | None,
+    n: int,
+    round_: int,
+    step: str,
+    *,
+    progress: bool = False,
+) -> SampleResult:
+    """Sample ``n`` particles with the method's sampler tilted by ``surrogate`` (base if None)."""
+    device = resolve_device(spec.device)
+    config = spec.method.sampler
+    if surrogate is None:
+        config = SamplerConfig.from_dict({**config.to_dict(), "variant": "base"})
+    reward = None
+    if surrogate is not None and config.tilted:
+        surrogate = surrogate.to(device).eval()
+        reward = surrogate
+    return sample(
+        domain.score,
+        domain.sde,
+        n,
+        tuple(domain.event_shape),
+        reward=reward,
+        config=config,
+        generator=torch_generator(spec.seed, round_, step),
+        device=device,
+        progress=progress,
+    )
+
+
+def _predict(surrogate: Surrogate | None, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    n = x.shape[0]
+    if surrogate is None:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    surrogate = surrogate.cpu().eval()
+    with torch.no_grad():
+        mean, std = surrogate.predict(x.detach().cpu().float())
+    return mean.numpy().astype(np.float64), std.numpy().astype(np.float64)
+
+
+def sample_round(
+    spec: CampaignSpec,
+    round_: int,
+    surrogate_dir: PathLike | None,
+    out: PathLike,
+    *,
+    progress: bool = False,
+) -> dict:
+    """Step 1: sample N particles (round 0: the base model) and write ``particles.npz``.
+
+    The file holds ``x`` (N, *shape), ``fk_log_weight`` (FK path log-weights), ``log_weight``,
+    ``surrogate_pred`` and ``surrogate_std`` (NaN without a surrogate), and ``ess`` per step.
+    Returns the run's statistics (also written as JSON beside it).
+    """
+    torch.set_num_threads(spec.torch_threads)
+    domain = campaign_domain(spec)
+    surrogate = None if round_ == 0 or surrogate_dir is None else load_surrogate(surrogate_dir)
+    start = time.perf_counter()
+    result = draw_particles(spec, domain, surrogate, spec.n_particles, round_, "sample", progress=progress)
+    seconds = time.perf_counter() - start
+    pred, std = _predict(surrogate, result.x)
+    _atomic_savez(
+        out,
+        x=result.x.detach().cpu().float().numpy(),
+        fk_log_weight=result.path_log_weights.cpu().numpy(),
+        log_weight=result.log_weights.cpu().numpy(),
+        surrogate_pred=pred,
+        surrogate_std=std,
+        ess=result.ess.numpy(),
+    )
+    stats = {
+        "round": round_,
+        "variant": "base" if surrogate is None else spec.method.sampler.variant,
+        "n_particles": spec.n_particles,
+        "n_resamples": result.n_resamples,
+        "min_ess": float(result.ess.min()),
+        "n_score_evals": result.n_score_evals,
+        "n_reward_evals": result.n_reward_evals,
+        "seconds": seconds,
+    }
+    _atomic_write_text(Path(out).with_suffix(".json"), json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def select_round(
+    spec: CampaignSpec, round_: int, particles: PathLike, queries_out: PathLike, selection_out: PathLike
+) -> pd.DataFrame:
+    """Step 2: choose the round's queries; write ``queries.npz`` (id, x) for the oracle and
+    ``selection.csv`` (id, index, selected_by, fk_log_weight, surrogate_pred) for ``observe``.
+    """
+    with np.load(particles, allow_pickle=False) as data:
+        x, fk = data["x"], data["fk_log_weight"]
+        pred, std = data["surrogate_pred"], data["surrogate_std"]
+    k = spec.queries_in_round(round_)
+    method = spec.method
+    rng = numpy_rng(spec.seed, round_, "select")
+    if round_ == 0:
+        chosen = acquisition.select("random", np.zeros(len(x)), k, rng, x=x)
+    else:
+        scores = {"fk_weight": fk, "surrogate": pred, "ucb": pred}[method.score]
+        kwargs: dict = {}
+        if method.selection == "eps_greedy":
+            kwargs["epsilon"] = (
+                method.epsilon
+                if method.epsilon is not None
+                else acquisition.eps_greedy_epsilon(round_, spec.rounds)
+            )
+        if method.selection == "ucb":
+            kwargs.update(ucb_std=std, kappa=method.kappa)
+        chosen = acquisition.select(method.selection, scores, k, rng, x=x, **kwargs)
+    idx = chosen.indices
+    ids = [f"r{round_:03d}-p{int(i):05d}" for i in idx]
+    write_queries(queries_out, ids, x[idx])
+    table = pd.DataFrame(
+        {
+            "id": ids,
+            "index": idx.astype(np.int64),
+            "selected_by": chosen.selected_by.astype(str),
+            "fk_log_weight": fk[idx].astype(np.float64),
+            "surrogate_pred": pred[idx].astype(np.float64),
+        }
+    )
+    _atomic_write_text(selection_out, table.to_csv(index=False, float_format="%.17g"))
+    return table
+
+
+def oracle_round(
+    spec: CampaignSpec, queries: PathLike, rewards_out: PathLike, log: PathLike | None = None
+) -> pd.Series:
+    """Step 3: run the oracle command on the queries; the validated rewards land in
+    ``rewards_out`` (nothing is written when the oracle fails)."""
+    return run_oracle(spec.oracle, queries, rewards_out, spec.oracle_timeout_s, log)
+
+
+def observe_round(
+    spec: CampaignSpec,
+    round_: int,
+    previous: PathLike | None,
+    queries: PathLike,
+    selection: PathLike,
+    rewards: PathLike,
+    out: PathLike,
+) -> pd.DataFrame:
+    """Step 4: validate the answers and append them to the cumulative observation dataset."""
+    ids, x = read_queries(queries)
+    answers = read_rewards(rewards, list(ids))
+    sel = pd.read_csv(selection, dtype={"id": str}).set_index("id").loc[list(ids)]
+    prev = None
+    if round_ > 0:
+        if previous is None:
+            raise ValueError(f"round {round_} needs the observations of round {round_ - 1}")
+        prev, _ = read_observations(previous)
+    frame = new_round_frame(
+        spec.name,
+        spec.seed,
+        round_,
+        list(ids),
+        x,
+        answers,
+        sel["selected_by"].to_numpy(str),
+        sel["fk_log_weight"].to_numpy(np.float64),
+        sel["surrogate_pred"].to_numpy(np.float64),
+    )
+    df = append_round(prev, frame)
+    write_observations(df, out, x.shape[1:])
+    return df
+
+
+def fit_round(
+    spec: CampaignSpec,
+    round_: int,
+    observations: PathLike,
+    previous_surrogate: PathLike | None,
+    out: PathLike,
+    *,
+    progress: bool = False,
+) -> dict:
+    """Step 5: fit the surrogate on all observations so far (warm-started from the previous
+    round's checkpoint when the config asks) and checkpoint it."""
+    torch.set_num_threads(spec.torch_threads)
+    df, shape = read_observations(observations)
+    x, y = observations_xy(df, shape)
+    init = load_surrogate(previous_surrogate) if previous_surrogate else None
+    domain = campaign_domain(spec) if spec.surrogate.noise_train else None
+    surrogate, report = fit(
+        x,
+        y,
+        spec.surrogate,
+        seed=int(numpy_rng(spec.seed, round_, "fit").integers(2**31)),
+        init=init,
+        sde=domain.sde if domain is not None else None,
+        progress=progress,
+    )
+    save_surrogate(
+        surrogate, out, config=spec.surrogate, report=report, training_set_hash=training_set_hash(x, y)
+    )
+    return report.to_dict()
+
+
+def evaluate_campaign(
+    spec: CampaignSpec,
+    surrogate_dir: PathLike,
+    out_json: PathLike,
+    samples_out: PathLike,
+    *,
+    log: PathLike | None = None,
+    progress: bool = False,
+) -> dict:
+    """Final evaluation, spending no budget: sample ``eval_particles`` fresh particles with the
+    method's evaluation sampler tilted by the last surrogate, and report the oracle's mean
+    reward, the share above ``reward_threshold``, the validity rate and the diversity."""
+    torch.set_num_threads(spec.torch_threads)
+    domain = campaign_domain(spec)
+    surrogate = load_surrogate(surrogate_dir)
+    eval_spec = spec
+    if spec.method.eval_sampler is not None:
+        eval_spec = replace(spec, method=replace(spec.method, sampler=spec.method.eval_sampler))
+    start = time.perf_counter()
+    result = draw_particles(
+        eval_spec, domain, surrogate, spec.eval_particles, 10**6, "evaluate", progress=progress
+    )
+    seconds = time.perf_counter() - start
+    x = result.x.detach().cpu().float().numpy()
+    _atomic_savez(samples_out, x=x)
+    scores: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=Path(out_json).parent) as tmp:
+        ids = [f"eval-{i:05d}" for i in range(len(x))]
+        queries = Path(tmp) / "queries.npz"
+        write_queries(queries, ids, x)
+        for key, argv in (("mean_reward", spec.oracle), ("eval_mean_reward", spec.eval_oracle)):
+            if argv is None:
+                continue
+            rewards = run_oracle(argv, queries, Path(tmp) / f"{key}.csv", spec.oracle_timeout_s, log)
+            r = rewards.loc[ids].to_numpy(np.float64)
+            scores[key] = float(r.mean())
+            if key == "mean_reward":
+                scores["reward_std"] = float(r.std())
+                scores["frac_above_threshold"] = float((r >= spec.reward_threshold).mean())
+    evaluation = {
+        "campaign": spec.name,
+        "domain": spec.domain,
+        "method": spec.method.name,
+        "seed": spec.seed,
+        "n_queries": spec.budget,
+        "n_samples": len(x),
+        **scores,
+        "validity_rate": float(np.mean(domain.is_valid(x))),
+        "diversity": {k: float(v) for k, v in domain.diversity(x).items()},
+        "eval_oracle": " ".join(spec.eval_oracle or spec.oracle),
+        "seconds": seconds,
+    }
+    _atomic_write_text(out_json, json.dumps(evaluation, indent=2) + "\n")
+    return evaluation

@@ -197,6 +197,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_aggregate(args: argparse.Namespace) -> int:
+    from prefalign import metrics, report
+
+    figures, tables = Path(args.figures), Path(args.tables)
+    figures.mkdir(parents=True, exist_ok=True)
+    tables.mkdir(parents=True, exist_ok=True)
+    rounds = metrics.campaign_round_metrics(args.observations)
+    rounds.to_csv(tables / "round_metrics.csv", index=False)
+    evals = metrics.load_evaluations(args.evaluations)
+    evals.to_csv(tables / "evaluations.csv", index=False)
+    table = metrics.final_table(evals, rounds, threshold=args.threshold)
+    written = report.write_tables(table, tables / "final")
+    report.plot_learning_curves(rounds, figures / "reward_vs_queries.png")
+    report.plot_final_metrics(evals, figures / "final_metrics.png")
+    print(f"tables: {', '.join(str(p) for p in written.values())}")
+    print(f"figures: {figures / 'reward_vs_queries.png'}, {figures / 'final_metrics.png'}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # oracles
 # --------------------------------------------------------------------------------------------
@@ -311,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="PNG of the fresh samples")
     p.add_argument("--log")
     p.add_argument("--quiet", action="store_true")
+
+    p = add("aggregate", _cmd_aggregate, "Seeds aggregated into figures and tables.")
+    p.add_argument("--observations", nargs="+", required=True, help="final observations per campaign")
+    p.add_argument("--evaluations", nargs="+", required=True, help="evaluation .json per campaign")
+    p.add_argument("--threshold", type=float, default=0.5, help="reward for 'queries to threshold'")
+    p.add_argument("--figures", required=True, help="output folder of the figures")
+    p.add_argument("--tables", required=True, help="output folder of the tables")
 
     p = add("oracle", lambda a: 2, "Built-in oracle commands (simulated users, a person).")
     osub = p.add_subparsers(dest="oracle_kind", required=True, metavar="KIND")

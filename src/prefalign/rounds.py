@@ -177,14 +177,16 @@ def select_round(
         if method.selection == "ucb":
             kwargs.update(ucb_std=std, kappa=method.kappa)
         chosen = acquisition.select(method.selection, scores, k, rng, x=x, **kwargs)
-    idx = chosen.indices
+    # shown in random order, so that a person cannot tell the top picks from the random ones
+    order = rng.permutation(len(chosen.indices))
+    idx, selected_by = chosen.indices[order], chosen.selected_by[order]
     ids = [f"r{round_:03d}-p{int(i):05d}" for i in idx]
     write_queries(queries_out, ids, x[idx])
     table = pd.DataFrame(
         {
             "id": ids,
             "index": idx.astype(np.int64),
-            "selected_by": chosen.selected_by.astype(str),
+            "selected_by": selected_by.astype(str),
             "fk_log_weight": fk[idx].astype(np.float64),
             "surrogate_pred": pred[idx].astype(np.float64),
         }

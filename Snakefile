@@ -1,0 +1,21 @@
+# Active preference alignment: every campaign (domain x method x seed) is a chain of rounds
+# sample -> select -> oracle -> observe -> fit, then a final evaluation and the aggregation.
+# Run: snakemake --profile profiles/default   (see README.md and config/README.md)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/rounds.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

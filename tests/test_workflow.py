@@ -1,0 +1,167 @@
+"""End-to-end runs of the Snakemake workflow on the tiny CI config (.test/config/config.yaml)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from workflow_helpers import (
+    env,
+    observation_files,
+    run_snakemake,
+    snakemake_cmd,
+    tiny_config,
+    workdir,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uninterrupted run of the tiny config."""
+    wd = workdir(tmp_path_factory.mktemp("reference"), tiny_config())
+    run_snakemake(wd)
+    return wd
+
+
+def test_end_to_end_outputs_and_nothing_left_to_do(reference_run: Path) -> None:
+    wd = reference_run
+    for method in ("fkc-al", "random"):
+        assert (wd / f"results/observations/mixture2d/{method}/seed0/round1.parquet").is_file()
+        assert (wd / f"results/evaluation/mixture2d/{method}/seed0.json").is_file()
+        assert (
+            wd / f"results/surrogates/mixture2d/{method}/seed0/round1/model.safetensors"
+        ).is_file()
+        for step in ("sample", "select", "oracle", "observe", "fit"):
+            assert (wd / f"logs/mixture2d/{method}/seed0/round1/{step}.log").is_file()
+            assert (wd / f"results/benchmarks/mixture2d/{method}/seed0/round1/{step}.tsv").is_file()
+    for out in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "tables/final.md"):
+        assert (wd / "results" / out).stat().st_size > 0
+    again = run_snakemake(wd, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_same_config_and_seed_give_identical_observations(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    wd = workdir(tmp_path, tiny_config())
+    run_snakemake(wd)
+    first, second = observation_files(reference_run), observation_files(wd)
+    assert first.keys() == second.keys() and len(first) == 4
+    assert first == second
+
+
+def test_killed_run_resumes_to_identical_observations(reference_run: Path, tmp_path: Path) -> None:
+    wd = workdir(tmp_path, tiny_config())
+    proc = subprocess.Popen(
+        snakemake_cmd("--cores", "1"),
+        cwd=wd,
+        env=env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    marker = wd / "results/campaigns/mixture2d/fkc-al/seed0/round1/particles.npz"
+    marker_random = wd / "results/campaigns/mixture2d/random/seed0/round1/particles.npz"
+    deadline = time.monotonic() + 300
+    while not (marker.exists() or marker_random.exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # in the middle of round 1: a hard kill, no clean-up
+    proc.wait()
+    assert proc.returncode != 0
+    run_snakemake(wd)
+    assert observation_files(wd) == observation_files(reference_run)
+
+
+BAD_ORACLE = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    mode = open(sys.argv[1]).read().strip()
+    queries, rewards = sys.argv[2], sys.argv[3]
+    ids = [str(i) for i in np.load(queries)["id"]]
+    rows = [(i, "0.5") for i in ids]
+    if ids[0].startswith("r001"):  # round 0 answers well; round 1 misbehaves
+        if mode == "exit":
+            print("oracle exploded", file=sys.stderr); sys.exit(3)
+        if mode == "hang":
+            time.sleep(600)
+        if mode == "omit":
+            rows = rows[1:]
+        if mode == "repeat":
+            rows = rows + rows[:1]
+        if mode == "unknown":
+            rows = rows + [("r001-p99999", "0.1")]
+        if mode == "nan":
+            rows[0] = (rows[0][0], "nan")
+        if mode == "text":
+            rows[0] = (rows[0][0], "very good")
+    with open(rewards, "w") as fh:
+        fh.write("id,reward\\n" + "".join(f"{i},{r}\\n" for i, r in rows))
+    """
+)
+
+FAILURES = {
+    "exit": "exit code 3",
+    "hang": "timed out",
+    "omit": "missing",
+    "repeat": "duplicate",
+    "unknown": "unknown",
+    "nan": "non-finite",
+    "text": "not a number",
+}
+
+
+def test_failing_oracles_fail_the_round_and_leave_observations_unchanged(tmp_path: Path) -> None:
+    script, mode = tmp_path / "oracle.py", tmp_path / "mode.txt"
+    script.write_text(BAD_ORACLE)
+    mode.write_text("good")
+    domain = tiny_config()["domains"]["mixture2d"]
+    domain.update(oracle=[sys.executable, str(script), str(mode)], oracle_timeout_s=3)
+    config = tiny_config(domains={"mixture2d": domain})
+    config["campaigns"]["methods"] = ["fkc-al"]
+    (tmp_path / "wd").mkdir()
+    wd = workdir(tmp_path / "wd", config)
+    campaign = "mixture2d/fkc-al/seed0"
+    round0 = wd / f"results/observations/{campaign}/round0.parquet"
+    run_snakemake(wd, f"results/surrogates/{campaign}/round0")
+    before = round0.read_bytes()
+    for name, message in FAILURES.items():
+        mode.write_text(name)
+        proc = run_snakemake(wd, check=False)
+        assert proc.returncode != 0, name
+        log = (wd / f"logs/{campaign}/round1/oracle.log").read_text()
+        assert message in log.lower(), (name, log[-2000:])
+        assert round0.read_bytes() == before, name
+        assert not (wd / f"results/observations/{campaign}/round1.parquet").exists(), name
+        assert not (wd / f"results/campaigns/{campaign}/round1/rewards.csv").exists(), name
+    mode.write_text("good")  # the oracle is fixed: rerunning completes the campaign
+    run_snakemake(wd)
+    assert round0.read_bytes() == before
+    assert (wd / f"results/observations/{campaign}/round1.parquet").is_file()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda c: c.update(budjet=8), "budjet"),
+        (lambda c: c["domains"]["mixture2d"]["sampler"].update(lam_maxx=2.0), "lam_maxx"),
+        (lambda c: c.update(k=0), "k"),
+        (lambda c: c["methods"]["fkc-al"].update(selection="best"), "selection"),
+    ],
+)
+def test_schema_violations_are_rejected_before_any_job(tmp_path: Path, mutate, key: str) -> None:
+    config = tiny_config()
+    mutate(config)
+    wd = workdir(tmp_path, config)
+    proc = run_snakemake(wd, check=False)
+    assert proc.returncode != 0
+    assert key in proc.stderr + proc.stdout
+    assert not (wd / "results").exists()

@@ -1,0 +1,134 @@
+# Helper functions of the workflow: config validation, campaign resolution, input functions.
+import json
+import shlex
+
+from snakemake.utils import validate
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = "results"
+CAMPAIGN = RESULTS + "/campaigns/{domain}/{method}/seed{seed}"
+ROUND = CAMPAIGN + "/round{round}"
+OBSERVATIONS = RESULTS + "/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
+SURROGATE = RESULTS + "/surrogates/{domain}/{method}/seed{seed}/round{round}"
+EVALUATION = RESULTS + "/evaluation/{domain}/{method}/seed{seed}"
+LOGS = "logs/{domain}/{method}/seed{seed}"
+BENCH = RESULTS + "/benchmarks/{domain}/{method}/seed{seed}"
+
+
+def _merge(base, override):
+    """Recursive dict merge: values of ``override`` win."""
+    out = dict(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def campaign_spec(domain, method, seed):
+    """The resolved settings of one campaign, as the dict `prefalign spec` takes."""
+    dom = config["domains"][domain]
+    meth = config["methods"][method]
+    sampler = _merge(dom.get("sampler", {}), meth.get("sampler", {}))
+    eval_sampler = None
+    if sampler.get("variant", "fkc") == "base":
+        # methods that query base samples are judged by FKC tilted by their own surrogate
+        eval_sampler = _merge(dom.get("sampler", {}), {"variant": "fkc"})
+    budget = config["budget"]
+    cold = budget if meth.get("non_adaptive", False) else None
+    return {
+        "domain": domain,
+        "domain_options": dom.get("options", {}),
+        "seed": int(seed),
+        "budget": budget,
+        "k": meth.get("k", config["k"]),
+        "n_particles": meth.get("n_particles", config["n_particles"]),
+        "oracle": dom["oracle"],
+        "oracle_timeout_s": dom.get("oracle_timeout_s"),
+        "eval_oracle": dom.get("eval_oracle"),
+        "eval_particles": config["eval_particles"],
+        "reward_threshold": dom.get("reward_threshold", 0.5),
+        "device": config.get("device", "cpu"),
+        "torch_threads": config.get("torch_threads", 1),
+        "surrogate": _merge(dom.get("surrogate", {}), meth.get("surrogate", {})),
+        "method": {
+            "name": method,
+            "sampler": sampler,
+            "eval_sampler": eval_sampler,
+            "selection": meth.get("selection", "eps_greedy"),
+            "score": meth.get("score", "fk_weight"),
+            "epsilon": meth.get("epsilon"),
+            "kappa": meth.get("kappa", 1.0),
+            "cold_start_queries": cold,
+        },
+    }
+
+
+def n_rounds(domain, method):
+    """Rounds of a campaign: budget / k (one round for the non-adaptive baseline)."""
+    meth = config["methods"][method]
+    if meth.get("non_adaptive", False):
+        return 1
+    return config["budget"] // meth.get("k", config["k"])
+
+
+def campaigns():
+    """Every (domain, method, seed) of the config."""
+    c = config["campaigns"]
+    return [(d, m, s) for d in c["domains"] for m in c["methods"] for s in c["seeds"]]
+
+
+def last_round(wildcards):
+    return n_rounds(wildcards.domain, wildcards.method) - 1
+
+
+def get_spec_json(wildcards):
+    spec = campaign_spec(wildcards.domain, wildcards.method, wildcards.seed)
+    return shlex.quote(json.dumps(spec, sort_keys=True))
+
+
+def get_previous_surrogate(wildcards):
+    """Round r samples with surrogate r-1; round 0 is the cold start from the base model."""
+    r = int(wildcards.round)
+    return [] if r == 0 else expand(SURROGATE, **{**wildcards, "round": r - 1})
+
+
+def get_previous_observations(wildcards):
+    r = int(wildcards.round)
+    return [] if r == 0 else expand(OBSERVATIONS, **{**wildcards, "round": r - 1})
+
+
+def flag(name, paths):
+    """`--name path` for an optional input, or nothing."""
+    return f"--{name} {paths[0]}" if paths else ""
+
+
+def get_final_surrogate(wildcards):
+    return expand(SURROGATE, **{**wildcards, "round": last_round(wildcards)})
+
+
+def get_final_observations(wildcards=None):
+    """Each campaign's last observation dataset."""
+    return [
+        expand(OBSERVATIONS, domain=d, method=m, seed=s, round=n_rounds(d, m) - 1)[0]
+        for d, m, s in campaigns()
+    ]
+
+
+def get_evaluations(wildcards=None):
+    return [expand(EVALUATION + ".json", domain=d, method=m, seed=s)[0] for d, m, s in campaigns()]
+
+
+def sample_resources(wildcards):
+    return 1 if config.get("gpu", False) else 0
+
+
+def get_final_outputs():
+    return [
+        RESULTS + "/figures/reward_vs_queries.png",
+        RESULTS + "/figures/final_metrics.png",
+        RESULTS + "/tables/final.md",
+    ]

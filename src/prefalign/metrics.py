@@ -1,0 +1,527 @@
+"""Numbers for the paper: learning curves per round, and the final table over seeds.
+
+Two sources feed the metrics of a campaign (domain × method × seed):
+
+- its final observation dataset (:mod:`prefalign.observations`), from which :func:`round_metrics`
+  derives one row per round: what the user saw while teaching (``round_mean_reward``) and the best
+  rewards found so far (``best_so_far``, ``top10_mean``);
+- its evaluation JSON, written after the last round from ``M`` fresh samples of the final
+  surrogate, read by :func:`load_evaluations`. Its ``mean_reward`` is the primary metric;
+  ``validity_rate`` and the ``diversity`` keys show a method that wins by leaving the data
+  manifold or collapsing onto one mode.
+
+:func:`final_table` aggregates both over seeds: per group (default ``domain``, ``method``) the
+mean of each metric and the half-width of its 95% confidence interval, Student t over seeds
+(:func:`ci95`). Everything here is pure pandas/numpy; figures and files live in
+:mod:`prefalign.report`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from numbers import Real
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from prefalign.observations import read_observations
+
+__all__ = [
+    "EVALUATION_KEYS",
+    "LEARNING_CURVE_METRICS",
+    "TOP_N",
+    "MetricsError",
+    "campaign_round_metrics",
+    "campaign_summary",
+    "ci95",
+    "final_table",
+    "load_evaluations",
+    "parse_campaign",
+    "queries_to_threshold",
+    "round_metrics",
+]
+
+StrPath = str | os.PathLike[str]
+
+#: How many of the best observed rewards ``top10_mean`` averages.
+TOP_N = 10
+#: Per-round metrics :mod:`prefalign.report` draws as learning curves, in this order.
+LEARNING_CURVE_METRICS = ("round_mean_reward", "best_so_far", "top10_mean")
+#: Keys every evaluation JSON must have.
+EVALUATION_KEYS = (
+    "campaign",
+    "domain",
+    "method",
+    "seed",
+    "n_queries",
+    "n_samples",
+    "mean_reward",
+    "validity_rate",
+    "diversity",
+)
+#: Numeric evaluation columns that describe the run rather than measure it: not aggregated.
+_EVAL_NOT_METRICS = ("seed", "n_queries", "n_samples", "seconds")
+#: Order of the metrics in the final table; other numeric columns follow, sorted by name.
+_METRIC_ORDER = (
+    "mean_reward",
+    "eval_mean_reward",
+    "frac_above_threshold",
+    "reward_std",
+    "validity_rate",
+)
+_ROUND_SUMMARY_METRICS = (
+    "round_mean_reward",
+    "final_top10_mean",
+    "final_best_so_far",
+    "queries_to_threshold",
+)
+_OBS_COLUMNS = ("campaign", "seed", "round", "reward", "selected_by")
+_KEYS = ("domain", "method", "seed")
+_MAX_SHOWN = 5
+
+
+class MetricsError(ValueError):
+    """Inputs to the metrics are missing, malformed or inconsistent with each other."""
+
+
+def _show(values: Sequence[object]) -> str:
+    shown = ", ".join(str(v) for v in values[:_MAX_SHOWN])
+    if len(values) > _MAX_SHOWN:
+        shown += f", ... and {len(values) - _MAX_SHOWN} more"
+    return shown
+
+
+# ----------------------------------------------------------------------------------------------
+# confidence intervals
+
+
+def ci95(values: Iterable[float] | np.ndarray | pd.Series) -> tuple[float, float]:
+    """Mean and half-width of the 95% Student t confidence interval of the mean.
+
+    ``halfwidth = t_{0.975, n-1} · s / sqrt(n)`` with ``s`` the sample standard deviation
+    (``ddof=1``) of the ``n`` values, e.g. over seeds. NaN values are dropped first.
+
+    Returns:
+        ``(mean, halfwidth)``; the half-width is NaN for fewer than two values, both are NaN for
+        none.
+    """
+    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    n = arr.size
+    if n == 0:
+        return math.nan, math.nan
+    mean = float(arr.mean())
+    if n == 1:
+        return mean, math.nan
+    sem = float(arr.std(ddof=1)) / math.sqrt(n)
+    return mean, float(stats.t.ppf(0.975, n - 1)) * sem
+
+
+# ----------------------------------------------------------------------------------------------
+# per-round metrics
+
+
+def parse_campaign(campaign: str, seed: int | None = None) -> tuple[str, str, int]:
+    """Split a campaign name into ``(domain, method, seed)``.
+
+    Accepts ``domain/method/seed`` and ``domain/method`` (then ``seed`` must be given). When both
+    name and ``seed`` carry a seed they must agree.
+
+    Raises:
+        MetricsError: another form, a non-integer seed, or disagreeing seeds.
+    """
+    parts = str(campaign).split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise MetricsError(
+            f"campaign {campaign!r} must look like 'domain/method/seed' or 'domain/method'"
+        )
+    if len(parts) == 2:
+        if seed is None:
+            raise MetricsError(f"campaign {campaign!r} names no seed and none was given")
+        return parts[0], parts[1], int(seed)
+    try:
+        named = int(parts[2])
+    except ValueError:
+        raise MetricsError(
+            f"campaign {campaign!r}: seed part {parts[2]!r} is not an integer"
+        ) from None
+    if seed is not None and int(seed) != named:
+        raise MetricsError(f"campaign {campaign!r} names seed {named} but its seed is {seed}")
+    return parts[0], parts[1], named
+
+
+def _top_mean(values: np.ndarray, n: int) -> float:
+    """Mean of the ``n`` largest values (of all of them when there are fewer)."""
+    return float(np.sort(values)[-n:].mean())
+
+
+def _one_campaign(obs: pd.DataFrame, k: int | None) -> pd.DataFrame:
+    """:func:`round_metrics` for the rows of one (campaign, seed)."""
+    campaign, seed = str(obs["campaign"].iloc[0]), int(obs["seed"].iloc[0])
+    domain, method, seed = parse_campaign(campaign, seed)
+    rounds = np.sort(pd.unique(obs["round"].to_numpy(np.int64)))
+    if rounds[0] != 0 or (np.diff(rounds) != 1).any():
+        raise MetricsError(
+            f"campaign {campaign!r} seed {seed}: rounds must be 0..R without gaps, "
+            f"got {_show(rounds.tolist())}"
+        )
+    sizes = obs.groupby("round").size()
+    if k is not None and (sizes != k).any():
+        bad = [f"round {r}: {n}" for r, n in sizes.items() if n != k]
+        raise MetricsError(
+            f"campaign {campaign!r} seed {seed}: expected k={k} queries per round, got {_show(bad)}"
+        )
+    rows = []
+    seen = np.empty(0)
+    for r in rounds:
+        this = obs[obs["round"] == r]
+        rewards = this["reward"].to_numpy(np.float64)
+        seen = np.concatenate([seen, rewards])
+        labels = this["selected_by"].astype(str).value_counts()
+        rows.append(
+            {
+                "campaign": campaign,
+                "domain": domain,
+                "method": method,
+                "seed": seed,
+                "round": int(r),
+                "n_queries": seen.size,
+                "round_mean_reward": float(rewards.mean()),
+                "best_so_far": float(seen.max()),
+                "top10_mean": _top_mean(seen, TOP_N),
+                **{f"n_{label}": int(n) for label, n in labels.items()},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def round_metrics(obs: pd.DataFrame, *, k: int | None = None) -> pd.DataFrame:
+    """One row per round of each campaign in an observation dataset.
+
+    Args:
+        obs: observations (:func:`prefalign.observations.read_observations`), of one campaign or
+            several concatenated; needs columns campaign, seed, round, reward, selected_by.
+        k: when given, every round must hold exactly ``k`` queries.
+
+    Returns:
+        Columns campaign, domain, method, seed (parsed from ``campaign``, see
+        :func:`parse_campaign`), round, ``n_queries`` (cumulative queries up to and including the
+        round), ``round_mean_reward`` (mean reward of the round's queries: what the user saw),
+        ``best_so_far`` (largest reward observed so far), ``top10_mean`` (mean of the
+        :data:`TOP_N` largest rewards so far; of all when fewer), and ``n_top``, ``n_random``
+        (plus ``n_<label>`` for any other ``selected_by`` label): the round's queries per
+        selection rule. Sorted by campaign, seed, round.
+
+    Raises:
+        MetricsError: missing columns, no rows, non-finite rewards, gaps in the rounds, a round
+            without ``k`` queries, a malformed campaign name.
+    """
+    missing = [c for c in _OBS_COLUMNS if c not in obs.columns]
+    if missing:
+        raise MetricsError(f"observations lack column(s) {missing}; have {list(obs.columns)}")
+    if len(obs) == 0:
+        raise MetricsError("observations are empty: no rounds to summarise")
+    if not np.isfinite(obs["reward"].to_numpy(np.float64)).all():
+        raise MetricsError("observations hold non-finite rewards")
+    if k is not None and k < 1:
+        raise MetricsError(f"k must be a positive int, got {k!r}")
+    parts = [_one_campaign(g, k) for _, g in obs.groupby(["campaign", "seed"], sort=True)]
+    return _tidy_counts(pd.concat(parts, ignore_index=True))
+
+
+def _tidy_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Give every frame ``n_top`` and ``n_random``; zero-fill count columns; order columns."""
+    for name in ("n_top", "n_random"):
+        if name not in df.columns:
+            df[name] = 0
+    counts = ["n_top", "n_random"] + sorted(
+        c for c in df.columns if c.startswith("n_") and c not in ("n_top", "n_random", "n_queries")
+    )
+    df[counts] = df[counts].fillna(0).astype(np.int64)
+    front = ["campaign", "domain", "method", "seed", "round", "n_queries"]
+    front += list(LEARNING_CURVE_METRICS)
+    return df[front + counts].reset_index(drop=True)
+
+
+def campaign_round_metrics(paths: Sequence[StrPath], *, k: int | None = None) -> pd.DataFrame:
+    """:func:`round_metrics` of many campaigns, one final observation file each, concatenated.
+
+    Raises:
+        MetricsError: no paths, or two files holding the same campaign and seed.
+        prefalign.observations.ObservationError: an unreadable or invalid file (names it).
+    """
+    if len(paths) == 0:
+        raise MetricsError("no observation files given")
+    frames, origin = [], {}
+    for path in paths:
+        obs, _ = read_observations(path)
+        metrics = round_metrics(obs, k=k)
+        for key in metrics[["campaign", "seed"]].drop_duplicates().itertuples(index=False):
+            if tuple(key) in origin:
+                raise MetricsError(
+                    f"campaign {key[0]!r} seed {key[1]} is in both {origin[tuple(key)]} and {path}"
+                )
+            origin[tuple(key)] = path
+        frames.append(metrics)
+    return _tidy_counts(pd.concat(frames, ignore_index=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# per-campaign summaries
+
+
+def queries_to_threshold(
+    round_metrics: pd.DataFrame,
+    threshold: float,
+    *,
+    metric: Literal["best_so_far", "top10_mean"] = "best_so_far",
+) -> pd.DataFrame:
+    """Queries each campaign needed until ``metric`` first reached ``threshold``.
+
+    Returns:
+        Columns domain, method, seed, ``queries_to_threshold``: the ``n_queries`` of the first
+        round with ``metric >= threshold``; NaN when never reached.
+    """
+    if metric not in ("best_so_far", "top10_mean"):
+        raise MetricsError(f"metric must be one of 'best_so_far', 'top10_mean', got {metric!r}")
+    rows = []
+    for key, g in round_metrics.groupby(list(_KEYS), sort=True):
+        g = g.sort_values("round")
+        hit = g.loc[g[metric] >= threshold, "n_queries"]
+        rows.append((*key, float(hit.iloc[0]) if len(hit) else math.nan))
+    return pd.DataFrame(rows, columns=[*_KEYS, "queries_to_threshold"])
+
+
+def campaign_summary(
+    round_metrics: pd.DataFrame,
+    *,
+    threshold: float | None = None,
+    threshold_metric: Literal["best_so_far", "top10_mean"] = "best_so_far",
+) -> pd.DataFrame:
+    """One row per campaign summarising its rounds.
+
+    Returns:
+        Columns domain, method, seed, ``final_n_queries``, ``round_mean_reward`` (mean over rounds
+        ≥ 1 of the round means, i.e. after the cold start; NaN with only round 0),
+        ``final_top10_mean``, ``final_best_so_far`` (at the last round) and, when ``threshold`` is
+        given, ``queries_to_threshold`` (see :func:`queries_to_threshold`).
+    """
+    missing = [
+        c for c in (*_KEYS, "round", "n_queries", *LEARNING_CURVE_METRICS) if c not in round_metrics
+    ]
+    if missing:
+        raise MetricsError(f"round metrics lack column(s) {missing}; build them with round_metrics")
+    rows = []
+    for key, g in round_metrics.groupby(list(_KEYS), sort=True):
+        g = g.sort_values("round")
+        last = g.iloc[-1]
+        after_cold_start = g.loc[g["round"] >= 1, "round_mean_reward"]
+        rows.append(
+            {
+                **dict(zip(_KEYS, key, strict=True)),
+                "final_n_queries": int(last["n_queries"]),
+                "round_mean_reward": float(after_cold_start.mean())
+                if len(after_cold_start)
+                else math.nan,
+                "final_top10_mean": float(last["top10_mean"]),
+                "final_best_so_far": float(last["best_so_far"]),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if threshold is not None:
+        hits = queries_to_threshold(round_metrics, threshold, metric=threshold_metric)
+        out = out.merge(hits, on=list(_KEYS), how="left")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluations
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _flatten_evaluation(record: dict, path: Path) -> dict[str, object]:
+    """Check one evaluation record and flatten its nested dicts into ``<key>_<sub>`` columns."""
+    where = f"evaluation file {path}"
+    missing = [k for k in EVALUATION_KEYS if k not in record]
+    if missing:
+        raise MetricsError(f"{where} lacks key(s) {missing}")
+    for name in ("mean_reward", "validity_rate", "seed", "n_queries", "n_samples"):
+        if not _is_number(record[name]):
+            raise MetricsError(f"{where}: {name!r} must be a number, got {record[name]!r}")
+    for name in ("campaign", "domain", "method"):
+        if not isinstance(record[name], str) or not record[name]:
+            raise MetricsError(
+                f"{where}: {name!r} must be a non-empty string, got {record[name]!r}"
+            )
+    if not isinstance(record["diversity"], dict):
+        raise MetricsError(
+            f"{where}: 'diversity' must be an object of numbers, got {record['diversity']!r}"
+        )
+    try:
+        named = parse_campaign(record["campaign"], int(record["seed"]))
+    except MetricsError as exc:
+        raise MetricsError(f"{where}: {exc}") from None
+    given = (record["domain"], record["method"], int(record["seed"]))
+    if named != given:
+        raise MetricsError(
+            f"{where}: campaign {record['campaign']!r} does not match "
+            f"domain/method/seed {given[0]}/{given[1]}/{given[2]}"
+        )
+    flat: dict[str, object] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                if not _is_number(v):
+                    raise MetricsError(f"{where}: '{key}.{sub}' must be a number, got {v!r}")
+                flat[f"{key}_{sub}"] = float(v)
+        elif isinstance(value, list):
+            raise MetricsError(f"{where}: key {key!r} holds a list; expected a number or string")
+        else:
+            flat[key] = value
+    flat["seed"] = int(record["seed"])
+    return flat
+
+
+def load_evaluations(paths: Sequence[StrPath]) -> pd.DataFrame:
+    """Read evaluation JSON files, one per campaign, into one row each.
+
+    Nested objects (``diversity``) become ``diversity_<key>`` columns; other top-level keys are
+    kept as they are (numbers as float/int, strings as strings).
+
+    Raises:
+        MetricsError: naming the file: missing or unreadable, not JSON, not an object, a key of
+            :data:`EVALUATION_KEYS` missing, a metric that is not a number, a campaign name that
+            disagrees with domain/method/seed, or the same campaign in two files.
+    """
+    if len(paths) == 0:
+        raise MetricsError("no evaluation files given")
+    rows, origin = [], {}
+    for p in paths:
+        path = Path(p)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MetricsError(f"evaluation file {path} cannot be read: {exc}") from exc
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MetricsError(f"evaluation file {path} is not valid JSON: {exc}") from exc
+        if not isinstance(record, dict):
+            raise MetricsError(f"evaluation file {path} must hold a JSON object, got {record!r}")
+        row = _flatten_evaluation(record, path)
+        key = (row["domain"], row["method"], row["seed"])
+        if key in origin:
+            raise MetricsError(f"campaign {row['campaign']!r} is in both {origin[key]} and {path}")
+        origin[key] = path
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(list(_KEYS), ignore_index=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# the final table
+
+
+def _metric_columns(evals: pd.DataFrame, group: Sequence[str]) -> list[str]:
+    """Numeric evaluation columns that are metrics, in table order."""
+    numeric = [
+        c
+        for c in evals.columns
+        if c not in group
+        and c not in _EVAL_NOT_METRICS
+        and pd.api.types.is_numeric_dtype(evals[c])
+        and not pd.api.types.is_bool_dtype(evals[c])
+    ]
+    first = [c for c in _METRIC_ORDER if c in numeric]
+    diversity = sorted(c for c in numeric if c.startswith("diversity_"))
+    rest = sorted(c for c in numeric if c not in first and c not in diversity)
+    return first + diversity + rest
+
+
+def _join(evals: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed rows of evaluations and round summaries; every campaign must be in both."""
+    keys = list(_KEYS)
+    ev = set(map(tuple, evals[keys].itertuples(index=False)))
+    rm = set(map(tuple, summary[keys].itertuples(index=False)))
+    only_ev, only_rm = sorted(ev - rm), sorted(rm - ev)
+    if only_ev or only_rm:
+        fmt = ["/".join(map(str, k)) for k in only_ev], ["/".join(map(str, k)) for k in only_rm]
+        raise MetricsError(
+            "evaluations and observations cover different campaigns: "
+            f"only evaluated {_show(fmt[0]) or 'none'}; only observed {_show(fmt[1]) or 'none'}"
+        )
+    per_seed = evals.merge(summary, on=keys, how="inner", suffixes=("", "_rounds"))
+    stale = per_seed[per_seed["n_queries"] != per_seed["final_n_queries"]]
+    if len(stale):
+        shown = [
+            f"{r.domain}/{r.method}/{r.seed}: {r.n_queries} vs {r.final_n_queries}"
+            for r in stale.itertuples()
+        ]
+        raise MetricsError(
+            "n_queries of the evaluation differs from the observations (a stale file?): "
+            + _show(shown)
+        )
+    return per_seed
+
+
+def final_table(
+    evals: pd.DataFrame,
+    round_metrics: pd.DataFrame,
+    *,
+    group: Sequence[str] = ("domain", "method"),
+    threshold: float | None = None,
+    threshold_metric: Literal["best_so_far", "top10_mean"] = "best_so_far",
+) -> pd.DataFrame:
+    """Mean and 95% CI half-width over seeds of every metric, per group.
+
+    Metrics: each numeric evaluation column (``mean_reward`` — fresh samples, the primary metric —
+    ``validity_rate``, every ``diversity_<key>``, and extra keys such as ``eval_mean_reward``;
+    not seed, n_queries, n_samples, seconds), and from the rounds (:func:`campaign_summary`)
+    ``round_mean_reward`` (averaged over rounds ≥ 1), ``final_top10_mean``, ``final_best_so_far``
+    and, when ``threshold`` is given, ``queries_to_threshold``.
+
+    Args:
+        evals: from :func:`load_evaluations`, one row per campaign.
+        round_metrics: from :func:`round_metrics` / :func:`campaign_round_metrics`.
+        group: columns to group seeds by (must be in ``evals`` or be domain/method).
+        threshold: reward threshold for ``queries_to_threshold``; None leaves that metric out.
+        threshold_metric: which curve must reach the threshold.
+
+    Returns:
+        One row per group: the group columns, ``n_seeds``, then per metric ``<metric>`` (mean over
+        seeds) and ``<metric>_ci95`` (Student t half-width, :func:`ci95`; NaN with one seed).
+        ``queries_to_threshold`` averages the seeds that reached the threshold only;
+        ``queries_to_threshold_n_reached`` counts them (NaN mean when none did).
+
+    Raises:
+        MetricsError: evaluations and observations covering different campaigns, disagreeing
+            ``n_queries``, or an unknown group column.
+    """
+    summary = campaign_summary(
+        round_metrics, threshold=threshold, threshold_metric=threshold_metric
+    )
+    per_seed = _join(evals, summary)
+    group = list(group)
+    unknown = [g for g in group if g not in per_seed.columns]
+    if unknown:
+        raise MetricsError(f"group column(s) {unknown} are not in the evaluations")
+    metrics = _metric_columns(evals, group)
+    metrics += [m for m in _ROUND_SUMMARY_METRICS if m in per_seed.columns and m not in metrics]
+    rows = []
+    for key, g in per_seed.groupby(group, sort=True):
+        row: dict[str, object] = dict(zip(group, key, strict=True))
+        row["n_seeds"] = int(g["seed"].nunique())
+        for m in metrics:
+            row[m], row[f"{m}_ci95"] = ci95(g[m].to_numpy(np.float64))
+        if "queries_to_threshold" in metrics:
+            row["queries_to_threshold_n_reached"] = int(g["queries_to_threshold"].notna().sum())
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,517 @@
+"""Figures and tables from :mod:`prefalign.metrics`.
+
+Every figure is written as a PNG (``dpi`` ≥ 120) with the numbers it shows as a CSV beside it
+(same path, ``.csv``). Error bands and bars are 95% Student t confidence intervals of the mean over
+seeds (:func:`prefalign.metrics.ci95`) — the same intervals as the tables, not bootstrap: with a
+handful of seeds a bootstrap or ``1.96·SE`` interval is far too narrow. Each method keeps its
+colour in every figure (:func:`method_palette`).
+
+Figures are built on :class:`matplotlib.figure.Figure` objects, not ``pyplot``: nothing here touches
+global state or needs a display, and seaborn styles apply only inside this module's functions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import textwrap
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from prefalign.metrics import LEARNING_CURVE_METRICS, ci95
+
+__all__ = [
+    "DPI",
+    "METHOD_COLORS",
+    "metric_label",
+    "method_palette",
+    "plot_final_metrics",
+    "plot_learning_curves",
+    "plot_reward_vs_queries",
+    "write_tables",
+]
+
+StrPath = str | os.PathLike[str]
+
+#: Resolution of every PNG.
+DPI = 150
+#: Colour-blind-safe colours (seaborn's ``colorblind`` palette).
+_COLORS = (
+    "#0173b2",
+    "#de8f05",
+    "#029e73",
+    "#d55e00",
+    "#cc78bc",
+    "#ca9161",
+    "#fbafe4",
+    "#949494",
+    "#ece133",
+    "#56b4e9",
+)
+#: Further distinct colours for methods not in :data:`METHOD_COLORS`.
+_EXTRA_COLORS = ("#000000", "#6a3d9a", "#1b7837", "#8c510a", "#b2182b", "#35978f")
+#: Fixed colours of the methods we know; add new method names here to pin their colour.
+METHOD_COLORS: dict[str, str] = {
+    "fkc-al": _COLORS[0],
+    "draft-al": _COLORS[1],
+    "guidance-al": _COLORS[2],
+    "greedy-al": _COLORS[3],
+    "ucb-al": _COLORS[4],
+    "random": _COLORS[5],
+    "base": _COLORS[7],
+}
+#: Axis labels and table headers of known metrics; others get their name with spaces.
+_LABELS = {
+    "mean_reward": "mean reward of fresh samples",
+    "eval_mean_reward": "mean reward of fresh samples (eval. oracle)",
+    "frac_above_threshold": "fraction of fresh samples above threshold",
+    "reward_std": "reward std. of fresh samples",
+    "validity_rate": "validity rate",
+    "round_mean_reward": "mean reward of the round's queries",
+    "best_so_far": "best reward so far",
+    "top10_mean": "mean of the top-10 rewards so far",
+    "final_top10_mean": "final mean of top-10 observed rewards",
+    "final_best_so_far": "final best observed reward",
+    "queries_to_threshold": "queries to threshold",
+    "n_queries": "queries",
+    "n_seeds": "seeds",
+}
+#: Shorter headers for tables, where width is scarce; other metrics use :func:`metric_label`.
+_TABLE_LABELS = {
+    "mean_reward": "reward (fresh samples)",
+    "eval_mean_reward": "reward (eval. oracle)",
+    "frac_above_threshold": "frac. above threshold",
+    "reward_std": "reward std.",
+    "validity_rate": "validity",
+    "round_mean_reward": "reward of queries (rounds 1+)",
+    "final_top10_mean": "top-10 observed",
+    "final_best_so_far": "best observed",
+}
+_STYLE = {"axes.spines.top": False, "axes.spines.right": False}
+
+
+def metric_label(name: str) -> str:
+    """Human-readable label of a metric column (``diversity_modes_covered`` → "modes covered")."""
+    if name in _LABELS:
+        return _LABELS[name]
+    return name.removeprefix("diversity_").replace("_", " ")
+
+
+def method_palette(
+    methods: Iterable[str], overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A colour for each method: the same method gets the same colour in every figure.
+
+    Known methods take :data:`METHOD_COLORS`; any other name takes the colour its CRC32 hash
+    picks among the colours no known method owns (probing to the next free colour when another
+    name of the figure already has it, names in sorted order), so its colour does not depend on
+    which other methods a figure shows unless two names collide. ``overrides`` wins over both.
+    Pass the same ``overrides`` (or add names to :data:`METHOD_COLORS`) for full control.
+    """
+    names = sorted(set(map(str, methods)))
+    fixed = {**METHOD_COLORS, **(overrides or {})}
+    palette = {m: fixed[m] for m in names if m in fixed}
+    taken = set(palette.values())
+    reserved = set(fixed.values())
+    spare = [c for c in (*_COLORS, *_EXTRA_COLORS) if c not in reserved]
+    for m in names:
+        if m in palette:
+            continue
+        start = zlib.crc32(m.encode()) % len(spare)
+        for c in [*spare[start:], *spare[:start], *_COLORS]:
+            if c not in taken:
+                palette[m] = c
+                break
+        else:  # more methods than colours
+            palette[m] = spare[start]
+        taken.add(palette[m])
+    return palette
+
+
+def _style() -> tuple[object, object]:
+    return sns.axes_style("whitegrid", _STYLE), sns.plotting_context("notebook", font_scale=0.85)
+
+
+def _t_interval(values: pd.Series) -> tuple[float, float]:
+    """95% Student t interval of the mean (seaborn ``errorbar`` callable)."""
+    mean, half = ci95(values)
+    return mean - half, mean + half
+
+
+def _summarise(df: pd.DataFrame, by: list[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Long table: ``by``, metric, mean, ci95 (half-width), ci_low, ci_high, n_seeds."""
+    rows = []
+    for key, g in df.groupby(by, sort=True):
+        for m in metrics:
+            mean, half = ci95(g[m].to_numpy(np.float64))
+            rows.append(
+                {
+                    **dict(zip(by, key, strict=True)),
+                    "metric": m,
+                    "mean": mean,
+                    "ci95": half,
+                    "ci_low": mean - half,
+                    "ci_high": mean + half,
+                    "n_seeds": int(g[m].notna().sum()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _save(fig: Figure, path: Path, data: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    data.to_csv(path.with_suffix(".csv"), index=False)
+
+
+def _legend(fig: Figure, palette: Mapping[str, str], title: str) -> None:
+    handles = [Line2D([], [], color=c, lw=2.5, marker="o", ms=5) for c in palette.values()]
+    fig.legend(handles, list(palette), title=title, loc="outside right upper", frameon=False)
+
+
+def _caption(fig: Figure, text: str, *, left: bool = False) -> None:
+    """A small grey line above the panels saying what the marks show."""
+    x, ha = (0.01, "left") if left else (0.99, "right")
+    fig.suptitle(text, fontsize="small", color="#555555", x=x, ha=ha)
+
+
+def _check_columns(df: pd.DataFrame, needed: Iterable[str], what: str) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {missing}; has {list(df.columns)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# learning curves
+
+
+def plot_reward_vs_queries(
+    round_metrics: pd.DataFrame,
+    path: StrPath,
+    *,
+    metric: str | Sequence[str] = "round_mean_reward",
+    hue: str = "method",
+    col: str = "domain",
+    palette: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Learning curves: mean over seeds of ``metric`` against the number of queries.
+
+    One panel per value of ``col`` (domain), one row per metric when ``metric`` is a sequence,
+    one line per value of ``hue`` (method) with a 95% Student t band over seeds.
+
+    Args:
+        round_metrics: from :func:`prefalign.metrics.round_metrics` (one row per seed and round).
+        path: the PNG to write; the plotted numbers go to ``path.with_suffix('.csv')``.
+        metric: a per-round column or several (rows of the figure).
+        hue: column that tells the lines apart.
+        col: column that tells the panels apart.
+        palette: colours of the ``hue`` values; by default :func:`method_palette`.
+
+    Returns:
+        The plotted numbers (also written as CSV): col, hue, ``n_queries``, metric, mean, ci95
+        (half-width), ci_low, ci_high, n_seeds.
+    """
+    path = Path(path)
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    _check_columns(round_metrics, [hue, col, "n_queries", *metrics], "round_metrics")
+    colors = dict(palette or method_palette(round_metrics[hue]))
+    hue_order = sorted(round_metrics[hue].astype(str).unique())
+    colors = {h: colors[h] for h in hue_order}
+    panels = sorted(round_metrics[col].astype(str).unique())
+    data = round_metrics.assign(**{hue: round_metrics[hue].astype(str)})
+
+    axes_style, context = _style()
+    with axes_style, context:
+        fig = Figure(figsize=(3.9 * len(panels) + 1.4, 3.0 * len(metrics)), layout="constrained")
+        axes = fig.subplots(len(metrics), len(panels), squeeze=False)
+        for i, m in enumerate(metrics):
+            for j, panel in enumerate(panels):
+                _curve(axes[i, j], data[data[col].astype(str) == panel], m, hue, hue_order, colors)
+                if i == 0:
+                    axes[i, j].set_title(panel)
+                axes[i, j].set_xlabel("queries" if i == len(metrics) - 1 else "")
+                axes[i, j].set_ylabel(textwrap.fill(metric_label(m), 24) if j == 0 else "")
+        _legend(fig, colors, hue)
+        _caption(fig, "mean over seeds ± 95% CI (Student t)", left=True)
+        summary = _summarise(data, [col, hue, "n_queries"], metrics)
+        _save(fig, path, summary)
+    return summary
+
+
+def _curve(
+    ax: Axes, data: pd.DataFrame, metric: str, hue: str, order: list[str], colors: dict
+) -> None:
+    sns.lineplot(
+        data=data,
+        x="n_queries",
+        y=metric,
+        hue=hue,
+        hue_order=[h for h in order if h in set(data[hue])],
+        palette=colors,
+        errorbar=_t_interval,
+        marker="o",
+        markersize=4,
+        linewidth=1.8,
+        err_kws={"alpha": 0.18, "linewidth": 0},
+        legend=False,
+        ax=ax,
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_learning_curves(
+    round_metrics: pd.DataFrame,
+    path: StrPath,
+    *,
+    metrics: Sequence[str] = LEARNING_CURVE_METRICS,
+    palette: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The learning-curve figure: ``round_mean_reward``, ``best_so_far`` and ``top10_mean`` as
+    rows, domains as columns (see :func:`plot_reward_vs_queries`)."""
+    return plot_reward_vs_queries(round_metrics, path, metric=metrics, palette=palette)
+
+
+# ----------------------------------------------------------------------------------------------
+# final metrics
+
+
+def _final_summary(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Long summary (domain, method, metric, mean, ci95, ...) from per-seed or aggregated rows."""
+    if "n_seeds" in frame.columns:  # a final table: already aggregated
+        rows = []
+        for r in frame.to_dict("records"):
+            for m in metrics:
+                mean, half = float(r[m]), float(r.get(f"{m}_ci95", math.nan))
+                rows.append(
+                    {
+                        "domain": r["domain"],
+                        "method": r["method"],
+                        "metric": m,
+                        "mean": mean,
+                        "ci95": half,
+                        "ci_low": mean - half,
+                        "ci_high": mean + half,
+                        "n_seeds": int(r["n_seeds"]),
+                    }
+                )
+        return pd.DataFrame(rows)
+    return _summarise(frame, ["domain", "method"], metrics)
+
+
+def _diversity_key(frame: pd.DataFrame, key: str | None) -> str | None:
+    if key is not None:
+        name = key if key.startswith("diversity_") else f"diversity_{key}"
+        _check_columns(frame, [name], "the final metrics")
+        return name
+    keys = sorted(c for c in frame.columns if c.startswith("diversity_") and "_ci95" not in c)
+    if "diversity_modes_covered" in keys:
+        return "diversity_modes_covered"
+    return keys[0] if keys else None
+
+
+def plot_final_metrics(
+    final_or_evals: pd.DataFrame,
+    path: StrPath,
+    *,
+    diversity_key: str | None = None,
+    palette: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Mean reward of fresh samples per method, beside validity and diversity.
+
+    Horizontal bars with 95% CIs over seeds, one row of panels per domain; with per-seed
+    evaluations the seeds are drawn as dots too. Validity and diversity beside the reward show a
+    method that wins by leaving the data manifold or by collapsing onto one mode.
+
+    Args:
+        final_or_evals: :func:`prefalign.metrics.final_table` (aggregated, with ``n_seeds`` and
+            ``<metric>_ci95``) or :func:`prefalign.metrics.load_evaluations` (one row per seed).
+        path: the PNG to write; the plotted numbers go to ``path.with_suffix('.csv')``.
+        diversity_key: diversity column to show (``modes_covered`` or
+            ``diversity_modes_covered``); default ``modes_covered`` when present, else the first.
+        palette: method colours; by default :func:`method_palette`.
+
+    Returns:
+        The plotted numbers (also written as CSV): domain, method, metric, mean, ci95, ci_low,
+        ci_high, n_seeds.
+    """
+    path = Path(path)
+    frame = final_or_evals
+    _check_columns(frame, ["domain", "method", "mean_reward", "validity_rate"], "final metrics")
+    metrics = ["mean_reward", "validity_rate"]
+    key = _diversity_key(frame, diversity_key)
+    if key is not None:
+        metrics.append(key)
+    summary = _final_summary(frame, metrics)
+    per_seed = None if "n_seeds" in frame.columns else frame
+    methods = sorted(frame["method"].astype(str).unique())
+    colors = dict(palette or method_palette(methods))
+    domains = sorted(frame["domain"].astype(str).unique())
+
+    axes_style, context = _style()
+    with axes_style, context:
+        height = 0.9 + 0.42 * len(methods)
+        fig = Figure(figsize=(3.4 * len(metrics), height * len(domains)), layout="constrained")
+        axes = fig.subplots(len(domains), len(metrics), squeeze=False, sharey="row")
+        for i, domain in enumerate(domains):
+            for j, m in enumerate(metrics):
+                ax = axes[i, j]
+                part = summary[(summary["domain"] == domain) & (summary["metric"] == m)]
+                _bars(ax, part, methods, colors)
+                if per_seed is not None:
+                    seeds = per_seed[per_seed["domain"].astype(str) == domain]
+                    _seed_dots(ax, seeds, m, methods)
+                if m == "validity_rate":
+                    ax.set_xlim(0, max(1.02, ax.get_xlim()[1]))
+                ax.set_xlabel(metric_label(m) if i == len(domains) - 1 else "")
+                ax.set_title(f"{domain}" if j == 0 else "", loc="left", fontweight="bold")
+        dots = "; dots: seeds" if per_seed is not None else ""
+        _caption(fig, f"bars: mean over seeds; whiskers: 95% CI (Student t){dots}")
+        fig.get_layout_engine().set(wspace=0.06)
+        _save(fig, path, summary)
+    return summary
+
+
+def _bars(ax: Axes, part: pd.DataFrame, methods: list[str], colors: Mapping[str, str]) -> None:
+    by = part.set_index("method")
+    y = np.arange(len(methods))
+    means = [float(by.loc[m, "mean"]) if m in by.index else math.nan for m in methods]
+    half = [float(by.loc[m, "ci95"]) if m in by.index else math.nan for m in methods]
+    ax.barh(y, means, color=[colors[m] for m in methods], alpha=0.85, height=0.65)
+    ok = np.isfinite(half) & np.isfinite(means)
+    if ok.any():
+        ax.errorbar(
+            np.asarray(means)[ok],
+            y[ok],
+            xerr=np.asarray(half)[ok],
+            fmt="none",
+            ecolor="#222222",
+            elinewidth=1.2,
+            capsize=3,
+        )
+    ax.set_yticks(y, methods)
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+
+
+def _seed_dots(ax: Axes, seeds: pd.DataFrame, metric: str, methods: list[str]) -> None:
+    """One dot per seed, on a line just below the bar's error bar."""
+    for i, m in enumerate(methods):
+        values = seeds.loc[seeds["method"].astype(str) == m, metric].to_numpy(np.float64)
+        ax.scatter(
+            values,
+            np.full(values.shape, i + 0.18),
+            s=14,
+            color="#222222",
+            edgecolor="white",
+            linewidth=0.5,
+            alpha=0.75,
+            zorder=3,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# tables
+
+
+def _table_layout(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """``(group columns, metrics)`` of a final table: metrics are the columns with a ``_ci95``."""
+    metrics = [c for c in table.columns if f"{c}_ci95" in table.columns]
+    derived = {f"{m}_ci95" for m in metrics} | {"n_seeds", "queries_to_threshold_n_reached"}
+    group = [c for c in table.columns if c not in metrics and c not in derived]
+    if not metrics:
+        raise ValueError(
+            "the table has no '<metric>' / '<metric>_ci95' column pairs; build it with "
+            "prefalign.metrics.final_table"
+        )
+    return group, metrics
+
+
+def _decimals(values: pd.Series) -> int:
+    top = float(np.nanmax(np.abs(values.to_numpy(np.float64)))) if values.notna().any() else 0.0
+    return 3 if top < 10 else 2 if top < 100 else 1
+
+
+def _cell(mean: float, half: float, decimals: int, pm: str) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    if not np.isfinite(half):
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} {pm} {half:.{decimals}f}"
+
+
+def _formatted(table: pd.DataFrame, pm: str) -> pd.DataFrame:
+    """Strings ``mean ± ci`` per metric, indexed by the group columns, labelled headers."""
+    group, metrics = _table_layout(table)
+    out = pd.DataFrame(index=pd.MultiIndex.from_frame(table[group].astype(str)))
+    if "n_seeds" in table.columns:
+        out["seeds"] = table["n_seeds"].astype(int).astype(str).to_numpy()
+    for m in metrics:
+        d = 1 if m == "queries_to_threshold" else _decimals(table[m])
+        cells = [_cell(a, b, d, pm) for a, b in zip(table[m], table[f"{m}_ci95"], strict=True)]
+        if m == "queries_to_threshold" and "queries_to_threshold_n_reached" in table.columns:
+            cells = [
+                "not reached" if n == 0 else c if n == s else f"{c} ({n}/{s} reached)"
+                for c, n, s in zip(
+                    cells, table["queries_to_threshold_n_reached"], table["n_seeds"], strict=True
+                )
+            ]
+        out[_TABLE_LABELS.get(m, metric_label(m))] = cells
+    return out
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    def esc(s: object) -> str:
+        return str(s).replace("|", "\\|")
+
+    header = [*table.index.names, *table.columns]
+    lines = [
+        "| " + " | ".join(map(esc, header)) + " |",
+        "|" + "|".join(["---"] * len(table.index.names) + ["---:"] * len(table.columns)) + "|",
+    ]
+    for key, row in zip(table.index, table.itertuples(index=False), strict=True):
+        keys = key if isinstance(key, tuple) else (key,)
+        lines.append("| " + " | ".join(map(esc, [*keys, *row])) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(table: pd.DataFrame, stem: StrPath) -> dict[str, Path]:
+    """Write a final table as ``stem.csv``, ``stem.md`` and ``stem.tex``.
+
+    - CSV: the raw numbers, every column of ``table``.
+    - Markdown: one row per group (methods), ``mean ± ci`` strings (95% Student t over seeds;
+      the mean alone with one seed), "not reached" / "(n/N reached)" for queries to threshold.
+    - LaTeX: the same with ``$\\pm$``, a booktabs ``tabular`` (pandas ``Styler.to_latex``).
+
+    Args:
+        table: from :func:`prefalign.metrics.final_table`.
+        stem: path without suffix.
+
+    Returns:
+        The written paths by format: ``{"csv": ..., "md": ..., "tex": ...}``.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = {fmt: stem.with_name(f"{stem.name}.{fmt}") for fmt in ("csv", "md", "tex")}
+    table.to_csv(paths["csv"], index=False)
+    paths["md"].write_text(_markdown(_formatted(table, "±")), encoding="utf-8")
+    group, _ = _table_layout(table)
+    latex = _formatted(table, "$\\pm$").reset_index()  # group columns first
+    styler = (
+        latex.style.hide(axis="index")
+        .format(escape="latex", subset=group)
+        .format_index(escape="latex", axis=1)
+    )
+    column_format = "l" * len(group) + "r" * (latex.shape[1] - len(group))
+    paths["tex"].write_text(
+        styler.to_latex(hrules=True, column_format=column_format), encoding="utf-8"
+    )
+    return paths

@@ -76,6 +76,9 @@ def test_killed_run_resumes_to_identical_observations(reference_run: Path, tmp_p
     os.killpg(proc.pid, signal.SIGKILL)  # in the middle of round 1: a hard kill, no clean-up
     proc.wait()
     assert proc.returncode != 0
+    partial = observation_files(wd)
+    assert len(partial) < 4  # really stopped in the middle
+    run_snakemake(wd, "--unlock")  # a killed Snakemake leaves its lock behind
     run_snakemake(wd)
     assert observation_files(wd) == observation_files(reference_run)
 
@@ -109,13 +112,13 @@ BAD_ORACLE = textwrap.dedent(
 )
 
 FAILURES = {
-    "exit": "exit code 3",
+    "exit": "exited with code 3",
     "hang": "timed out",
-    "omit": "missing",
-    "repeat": "duplicate",
-    "unknown": "unknown",
+    "omit": "missing ids",
+    "repeat": "duplicate ids",
+    "unknown": "unknown ids",
     "nan": "non-finite",
-    "text": "not a number",
+    "text": "non-numeric",
 }
 
 

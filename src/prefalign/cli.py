@@ -209,8 +209,31 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     evals.to_csv(tables / "evaluations.csv", index=False)
     table = metrics.final_table(evals, rounds, threshold=args.threshold)
     written = report.write_tables(table, tables / "final")
+    nested: dict = {}
+    for row in table.to_dict(orient="records"):
+        metrics_of = {k: v for k, v in row.items() if k not in ("domain", "method") and v == v}
+        nested.setdefault(row["domain"], {})[row["method"]] = metrics_of
+    (tables / "final_metrics.json").write_text(json.dumps(nested, indent=2, default=float) + "\n")
     report.plot_learning_curves(rounds, figures / "reward_vs_queries.png")
     report.plot_final_metrics(evals, figures / "final_metrics.png")
+    if args.page:
+        import shutil
+
+        from prefalign.results_page import write_results_page
+
+        # the page shows the first seed's final samples of each method, copied beside the figures
+        plots: dict[str, Path] = {}
+        for path in sorted(args.evaluations, key=lambda p: json.loads(Path(p).read_text())["seed"]):
+            record = json.loads(Path(path).read_text())
+            key = f"{record['domain']} / {record['method']}"
+            src = Path(path).with_suffix("") / "samples.png"  # seed0.json -> seed0/samples.png
+            if key not in plots and src.is_file():
+                plots[key] = figures / f"samples_{record['domain']}_{record['method']}.png"
+                shutil.copyfile(src, plots[key])
+        write_results_page(
+            args.page, figures=figures, tables=tables, evaluations=evals, sample_plots=plots,
+            config_name=args.config_name,
+        )
     print(f"tables: {', '.join(str(p) for p in written.values())}")
     print(f"figures: {figures / 'reward_vs_queries.png'}, {figures / 'final_metrics.png'}")
     return 0
@@ -337,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="reward for 'queries to threshold'")
     p.add_argument("--figures", required=True, help="output folder of the figures")
     p.add_argument("--tables", required=True, help="output folder of the tables")
+    p.add_argument("--page", help="also write the results page (Markdown) here")
+    p.add_argument("--config-name", default="config/config.yaml", help="shown on the page")
 
     p = add("oracle", lambda a: 2, "Built-in oracle commands (simulated users, a person).")
     osub = p.add_subparsers(dest="oracle_kind", required=True, metavar="KIND")

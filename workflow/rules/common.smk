@@ -7,14 +7,8 @@ from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
-RESULTS = "results"
-CAMPAIGN = RESULTS + "/campaigns/{domain}/{method}/seed{seed}"
-ROUND = CAMPAIGN + "/round{round}"
-OBSERVATIONS = RESULTS + "/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
-SURROGATE = RESULTS + "/surrogates/{domain}/{method}/seed{seed}/round{round}"
-EVALUATION = RESULTS + "/evaluation/{domain}/{method}/seed{seed}"
-LOGS = "logs/{domain}/{method}/seed{seed}"
-BENCH = RESULTS + "/benchmarks/{domain}/{method}/seed{seed}"
+OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
+SURROGATE = "results/surrogates/{domain}/{method}/seed{seed}/round{round}"
 
 
 def _merge(base, override):
@@ -119,7 +113,7 @@ def get_final_observations(wildcards=None):
 
 
 def get_evaluations(wildcards=None):
-    return [expand(EVALUATION + ".json", domain=d, method=m, seed=s)[0] for d, m, s in campaigns()]
+    return [f"results/evaluation/{d}/{m}/seed{s}.json" for d, m, s in campaigns()]
 
 
 def sample_resources(wildcards):
@@ -128,7 +122,7 @@ def sample_resources(wildcards):
 
 def get_final_outputs():
     return [
-        RESULTS + "/figures/reward_vs_queries.png",
-        RESULTS + "/figures/final_metrics.png",
-        RESULTS + "/tables/final.md",
+        "results/figures/reward_vs_queries.png",
+        "results/figures/final_metrics.png",
+        "results/tables/final.md",
     ]

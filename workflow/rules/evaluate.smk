@@ -3,13 +3,13 @@
 
 rule evaluate:
     input:
-        spec=CAMPAIGN + "/spec.json",
+        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
         surrogate=get_final_surrogate,
     output:
-        evaluation=EVALUATION + ".json",
-        samples=EVALUATION + "/samples.npz",
+        evaluation="results/evaluation/{domain}/{method}/seed{seed}.json",
+        samples="results/evaluation/{domain}/{method}/seed{seed}/samples.npz",
         plot=report(
-            EVALUATION + "/samples.png",
+            "results/evaluation/{domain}/{method}/seed{seed}/samples.png",
             category="Final samples",
             subcategory="{domain}",
             labels={"method": "{method}", "seed": "{seed}"},
@@ -17,9 +17,9 @@ rule evaluate:
     resources:
         gpu=sample_resources,
     log:
-        LOGS + "/evaluate.log",
+        "logs/{domain}/{method}/seed{seed}/evaluate.log",
     benchmark:
-        BENCH + "/evaluate.tsv"
+        "results/benchmarks/{domain}/{method}/seed{seed}/evaluate.tsv"
     shell:
         "prefalign evaluate --spec {input.spec} --surrogate {input.surrogate} "
         "--out {output.evaluation} --samples {output.samples} --plot {output.plot} "

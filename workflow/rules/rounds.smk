@@ -3,31 +3,31 @@
 
 rule spec:
     output:
-        CAMPAIGN + "/spec.json",
+        "results/campaigns/{domain}/{method}/seed{seed}/spec.json",
     params:
         spec=get_spec_json,
     log:
-        LOGS + "/spec.log",
+        "logs/{domain}/{method}/seed{seed}/spec.log",
     benchmark:
-        BENCH + "/spec.tsv"
+        "results/benchmarks/{domain}/{method}/seed{seed}/spec.tsv"
     shell:
         "prefalign spec --json {params.spec} --out {output} 2> {log}"
 
 
 rule sample:
     input:
-        spec=CAMPAIGN + "/spec.json",
+        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
         surrogate=get_previous_surrogate,
     output:
-        ROUND + "/particles.npz",
+        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
     params:
         surrogate=lambda wc, input: flag("surrogate", input.surrogate),
     resources:
         gpu=sample_resources,
     log:
-        LOGS + "/round{round}/sample.log",
+        "logs/{domain}/{method}/seed{seed}/round{round}/sample.log",
     benchmark:
-        BENCH + "/round{round}/sample.tsv"
+        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/sample.tsv"
     shell:
         "prefalign sample-round --spec {input.spec} --round {wildcards.round} "
         "{params.surrogate} --out {output} > {log} 2>&1"
@@ -35,15 +35,15 @@ rule sample:
 
 rule select:
     input:
-        spec=CAMPAIGN + "/spec.json",
-        particles=ROUND + "/particles.npz",
+        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        particles="results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
     output:
-        queries=ROUND + "/queries.npz",
-        selection=ROUND + "/selection.csv",
+        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
+        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
     log:
-        LOGS + "/round{round}/select.log",
+        "logs/{domain}/{method}/seed{seed}/round{round}/select.log",
     benchmark:
-        BENCH + "/round{round}/select.tsv"
+        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/select.tsv"
     shell:
         "prefalign select --spec {input.spec} --round {wildcards.round} "
         "--particles {input.particles} --queries {output.queries} "
@@ -52,14 +52,14 @@ rule select:
 
 rule oracle:
     input:
-        spec=CAMPAIGN + "/spec.json",
-        queries=ROUND + "/queries.npz",
+        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
     output:
-        ROUND + "/rewards.csv",
+        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
     log:
-        LOGS + "/round{round}/oracle.log",
+        "logs/{domain}/{method}/seed{seed}/round{round}/oracle.log",
     benchmark:
-        BENCH + "/round{round}/oracle.tsv"
+        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/oracle.tsv"
     shell:
         "prefalign query --spec {input.spec} --queries {input.queries} --rewards {output} "
         "--log {log} 2>> {log}"
@@ -67,19 +67,19 @@ rule oracle:
 
 rule observe:
     input:
-        spec=CAMPAIGN + "/spec.json",
+        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
         previous=get_previous_observations,
-        queries=ROUND + "/queries.npz",
-        selection=ROUND + "/selection.csv",
-        rewards=ROUND + "/rewards.csv",
+        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
+        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
+        rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
     output:
-        OBSERVATIONS,
+        "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet",
     params:
         previous=lambda wc, input: flag("previous", input.previous),
     log:
-        LOGS + "/round{round}/observe.log",
+        "logs/{domain}/{method}/seed{seed}/round{round}/observe.log",
     benchmark:
-        BENCH + "/round{round}/observe.tsv"
+        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/observe.tsv"
     shell:
         "prefalign observe --spec {input.spec} --round {wildcards.round} {params.previous} "
         "--queries {input.queries} --selection {input.selection} --rewards {input.rewards} "
@@ -88,19 +88,19 @@ rule observe:
 
 rule fit:
     input:
-        spec=CAMPAIGN + "/spec.json",
-        observations=OBSERVATIONS,
+        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        observations="results/observations/{domain}/{method}/seed{seed}/round{round}.parquet",
         previous=get_previous_surrogate,
     output:
-        directory(SURROGATE),
+        directory("results/surrogates/{domain}/{method}/seed{seed}/round{round}"),
     params:
         previous=lambda wc, input: flag("previous", input.previous),
     resources:
         gpu=sample_resources,
     log:
-        LOGS + "/round{round}/fit.log",
+        "logs/{domain}/{method}/seed{seed}/round{round}/fit.log",
     benchmark:
-        BENCH + "/round{round}/fit.tsv"
+        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/fit.tsv"
     shell:
         "prefalign fit --spec {input.spec} --round {wildcards.round} "
         "--observations {input.observations} {params.previous} --out {output} > {log} 2>&1"

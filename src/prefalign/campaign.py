@@ -11,13 +11,14 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from prefalign.fkc import SamplerConfig
-from prefalign.surrogate import SurrogateConfig
+from prefalign.settings import SamplerConfig, SurrogateConfig
+
+if TYPE_CHECKING:  # torch is imported only by the steps that sample or fit
+    import torch
 
 SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
 SELECTIONS: tuple[str, ...] = ("eps_greedy", "greedy", "random", "ucb")
@@ -178,6 +179,8 @@ def rng_seed(seed: int, round_: int, step: str) -> int:
 
 def torch_generator(seed: int, round_: int, step: str) -> torch.Generator:
     """A CPU torch generator seeded by :func:`rng_seed`."""
+    import torch
+
     return torch.Generator().manual_seed(rng_seed(seed, round_, step))
 
 
@@ -188,6 +191,8 @@ def numpy_rng(seed: int, round_: int, step: str) -> np.random.Generator:
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when present, else CPU; anything else is passed to torch."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)

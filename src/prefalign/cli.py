@@ -58,7 +58,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     elif args.user:
         preference = domain.oracle(args.user)
         if not hasattr(preference, "torch"):
-            raise SystemExit(f"error: user {args.user!r} has no differentiable form; use --surrogate")
+            raise SystemExit(
+                f"error: user {args.user!r} has no differentiable form; use --surrogate"
+            )
         reward = preference.torch
     if config.tilted and reward is None:
         raise SystemExit(f"error: variant {args.variant!r} needs --user or --surrogate")
@@ -97,7 +99,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         summary["mean_reward"] = float(np.mean(domain.oracle(args.user)(x)))
     print(json.dumps(summary, indent=2))
     if args.plot:
-        _plot_samples(domain, x, args.user, args.plot, title=f"{args.variant}, lam_max={args.lam_max}")
+        _plot_samples(
+            domain, x, args.user, args.plot, title=f"{args.variant}, lam_max={args.lam_max}"
+        )
         print(f"wrote {args.out} and {args.plot}")
     else:
         print(f"wrote {args.out}")
@@ -193,7 +197,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             x = data["x"]
         user = spec.oracle[-1] if spec.oracle[:2] == ["prefalign", "oracle"] else None
         domain = campaign_domain(spec)
-        _plot_samples(domain, x, user if user in domain.oracle_names() else None, args.plot, spec.name)
+        _plot_samples(
+            domain, x, user if user in domain.oracle_names() else None, args.plot, spec.name
+        )
     return 0
 
 
@@ -231,7 +237,11 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
                 plots[key] = figures / f"samples_{record['domain']}_{record['method']}.png"
                 shutil.copyfile(src, plots[key])
         write_results_page(
-            args.page, figures=figures, tables=tables, evaluations=evals, sample_plots=plots,
+            args.page,
+            figures=figures,
+            tables=tables,
+            evaluations=evals,
+            sample_plots=plots,
             config_name=args.config_name,
         )
     print(f"tables: {', '.join(str(p) for p in written.values())}")
@@ -355,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
 
     p = add("aggregate", _cmd_aggregate, "Seeds aggregated into figures and tables.")
-    p.add_argument("--observations", nargs="+", required=True, help="final observations per campaign")
+    p.add_argument(
+        "--observations", nargs="+", required=True, help="final observations per campaign"
+    )
     p.add_argument("--evaluations", nargs="+", required=True, help="evaluation .json per campaign")
     p.add_argument("--threshold", type=float, default=0.5, help="reward for 'queries to threshold'")
     p.add_argument("--figures", required=True, help="output folder of the figures")

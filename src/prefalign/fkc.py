@@ -19,106 +19,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from prefalign.sde import VPSDE
+from prefalign.settings import SamplerConfig
 
 #: ``score(x, t) -> grad log q_t(x)`` for a batch ``x`` of shape (N, *event_shape).
 ScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
 #: ``reward(x) -> r(x)`` of shape (N,), differentiable with respect to ``x``.
 RewardFn = Callable[[torch.Tensor], torch.Tensor]
-
-Variant = Literal["fkc", "draft", "guidance", "base"]
-Schedule = Literal["linear", "constant"]
-ResampleMode = Literal["ess", "always", "never"]
-
-VARIANTS: tuple[str, ...] = ("fkc", "draft", "guidance", "base")
-SCHEDULES: tuple[str, ...] = ("linear", "constant")
-RESAMPLE_MODES: tuple[str, ...] = ("ess", "always", "never")
-
-
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """Settings of one FKC sampling run (saved as JSON beside what it produced)."""
-
-    variant: Variant = "fkc"  # fkc | draft | guidance | base
-    n_steps: int = 100  # Euler–Maruyama steps from t = 1 to t = t_min
-    t_min: float = 1e-3  # final forward time; the score blows up at t = 0
-    lam_max: float = 1.0  # tilt strength at the data end (the paper's beta)
-    schedule: Schedule = "linear"  # lam(tau): linear ramp, or constant after tilt_start
-    tilt_start: float = 0.0  # sampling progress in [0, 1) where the tilt starts
-    resample: ResampleMode = "ess"  # when to resample during sampling (fkc only)
-    ess_threshold: float = 0.5  # resample when ESS < ess_threshold * N (resample="ess")
-    final_resample: bool = True  # fkc: resample once at the end -> equally weighted particles
-    chunk_size: int | None = None  # particles per score/reward call; None = all at once
-    draft_dw_clip: float = 0.1  # draft variant: |dw| clip per step
-    draft_w_min: float = 0.1  # draft variant: lower clip of w
-    draft_w_max: float = 10.0  # draft variant: upper clip of w
-
-    def __post_init__(self) -> None:
-        _check_choice("variant", self.variant, VARIANTS)
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("resample", self.resample, RESAMPLE_MODES)
-        if not isinstance(self.n_steps, int) or self.n_steps < 1:
-            raise ValueError(f"n_steps must be an integer >= 1; got {self.n_steps!r}")
-        if not 0.0 < self.t_min < 1.0:
-            raise ValueError(f"t_min must lie in (0, 1); got {self.t_min}")
-        if not math.isfinite(self.lam_max) or self.lam_max < 0:
-            raise ValueError(f"lam_max must be finite and >= 0; got {self.lam_max}")
-        if not 0.0 <= self.tilt_start < 1.0:
-            raise ValueError(f"tilt_start must lie in [0, 1); got {self.tilt_start}")
-        if not 0.0 < self.ess_threshold <= 1.0:
-            raise ValueError(f"ess_threshold must lie in (0, 1]; got {self.ess_threshold}")
-        if self.chunk_size is not None and (
-            not isinstance(self.chunk_size, int) or self.chunk_size < 1
-        ):
-            raise ValueError(f"chunk_size must be None or an integer >= 1; got {self.chunk_size!r}")
-        if not self.draft_w_min < self.draft_w_max:
-            raise ValueError("draft_w_min must be smaller than draft_w_max")
-
-    @property
-    def tilted(self) -> bool:
-        """Whether the drift carries the reward gradient."""
-        return self.variant != "base" and self.lam_max > 0
-
-    @property
-    def weighted(self) -> bool:
-        """Whether the variant accumulates log-weights."""
-        return self.variant in ("fkc", "draft") and self.lam_max > 0
-
-    def lam(self, progress: float) -> float:
-        """Tilt strength at sampling progress ``u`` in [0, 1] (``u = 1`` at the last step).
-
-        ``linear``: 0 until ``tilt_start``, then a straight ramp to ``lam_max`` at ``u = 1``.
-        ``constant``: 0 before ``tilt_start``, ``lam_max`` from it on.
-        """
-        if progress < self.tilt_start:
-            return 0.0
-        if self.schedule == "constant":
-            return self.lam_max
-        return self.lam_max * min(1.0, (progress - self.tilt_start) / (1.0 - self.tilt_start))
-
-    def to_dict(self) -> dict:
-        """Plain-dict form, for JSON."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SamplerConfig:
-        """Build from a dict, rejecting unknown keys by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown sampler setting(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 @dataclass

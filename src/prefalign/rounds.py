@@ -13,16 +13,13 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from prefalign import acquisition
 from prefalign.campaign import CampaignSpec, numpy_rng, resolve_device, torch_generator
-from prefalign.domains import get_domain
-from prefalign.domains.base import Domain
-from prefalign.fkc import SamplerConfig, SampleResult, sample
 from prefalign.observations import (
     append_round,
     new_round_frame,
@@ -31,13 +28,16 @@ from prefalign.observations import (
     write_observations,
 )
 from prefalign.oracle import read_queries, read_rewards, run_oracle, write_queries
-from prefalign.surrogate import (
-    Surrogate,
-    fit,
-    load_surrogate,
-    save_surrogate,
-    training_set_hash,
-)
+from prefalign.settings import SamplerConfig
+
+# select, oracle and observe never import torch: each is its own short-lived process, and torch's
+# import would dominate their run time. The sampling and fitting steps import it when they run.
+if TYPE_CHECKING:
+    import torch
+
+    from prefalign.domains.base import Domain
+    from prefalign.fkc import SampleResult
+    from prefalign.surrogate import Surrogate
 
 PathLike = str | os.PathLike[str]
 
@@ -62,6 +62,8 @@ def _atomic_write_text(path: PathLike, text: str) -> None:
 
 def campaign_domain(spec: CampaignSpec) -> Domain:
     """The domain of a campaign, built from its options."""
+    from prefalign.domains import get_domain
+
     return get_domain(spec.domain, spec.domain_options)
 
 
@@ -76,6 +78,8 @@ def draw_particles(
     progress: bool = False,
 ) -> SampleResult:
     """Sample ``n`` particles with the method's sampler tilted by ``surrogate`` (base if None)."""
+    from prefalign.fkc import sample
+
     device = resolve_device(spec.device)
     config = spec.method.sampler
     if surrogate is None:
@@ -98,6 +102,8 @@ def draw_particles(
 
 
 def _predict(surrogate: Surrogate | None, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
     n = x.shape[0]
     if surrogate is None:
         return np.full(n, np.nan), np.full(n, np.nan)
@@ -121,11 +127,17 @@ def sample_round(
     ``surrogate_pred`` and ``surrogate_std`` (NaN without a surrogate), and ``ess`` per step.
     Returns the run's statistics (also written as JSON beside it).
     """
+    import torch
+
+    from prefalign.surrogate import load_surrogate
+
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)
     surrogate = None if round_ == 0 or surrogate_dir is None else load_surrogate(surrogate_dir)
     start = time.perf_counter()
-    result = draw_particles(spec, domain, surrogate, spec.n_particles, round_, "sample", progress=progress)
+    result = draw_particles(
+        spec, domain, surrogate, spec.n_particles, round_, "sample", progress=progress
+    )
     seconds = time.perf_counter() - start
     pred, std = _predict(surrogate, result.x)
     _atomic_savez(
@@ -152,7 +164,11 @@ def sample_round(
 
 
 def select_round(
-    spec: CampaignSpec, round_: int, particles: PathLike, queries_out: PathLike, selection_out: PathLike
+    spec: CampaignSpec,
+    round_: int,
+    particles: PathLike,
+    queries_out: PathLike,
+    selection_out: PathLike,
 ) -> pd.DataFrame:
     """Step 2: choose the round's queries; write ``queries.npz`` (id, x) for the oracle and
     ``selection.csv`` (id, index, selected_by, fk_log_weight, surrogate_pred) for ``observe``.
@@ -248,6 +264,10 @@ def fit_round(
 ) -> dict:
     """Step 5: fit the surrogate on all observations so far (warm-started from the previous
     round's checkpoint when the config asks) and checkpoint it."""
+    import torch
+
+    from prefalign.surrogate import fit, load_surrogate, save_surrogate, training_set_hash
+
     torch.set_num_threads(spec.torch_threads)
     df, shape = read_observations(observations)
     x, y = observations_xy(df, shape)
@@ -263,7 +283,11 @@ def fit_round(
         progress=progress,
     )
     save_surrogate(
-        surrogate, out, config=spec.surrogate, report=report, training_set_hash=training_set_hash(x, y)
+        surrogate,
+        out,
+        config=spec.surrogate,
+        report=report,
+        training_set_hash=training_set_hash(x, y),
     )
     return report.to_dict()
 
@@ -280,6 +304,10 @@ def evaluate_campaign(
     """Final evaluation, spending no budget: sample ``eval_particles`` fresh particles with the
     method's evaluation sampler tilted by the last surrogate, and report the oracle's mean
     reward, the share above ``reward_threshold``, the validity rate and the diversity."""
+    import torch
+
+    from prefalign.surrogate import load_surrogate
+
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)
     surrogate = load_surrogate(surrogate_dir)
@@ -301,7 +329,9 @@ def evaluate_campaign(
         for key, argv in (("mean_reward", spec.oracle), ("eval_mean_reward", spec.eval_oracle)):
             if argv is None:
                 continue
-            rewards = run_oracle(argv, queries, Path(tmp) / f"{key}.csv", spec.oracle_timeout_s, log)
+            rewards = run_oracle(
+                argv, queries, Path(tmp) / f"{key}.csv", spec.oracle_timeout_s, log
+            )
             r = rewards.loc[ids].to_numpy(np.float64)
             scores[key] = float(r.mean())
             if key == "mean_reward":

@@ -22,10 +22,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import safetensors
@@ -34,7 +33,8 @@ import torch
 from torch import nn
 
 from prefalign.sde import VPSDE
-from prefalign.surrogate_nets import ACTIVATIONS, Activation, build_member
+from prefalign.settings import SurrogateConfig
+from prefalign.surrogate_nets import build_member
 
 #: Version of the checkpoint layout written by :func:`save_surrogate`.
 FORMAT_VERSION = 1
@@ -42,85 +42,11 @@ FORMAT_NAME = "prefalign-surrogate"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
 
-ARCHS = ("mlp", "cnn")
 _ARCH_FIELDS = ("arch", "hidden", "layers", "ensemble", "activation")
 
 
 class SurrogateCheckpointError(ValueError):
     """A surrogate checkpoint directory is missing, corrupt or inconsistent."""
-
-
-@dataclass(frozen=True)
-class SurrogateConfig:
-    """How a surrogate is built and trained (saved in every checkpoint's ``meta.json``)."""
-
-    arch: Literal["mlp", "cnn"] = "mlp"  # "mlp" for vectors (d,), "cnn" for images (C, H, W)
-    hidden: int = 64  # MLP width / CNN channels; small data (tens to hundreds of points)
-    layers: int = 2  # MLP hidden layers / CNN conv layers (3 convs see all of an 8x8 image)
-    ensemble: int = 1  # independently initialised members, each on a bootstrap resample if > 1
-    epochs: int = 200  # passes over the data per fit; data sets are small, so fits stay cheap
-    lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay: mild shrinkage for tiny data sets
-    batch_size: int = 64  # minibatch size (a smaller data set is one batch)
-    warm_start: bool = True  # start from the previous round's weights (Algorithm 1 "Update CNN")
-    noise_train: bool = False  # train on x_t = a_t x + s_t eps (draft paper: clean data only)
-    noise_t_max: float = 1.0  # t ~ U(0, noise_t_max) per example per epoch when noise_train
-    activation: Activation = "silu"  # smooth, so grad_x r has no kinks (ReLU is rejected)
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"SurrogateConfig.arch must be one of {ARCHS}, got {self.arch!r}")
-        for name, low in (("hidden", 1), ("layers", 1), ("ensemble", 1), ("epochs", 1)):
-            _check_int(name, getattr(self, name), low)
-        _check_int("batch_size", self.batch_size, 1)
-        for name in ("lr", "weight_decay", "noise_t_max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"SurrogateConfig.{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"SurrogateConfig.{name} must be finite, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if self.lr <= 0:
-            raise ValueError(f"SurrogateConfig.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"SurrogateConfig.weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 < self.noise_t_max <= 1:
-            raise ValueError(
-                f"SurrogateConfig.noise_t_max must be in (0, 1], got {self.noise_t_max}"
-            )
-        for name in ("warm_start", "noise_train"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"SurrogateConfig.{name} must be true or false, got {getattr(self, name)!r}"
-                )
-        if self.activation not in ACTIVATIONS:
-            hint = " (the sampler needs smooth gradients of r)" if self.activation == "relu" else ""
-            raise ValueError(
-                f"SurrogateConfig.activation must be one of {tuple(ACTIVATIONS)}, "
-                f"got {self.activation!r}{hint}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SurrogateConfig:
-        """Build from a dict; missing keys take their defaults, unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown SurrogateConfig key(s) {unknown}; valid keys are {sorted(known)}"
-            )
-        return cls(**data)
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"SurrogateConfig.{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"SurrogateConfig.{name} must be >= {low}, got {value}")
 
 
 @dataclass(frozen=True)

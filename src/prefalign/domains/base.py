@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
-from prefalign.sde import VPSDE
+if TYPE_CHECKING:
+    import torch
+
+    from prefalign.sde import VPSDE
 
 #: A simulated user: maps a batch of samples (N, *event_shape) to rewards (N,).
 OracleFn = Callable[[np.ndarray], np.ndarray]

@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from prefalign.domains.base import OracleFn
-from prefalign.domains.mixture import GaussianMixture
-from prefalign.sde import VPSDE
+
+if TYPE_CHECKING:  # the simulated users run without torch, so the oracle command starts fast
+    import torch
+
+    from prefalign.domains.mixture import GaussianMixture
+    from prefalign.sde import VPSDE
 
 ORACLES: tuple[str, ...] = ("one-mode", "two-modes", "off-manifold")
 
@@ -37,7 +42,9 @@ class BumpPreference:
     width: float
 
     def torch(self, x: torch.Tensor) -> torch.Tensor:
-        """Differentiable reward (N,) for x (N, 2); smooth max via logsumexp at a sharp scale."""
+        """Differentiable reward (N,) for x (N, 2): the largest bump."""
+        import torch
+
         c = torch.as_tensor(self.centres, dtype=x.dtype, device=x.device)  # (J, 2)
         log_bumps = -((x[:, None, :] - c[None]) ** 2).sum(-1) / (2 * self.width**2)  # (N, J)
         return log_bumps.max(dim=1).values.exp()
@@ -45,7 +52,9 @@ class BumpPreference:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Black-box reward on numpy samples (N, 2) -> (N,) float64."""
         x = np.asarray(x, dtype=np.float64).reshape(len(x), 2)
-        return self.torch(torch.from_numpy(x)).numpy()
+        c = np.asarray(self.centres, dtype=np.float64)  # (J, 2)
+        log_bumps = -((x[:, None, :] - c[None]) ** 2).sum(-1) / (2 * self.width**2)  # (N, J)
+        return np.exp(log_bumps.max(axis=1))
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ class Mixture2D:
 
     @property
     def sde(self) -> VPSDE:
+        from prefalign.sde import VPSDE
+
         return VPSDE(self.b_min, self.b_max)
 
     @property
@@ -95,17 +106,27 @@ class Mixture2D:
         angles = 2 * math.pi * np.arange(self.n_modes) / self.n_modes
         return self.radius * np.stack([np.cos(angles), np.sin(angles)], 1)
 
-    @property
+    @cached_property
     def mixture(self) -> GaussianMixture:
         """The data distribution (and exact base model)."""
+        import torch
+
+        from prefalign.domains.mixture import GaussianMixture
+
         common = (1 - 2 * self.rare_weight) / (self.n_modes - 2)
         weights = np.full(self.n_modes, common)
         weights[list(self.preferred_modes)] = self.rare_weight
-        return GaussianMixture.isotropic(torch.tensor(weights), torch.tensor(self.means), self.mode_std)
+        return GaussianMixture.isotropic(
+            torch.tensor(weights), torch.tensor(self.means), self.mode_std
+        )
 
     def score(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """Exact VP marginal score of the mixture at forward time t."""
-        return self.mixture.marginal(self.sde, t).score(x)
+        return self._marginal_score(x, t)
+
+    @cached_property
+    def _marginal_score(self):
+        return self.mixture.marginal_score(self.sde)
 
     def sample_data(self, n: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Exact samples of the data distribution (n, 2), float32."""
@@ -124,7 +145,9 @@ class Mixture2D:
         if name == "two-modes":
             return BumpPreference((tuple(m[a]), tuple(m[b])), width)
         if name == "off-manifold":
-            return BumpPreference((tuple(m[a] * (1 + 6 * self.mode_std / self.radius)),), 4 * self.mode_std)
+            return BumpPreference(
+                (tuple(m[a] * (1 + 6 * self.mode_std / self.radius)),), 4 * self.mode_std
+            )
         raise ValueError(f"unknown mixture2d oracle {name!r}; valid: {', '.join(ORACLES)}")
 
     def oracle(self, name: str) -> OracleFn:

@@ -1,0 +1,178 @@
+"""Settings of the sampler and the surrogate: frozen dataclasses, saved as JSON beside what
+they produced, validated on construction, importable without torch (the light workflow steps
+read them without paying torch's start-up)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Variant = Literal["fkc", "draft", "guidance", "base"]
+Schedule = Literal["linear", "constant"]
+ResampleMode = Literal["ess", "always", "never"]
+
+VARIANTS: tuple[str, ...] = ("fkc", "draft", "guidance", "base")
+SCHEDULES: tuple[str, ...] = ("linear", "constant")
+RESAMPLE_MODES: tuple[str, ...] = ("ess", "always", "never")
+
+
+def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Settings of one FKC sampling run (saved as JSON beside what it produced)."""
+
+    variant: Variant = "fkc"  # fkc | draft | guidance | base
+    n_steps: int = 100  # Euler–Maruyama steps from t = 1 to t = t_min
+    t_min: float = 1e-3  # final forward time; the score blows up at t = 0
+    lam_max: float = 1.0  # tilt strength at the data end (the paper's beta)
+    schedule: Schedule = "linear"  # lam(tau): linear ramp, or constant after tilt_start
+    tilt_start: float = 0.0  # sampling progress in [0, 1) where the tilt starts
+    resample: ResampleMode = "ess"  # when to resample during sampling (fkc only)
+    ess_threshold: float = 0.5  # resample when ESS < ess_threshold * N (resample="ess")
+    final_resample: bool = True  # fkc: resample once at the end -> equally weighted particles
+    chunk_size: int | None = None  # particles per score/reward call; None = all at once
+    draft_dw_clip: float = 0.1  # draft variant: |dw| clip per step
+    draft_w_min: float = 0.1  # draft variant: lower clip of w
+    draft_w_max: float = 10.0  # draft variant: upper clip of w
+
+    def __post_init__(self) -> None:
+        _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("resample", self.resample, RESAMPLE_MODES)
+        if not isinstance(self.n_steps, int) or self.n_steps < 1:
+            raise ValueError(f"n_steps must be an integer >= 1; got {self.n_steps!r}")
+        if not 0.0 < self.t_min < 1.0:
+            raise ValueError(f"t_min must lie in (0, 1); got {self.t_min}")
+        if not math.isfinite(self.lam_max) or self.lam_max < 0:
+            raise ValueError(f"lam_max must be finite and >= 0; got {self.lam_max}")
+        if not 0.0 <= self.tilt_start < 1.0:
+            raise ValueError(f"tilt_start must lie in [0, 1); got {self.tilt_start}")
+        if not 0.0 < self.ess_threshold <= 1.0:
+            raise ValueError(f"ess_threshold must lie in (0, 1]; got {self.ess_threshold}")
+        if self.chunk_size is not None and (
+            not isinstance(self.chunk_size, int) or self.chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be None or an integer >= 1; got {self.chunk_size!r}")
+        if not self.draft_w_min < self.draft_w_max:
+            raise ValueError("draft_w_min must be smaller than draft_w_max")
+
+    @property
+    def tilted(self) -> bool:
+        """Whether the drift carries the reward gradient."""
+        return self.variant != "base" and self.lam_max > 0
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the variant accumulates log-weights."""
+        return self.variant in ("fkc", "draft") and self.lam_max > 0
+
+    def lam(self, progress: float) -> float:
+        """Tilt strength at sampling progress ``u`` in [0, 1] (``u = 1`` at the last step).
+
+        ``linear``: 0 until ``tilt_start``, then a straight ramp to ``lam_max`` at ``u = 1``.
+        ``constant``: 0 before ``tilt_start``, ``lam_max`` from it on.
+        """
+        if progress < self.tilt_start:
+            return 0.0
+        if self.schedule == "constant":
+            return self.lam_max
+        return self.lam_max * min(1.0, (progress - self.tilt_start) / (1.0 - self.tilt_start))
+
+    def to_dict(self) -> dict:
+        """Plain-dict form, for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SamplerConfig:
+        """Build from a dict, rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown sampler setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+ARCHS = ("mlp", "cnn")
+Activation = Literal["silu", "softplus", "gelu", "tanh"]
+#: smooth activations only: the sampler needs gradients of r without kinks
+ACTIVATION_NAMES: tuple[str, ...] = ("silu", "softplus", "gelu", "tanh")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"SurrogateConfig.{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"SurrogateConfig.{name} must be >= {low}, got {value}")
+
+
+@dataclass(frozen=True)
+class SurrogateConfig:
+    """How a surrogate is built and trained (saved in every checkpoint's ``meta.json``)."""
+
+    arch: Literal["mlp", "cnn"] = "mlp"  # "mlp" for vectors (d,), "cnn" for images (C, H, W)
+    hidden: int = 64  # MLP width / CNN channels; small data (tens to hundreds of points)
+    layers: int = 2  # MLP hidden layers / CNN conv layers (3 convs see all of an 8x8 image)
+    ensemble: int = 1  # independently initialised members, each on a bootstrap resample if > 1
+    epochs: int = 200  # passes over the data per fit; data sets are small, so fits stay cheap
+    lr: float = 1e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay: mild shrinkage for tiny data sets
+    batch_size: int = 64  # minibatch size (a smaller data set is one batch)
+    warm_start: bool = True  # start from the previous round's weights (Algorithm 1 "Update CNN")
+    noise_train: bool = False  # train on x_t = a_t x + s_t eps (draft paper: clean data only)
+    noise_t_max: float = 1.0  # t ~ U(0, noise_t_max) per example per epoch when noise_train
+    activation: Activation = "silu"  # smooth, so grad_x r has no kinks (ReLU is rejected)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"SurrogateConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        for name, low in (("hidden", 1), ("layers", 1), ("ensemble", 1), ("epochs", 1)):
+            _check_int(name, getattr(self, name), low)
+        _check_int("batch_size", self.batch_size, 1)
+        for name in ("lr", "weight_decay", "noise_t_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"SurrogateConfig.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"SurrogateConfig.{name} must be finite, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.lr <= 0:
+            raise ValueError(f"SurrogateConfig.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"SurrogateConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.noise_t_max <= 1:
+            raise ValueError(
+                f"SurrogateConfig.noise_t_max must be in (0, 1], got {self.noise_t_max}"
+            )
+        for name in ("warm_start", "noise_train"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"SurrogateConfig.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        if self.activation not in ACTIVATION_NAMES:
+            hint = " (the sampler needs smooth gradients of r)" if self.activation == "relu" else ""
+            raise ValueError(
+                f"SurrogateConfig.activation must be one of {ACTIVATION_NAMES}, "
+                f"got {self.activation!r}{hint}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SurrogateConfig:
+        """Build from a dict; missing keys take their defaults, unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown SurrogateConfig key(s) {unknown}; valid keys are {sorted(known)}"
+            )
+        return cls(**data)

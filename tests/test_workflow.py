@@ -43,7 +43,9 @@ def test_end_to_end_outputs_and_nothing_left_to_do(reference_run: Path) -> None:
             assert (wd / f"logs/mixture2d/{method}/seed0/round1/{step}.log").is_file()
             assert (wd / f"results/benchmarks/mixture2d/{method}/seed0/round1/{step}.tsv").is_file()
     for out in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "tables/final.md"):
-        assert (wd / "results" / out).stat().st_size > 0
+        assert (wd / "results/experiments/E1" / out).stat().st_size > 0
+    page = (wd / "results/README.md").read_text()
+    assert "E1: main comparison" in page and "fkc-al" in page
     again = run_snakemake(wd, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 

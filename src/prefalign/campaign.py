@@ -85,6 +85,8 @@ class CampaignSpec:
     oracle: list[str]  # argv of the oracle command (the workflow appends QUERIES REWARDS)
     surrogate: SurrogateConfig
     domain_options: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None  # the config's name for this domain set-up (default: domain)
+    true_reward: str | None = None  # tilt by this built-in user's exact reward (an upper bound)
     oracle_timeout_s: float | None = None
     eval_oracle: list[str] | None = None  # argv for the final evaluation; None = the oracle
     eval_particles: int = 512
@@ -104,8 +106,8 @@ class CampaignSpec:
 
     @property
     def name(self) -> str:
-        """``domain/method/seed``."""
-        return f"{self.domain}/{self.method.name}/{self.seed}"
+        """``label/method/seed``."""
+        return f"{self.label or self.domain}/{self.method.name}/{self.seed}"
 
     @property
     def rounds(self) -> int:

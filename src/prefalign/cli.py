@@ -204,9 +204,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_aggregate(args: argparse.Namespace) -> int:
-    from prefalign import metrics, report
+    import shutil
 
-    figures, tables = Path(args.figures), Path(args.tables)
+    from prefalign import cost, metrics, report
+    from prefalign.results_page import write_section
+
+    out = Path(args.out)
+    figures, tables = out / "figures", out / "tables"
     figures.mkdir(parents=True, exist_ok=True)
     tables.mkdir(parents=True, exist_ok=True)
     rounds = metrics.campaign_round_metrics(args.observations)
@@ -214,38 +218,52 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     evals = metrics.load_evaluations(args.evaluations)
     evals.to_csv(tables / "evaluations.csv", index=False)
     table = metrics.final_table(evals, rounds, threshold=args.threshold)
-    written = report.write_tables(table, tables / "final")
+    report.write_tables(table, tables / "final")
     nested: dict = {}
     for row in table.to_dict(orient="records"):
-        metrics_of = {k: v for k, v in row.items() if k not in ("domain", "method") and v == v}
-        nested.setdefault(row["domain"], {})[row["method"]] = metrics_of
+        values = {k: v for k, v in row.items() if k not in ("domain", "method") and v == v}
+        nested.setdefault(row["domain"], {})[row["method"]] = values
     (tables / "final_metrics.json").write_text(json.dumps(nested, indent=2, default=float) + "\n")
     report.plot_learning_curves(rounds, figures / "reward_vs_queries.png")
     report.plot_final_metrics(evals, figures / "final_metrics.png")
-    if args.page:
-        import shutil
 
-        from prefalign.results_page import write_results_page
+    # E4: cost per rule and per round from the benchmark files
+    campaigns = evals[["domain", "method", "seed"]].itertuples(index=False)
+    jobs = cost.load_benchmarks(args.benchmarks, [tuple(c) for c in campaigns])
+    per_rule, per_round = cost.cost_tables(jobs)
+    jobs.to_csv(tables / "cost_jobs.csv", index=False)
+    per_rule.to_csv(tables / "cost_per_rule.csv", index=False)
+    per_round.to_csv(tables / "cost_per_round.csv", index=False)
+    (tables / "cost_per_rule.md").write_text(per_rule.to_markdown(index=False, floatfmt=".2f"))
+    (tables / "cost_per_round.md").write_text(per_round.to_markdown(index=False, floatfmt=".2f"))
+    cost.plot_cost(jobs, figures / "cost.png")
 
-        # the page shows the first seed's final samples of each method, copied beside the figures
-        plots: dict[str, Path] = {}
-        for path in sorted(args.evaluations, key=lambda p: json.loads(Path(p).read_text())["seed"]):
-            record = json.loads(Path(path).read_text())
-            key = f"{record['domain']} / {record['method']}"
-            src = Path(path).with_suffix("") / "samples.png"  # seed0.json -> seed0/samples.png
-            if key not in plots and src.is_file():
-                plots[key] = figures / f"samples_{record['domain']}_{record['method']}.png"
-                shutil.copyfile(src, plots[key])
-        write_results_page(
-            args.page,
-            figures=figures,
-            tables=tables,
-            evaluations=evals,
-            sample_plots=plots,
-            config_name=args.config_name,
-        )
-    print(f"tables: {', '.join(str(p) for p in written.values())}")
-    print(f"figures: {figures / 'reward_vs_queries.png'}, {figures / 'final_metrics.png'}")
+    # the first seed's final samples of each method, copied beside the figures for the page
+    plots: dict[str, Path] = {}
+    records = [json.loads(Path(p).read_text()) | {"path": p} for p in args.evaluations]
+    for record in sorted(records, key=lambda r: r["seed"]):
+        key = f"{record['domain']} / {record['method']}"
+        src = Path(record["path"]).with_suffix("") / "samples.png"  # seed0.json -> seed0/
+        if key not in plots and src.is_file():
+            plots[key] = figures / f"samples_{record['domain']}_{record['method']}.png"
+            shutil.copyfile(src, plots[key])
+    write_section(
+        out / "section.md",
+        title=args.title or out.name,
+        experiment_dir=out,
+        evaluations=evals,
+        sample_plots=plots,
+        page_dir=args.page_dir,
+    )
+    print(f"wrote {out}/section.md, figures in {figures}, tables in {tables}")
+    return 0
+
+
+def _cmd_results_page(args: argparse.Namespace) -> int:
+    from prefalign.results_page import write_results_page
+
+    write_results_page(args.out, args.sections, config_name=args.config_name)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -364,16 +382,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log")
     p.add_argument("--quiet", action="store_true")
 
-    p = add("aggregate", _cmd_aggregate, "Seeds aggregated into figures and tables.")
+    p = add("aggregate", _cmd_aggregate, "An experiment's seeds aggregated into figures, tables.")
     p.add_argument(
         "--observations", nargs="+", required=True, help="final observations per campaign"
     )
     p.add_argument("--evaluations", nargs="+", required=True, help="evaluation .json per campaign")
     p.add_argument("--threshold", type=float, default=0.5, help="reward for 'queries to threshold'")
-    p.add_argument("--figures", required=True, help="output folder of the figures")
-    p.add_argument("--tables", required=True, help="output folder of the tables")
-    p.add_argument("--page", help="also write the results page (Markdown) here")
-    p.add_argument("--config-name", default="config/config.yaml", help="shown on the page")
+    p.add_argument("--benchmarks", default="results/benchmarks", help="root of benchmark files")
+    p.add_argument("--out", required=True, help="experiment folder: figures/, tables/, section.md")
+    p.add_argument("--title", help="the experiment's title on the results page")
+    p.add_argument("--page-dir", default="results", help="folder of the results page (for links)")
+
+    p = add("results-page", _cmd_results_page, "Concatenate experiment sections into one page.")
+    p.add_argument("--sections", nargs="+", required=True)
+    p.add_argument("--config-name", default="config/config.yaml")
+    p.add_argument("--out", required=True)
 
     p = add("oracle", lambda a: 2, "Built-in oracle commands (simulated users, a person).")
     osub = p.add_subparsers(dest="oracle_kind", required=True, metavar="KIND")

@@ -86,8 +86,13 @@ def draw_particles(
         config = SamplerConfig.from_dict({**config.to_dict(), "variant": "base"})
     reward = None
     if surrogate is not None and config.tilted:
-        surrogate = surrogate.to(device).eval()
-        reward = surrogate
+        if spec.true_reward:  # the upper bound: FKC with the user's exact, differentiable reward
+            preference = domain.oracle(spec.true_reward)
+            if not hasattr(preference, "torch"):
+                raise ValueError(f"user {spec.true_reward!r} of {spec.domain} is not differentiable")
+            reward = preference.torch
+        else:
+            reward = surrogate.to(device).eval()
     return sample(
         domain.score,
         domain.sde,
@@ -339,7 +344,7 @@ def evaluate_campaign(
                 scores["frac_above_threshold"] = float((r >= spec.reward_threshold).mean())
     evaluation = {
         "campaign": spec.name,
-        "domain": spec.domain,
+        "domain": spec.label or spec.domain,
         "method": spec.method.name,
         "seed": spec.seed,
         "n_queries": spec.budget,

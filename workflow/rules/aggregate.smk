@@ -1,34 +1,59 @@
-# Seeds aggregated into the figures and tables of the experiment.
+# Seeds aggregated into each experiment's figures and tables, then one results page.
 
 
 rule aggregate:
     input:
-        observations=get_final_observations(),
-        evaluations=get_evaluations(),
+        observations=get_final_observations,
+        evaluations=get_evaluations,
     output:
         curves=report(
-            "results/figures/reward_vs_queries.png",
-            category="Reward vs queries",
+            "results/experiments/{experiment}/figures/reward_vs_queries.png",
+            category="{experiment}",
+            subcategory="Reward vs queries",
             caption="../report/reward_vs_queries.rst",
         ),
         final=report(
-            "results/figures/final_metrics.png",
-            category="Final metrics",
+            "results/experiments/{experiment}/figures/final_metrics.png",
+            category="{experiment}",
+            subcategory="Final metrics",
             caption="../report/final_metrics.rst",
         ),
-        table="results/tables/final.md",
-        rounds="results/tables/round_metrics.csv",
-        metrics="results/tables/final_metrics.json",
-        page="results/README.md",
+        cost=report(
+            "results/experiments/{experiment}/figures/cost.png",
+            category="{experiment}",
+            subcategory="Cost",
+            caption="../report/cost.rst",
+        ),
+        table="results/experiments/{experiment}/tables/final.md",
+        rounds="results/experiments/{experiment}/tables/round_metrics.csv",
+        metrics="results/experiments/{experiment}/tables/final_metrics.json",
+        section="results/experiments/{experiment}/section.md",
     params:
         threshold=config.get("success_threshold", 0.5),
-        config_name=lambda wc: shlex.quote(config.get("name", "config/config.yaml")),
+        title=get_experiment_title,
     log:
-        "logs/aggregate.log",
+        "logs/aggregate/{experiment}.log",
     benchmark:
-        "results/benchmarks/aggregate.tsv"
+        "results/benchmarks/aggregate/{experiment}.tsv"
     shell:
         "prefalign aggregate --observations {input.observations} "
         "--evaluations {input.evaluations} --threshold {params.threshold} "
-        "--figures results/figures --tables results/tables --page {output.page} "
-        "--config-name {params.config_name} > {log} 2>&1"
+        "--benchmarks results/benchmarks "
+        "--out results/experiments/{wildcards.experiment} --title {params.title} "
+        "> {log} 2>&1"
+
+
+rule results_page:
+    input:
+        get_experiment_sections(),
+    output:
+        "results/README.md",
+    params:
+        name=lambda wc: shlex.quote(config.get("name", "config/config.yaml")),
+    log:
+        "logs/results_page.log",
+    benchmark:
+        "results/benchmarks/results_page.tsv"
+    shell:
+        "prefalign results-page --sections {input} --config-name {params.name} "
+        "--out {output} > {log} 2>&1"

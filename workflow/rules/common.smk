@@ -25,6 +25,7 @@ def _merge(base, override):
 def campaign_spec(domain, method, seed):
     """The resolved settings of one campaign, as the dict `prefalign spec` takes."""
     dom = config["domains"][domain]
+    true_reward = dom.get("true_reward") if config["methods"][method].get("true_reward") else None
     meth = config["methods"][method]
     sampler = _merge(dom.get("sampler", {}), meth.get("sampler", {}))
     eval_sampler = None
@@ -34,8 +35,10 @@ def campaign_spec(domain, method, seed):
     budget = config["budget"]
     cold = budget if meth.get("non_adaptive", False) else None
     return {
-        "domain": domain,
+        "domain": dom.get("type", domain),
+        "label": domain,
         "domain_options": dom.get("options", {}),
+        "true_reward": true_reward,
         "seed": int(seed),
         "budget": budget,
         "k": meth.get("k", config["k"]),
@@ -69,10 +72,11 @@ def n_rounds(domain, method):
     return config["budget"] // meth.get("k", config["k"])
 
 
-def campaigns():
-    """Every (domain, method, seed) of the config."""
-    c = config["campaigns"]
-    return [(d, m, s) for d in c["domains"] for m in c["methods"] for s in c["seeds"]]
+def experiment_campaigns(experiment):
+    """Every (domain, method, seed) of one experiment."""
+    e = config["experiments"][experiment]
+    return [(d, m, s) for d in e["domains"] for m in e["methods"] for s in e["seeds"]]
+
 
 
 def last_round(wildcards):
@@ -104,16 +108,29 @@ def get_final_surrogate(wildcards):
     return expand(SURROGATE, **{**wildcards, "round": last_round(wildcards)})
 
 
-def get_final_observations(wildcards=None):
-    """Each campaign's last observation dataset."""
+def get_final_observations(wildcards):
+    """The last observation dataset of each campaign of the experiment."""
     return [
         expand(OBSERVATIONS, domain=d, method=m, seed=s, round=n_rounds(d, m) - 1)[0]
-        for d, m, s in campaigns()
+        for d, m, s in experiment_campaigns(wildcards.experiment)
     ]
 
 
-def get_evaluations(wildcards=None):
-    return [f"results/evaluation/{d}/{m}/seed{s}.json" for d, m, s in campaigns()]
+def get_evaluations(wildcards):
+    """The final evaluation of each campaign of the experiment."""
+    return [
+        f"results/evaluation/{d}/{m}/seed{s}.json"
+        for d, m, s in experiment_campaigns(wildcards.experiment)
+    ]
+
+
+def get_experiment_title(wildcards):
+    e = config["experiments"][wildcards.experiment]
+    return shlex.quote(e.get("title", wildcards.experiment))
+
+
+def get_experiment_sections(wildcards=None):
+    return expand("results/experiments/{experiment}/section.md", experiment=config["experiments"])
 
 
 def sample_resources(wildcards):
@@ -121,8 +138,4 @@ def sample_resources(wildcards):
 
 
 def get_final_outputs():
-    return [
-        "results/figures/reward_vs_queries.png",
-        "results/figures/final_metrics.png",
-        "results/tables/final.md",
-    ]
+    return ["results/README.md"]

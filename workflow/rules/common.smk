@@ -138,4 +138,9 @@ def sample_resources(wildcards):
 
 
 def get_final_outputs():
-    return ["results/README.md"]
+    """The results page and every experiment's figures and tables."""
+    outputs = ["results/README.md"]
+    for name in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "figures/cost.png",
+                 "tables/final.md", "tables/round_metrics.csv", "tables/final_metrics.json"):
+        outputs += [f"results/experiments/{e}/{name}" for e in config["experiments"]]
+    return outputs

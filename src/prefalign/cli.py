@@ -121,6 +121,46 @@ def _plot_samples(domain: Any, x: np.ndarray, user: str | None, path: str, title
         render.save_grid(path, x[:64], rewards[:64] if rewards is not None else None)
 
 
+def _cmd_base_report(args: argparse.Namespace) -> int:
+    import torch
+
+    from prefalign import render
+    from prefalign.domains import get_domain
+    from prefalign.fkc import SamplerConfig, sample
+
+    torch.set_num_threads(args.threads)
+    domain = get_domain(args.domain, _parse_options(args.domain_option))
+    config = SamplerConfig(variant="base", n_steps=args.n_steps)
+    result = sample(
+        domain.score,
+        domain.sde,
+        args.n_particles,
+        tuple(domain.event_shape),
+        config=config,
+        generator=torch.Generator().manual_seed(args.seed),
+        progress=not args.quiet,
+    )
+    x = result.x.float().numpy()
+    real = domain.reference_samples()
+    summary = {
+        "domain": args.domain,
+        "n_base_samples": len(x),
+        "n_real_samples": len(real),
+        "validity_rate_base": float(domain.is_valid(x).mean()),
+        "validity_rate_real": float(domain.is_valid(real).mean()),
+        "diversity_base": domain.diversity(x),
+        "diversity_real": domain.diversity(real),
+    }
+    np.savez(args.out, x=x)
+    Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
+    if x.ndim == 2 and x.shape[1] == 2:
+        render.save_points(args.plot, x, background=real, title="base samples")
+    else:
+        render.save_grid(args.plot, x[:64], suptitle="base samples")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # workflow steps
 # --------------------------------------------------------------------------------------------
@@ -168,6 +208,17 @@ def _cmd_observe(args: argparse.Namespace) -> int:
         _spec(args), args.round, args.previous, args.queries, args.selection, args.rewards, args.out
     )
     print(f"{len(df)} observations after round {args.round}; best reward {df['reward'].max():.4f}")
+    if args.plot:
+        from prefalign import render
+        from prefalign.oracle import read_queries, read_rewards
+
+        ids, x = read_queries(args.queries)
+        rewards = read_rewards(args.rewards, list(ids)).to_numpy()
+        title = f"round {args.round} queries"
+        if x.ndim == 2 and x.shape[1] == 2:
+            render.save_points(args.plot, x, rewards, title=title)
+        else:
+            render.save_grid(args.plot, x, rewards, suptitle=title)
     return 0
 
 
@@ -271,23 +322,41 @@ def _cmd_results_page(args: argparse.Namespace) -> int:
 # oracles
 # --------------------------------------------------------------------------------------------
 def _cmd_oracle_builtin(args: argparse.Namespace) -> int:
-    import hashlib
-
     import pandas as pd
 
-    from prefalign.domains import get_domain
+    from prefalign.domains import get_oracle
     from prefalign.oracle import read_queries
 
-    domain = get_domain(args.domain, _parse_options(args.domain_option))
+    oracle = get_oracle(
+        args.domain,
+        args.user,
+        _parse_options(args.domain_option),
+        noise_std=args.noise_std,
+        noise_seed=args.noise_seed,
+    )
     ids, x = read_queries(args.queries)
-    rewards = np.asarray(domain.oracle(args.user)(x), dtype=np.float64)
-    if args.noise_std > 0:
-        # the noise of each answer depends on the noise seed and the query ids only
-        digest = hashlib.sha256("\n".join(map(str, ids)).encode()).digest()
-        rng = np.random.default_rng([args.noise_seed, int.from_bytes(digest[:8], "little")])
-        rewards = rewards + args.noise_std * rng.standard_normal(len(rewards))
-    table = pd.DataFrame({"id": ids, "reward": rewards})
-    table.to_csv(args.rewards, index=False, float_format="%.17g")
+    rewards = np.asarray(oracle(x), dtype=np.float64)
+    pd.DataFrame({"id": ids, "reward": rewards}).to_csv(
+        args.rewards, index=False, float_format="%.17g"
+    )
+    return 0
+
+
+def _cmd_train_digits(args: argparse.Namespace) -> int:
+    import torch
+
+    from prefalign.domains.digits import train_digits_ddpm
+
+    torch.set_num_threads(args.threads)  # more threads are slower on a busy 2-core machine
+    out = train_digits_ddpm(
+        args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(f"digits DDPM in {out}")
     return 0
 
 
@@ -336,6 +405,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="also write a PNG of the samples")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = add("train-digits", _cmd_train_digits, "Train (or reuse) the digits base DDPM.")
+    p.add_argument("--out", required=True, help="model directory (diffusers layout)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+
+    p = add("base-report", _cmd_base_report, "Base-model samples: validity next to real data.")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--domain-option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--n-particles", type=int, default=512)
+    p.add_argument("--n-steps", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="samples .npz")
+    p.add_argument("--plot", required=True, help="PNG grid or scatter of the samples")
+    p.add_argument("--summary", required=True, help="validity and diversity .json")
+    p.add_argument("--quiet", action="store_true")
+
     p = add("spec", _cmd_spec, "Write a campaign's spec.json from its JSON settings.")
     p.add_argument("--json", required=True, help="the CampaignSpec as JSON")
     p.add_argument("--out", required=True)
@@ -365,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", required=True)
     p.add_argument("--rewards", required=True)
     p.add_argument("--out", required=True, help="cumulative observations .parquet")
+    p.add_argument("--plot", help="PNG of the round's queries with their rewards")
 
     p = add("fit", _cmd_fit, "Round step 5: fit and checkpoint the surrogate.")
     add_spec_round(p)

@@ -205,27 +205,37 @@ def sample(
         logw += lams[0] * r0.double()
         path_logw += lams[0] * r0.double()
 
+    # the schedule, once (plain floats): forward time, g_t^2 and the noise scale sqrt(g_t^2 dtau)
+    ts = [1.0 - i * dtau for i in range(steps)]
+    g2s = [sde.beta(t) for t in ts]
+    noise_scales = [math.sqrt(g2 * dtau) for g2 in g2s]
+    resampling = config.variant == "fkc" and config.weighted
     ess = torch.empty(steps, dtype=torch.float64)
     n_resamples = n_score = n_reward = 0
 
     for i in tqdm(range(steps), disable=not progress, desc=f"{config.variant} sampling"):
-        t = 1.0 - i * dtau
+        t, g2, noise_scale = ts[i], g2s[i], noise_scales[i]  # g2 = g_t^2
         lam = lams[i] if config.tilted else 0.0
         last = i == steps - 1
         update_weights = config.weighted and not last
         dlam = (lams[i + 1] - lams[i]) if update_weights else 0.0
-        g2 = sde.beta(t)  # g_t^2
+        needs_reward = lam > 0 or (update_weights and dlam != 0)
         z = _randn(shape, generator, x)  # drawn for all N at once: chunking cannot change it
-        x_new = torch.empty_like(x)
-        dlogw = torch.zeros(n, device=device, dtype=torch.float64)
+        # one chunk (the default) writes its results directly; several fill preallocated buffers
+        x_new = torch.empty_like(x) if chunk < n else x
+        dlogw = None
+        if update_weights and needs_reward:
+            dlogw = torch.empty(n, device=device, dtype=torch.float64) if chunk < n else None
 
         for lo in range(0, n, chunk):
-            xc = x[lo : lo + chunk]
+            hi = lo + chunk
+            xc = x[lo:hi]
             # 2. base score and (if tilted) reward and its gradient, all at the pre-step x
             s = _checked_score(score, xc, t)
             n_score += xc.shape[0]
-            drift = -sde.drift(xc, t) + g2 * s  # sampling-direction drift: -f + g^2 s
-            if lam > 0 or (update_weights and dlam != 0):
+            f = sde.drift(xc, t)  # forward drift f_t(x), used by the move and the weights
+            drift = -f + g2 * s  # sampling-direction drift: -f + g^2 s
+            if needs_reward:
                 r, gr = _checked_reward(reward, xc, t, need_grad=lam > 0)
                 n_reward += xc.shape[0]
                 if lam > 0:
@@ -234,26 +244,36 @@ def sample(
                 if update_weights:
                     inc = dlam * r.double()
                     if lam > 0:
-                        inner = _inner(gr, 0.5 * g2 * s - sde.drift(xc, t))
+                        inner = _inner(gr, 0.5 * g2 * s - f)
                         inc = inc + lam * dtau * inner.double()
-                    dlogw[lo : lo + chunk] = inc
+                    if chunk < n:
+                        dlogw[lo:hi] = inc
+                    else:
+                        dlogw = inc
             # 4. Euler–Maruyama move with |dt| = dtau
-            x_new[lo : lo + chunk] = xc + drift * dtau + math.sqrt(g2 * dtau) * z[lo : lo + chunk]
+            moved = xc + drift * dtau + noise_scale * z[lo:hi]
+            if chunk < n:
+                x_new[lo:hi] = moved
+            else:
+                x_new = moved
 
         x = x_new
         if config.variant == "draft" and update_weights:
+            if dlogw is None:  # no reward this step; the draft still clips w
+                dlogw = torch.zeros(n, device=device, dtype=torch.float64)
             dlogw = dlogw.clamp(-config.draft_dw_clip, config.draft_dw_clip)
             logw = (logw + dlogw).clamp(config.draft_w_min, config.draft_w_max)
             path_logw = logw  # the draft never resamples: its path weight is its weight
-        else:
+        elif dlogw is not None:  # a step without a weight update leaves logw and path_logw as is
             logw = logw + dlogw
             path_logw = path_logw + dlogw
-        ess[i] = effective_sample_size(logw)
+        step_ess = effective_sample_size(logw)
+        ess[i] = step_ess
 
         # 5. resampling (fkc only): copies carry their path weight, log-weights reset to 0
-        if config.variant == "fkc" and config.weighted and not last:
+        if resampling and not last:
             due = config.resample == "always" or (
-                config.resample == "ess" and ess[i] < config.ess_threshold * n
+                config.resample == "ess" and step_ess < config.ess_threshold * n
             )
             if due:
                 idx = systematic_resample(logw, generator)

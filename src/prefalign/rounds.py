@@ -89,7 +89,9 @@ def draw_particles(
         if spec.true_reward:  # the upper bound: FKC with the user's exact, differentiable reward
             preference = domain.oracle(spec.true_reward)
             if not hasattr(preference, "torch"):
-                raise ValueError(f"user {spec.true_reward!r} of {spec.domain} is not differentiable")
+                raise ValueError(
+                    f"user {spec.true_reward!r} of {spec.domain} is not differentiable"
+                )
             reward = preference.torch
         else:
             reward = surrogate.to(device).eval()

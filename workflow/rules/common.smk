@@ -32,7 +32,7 @@ def campaign_spec(domain, method, seed):
     if sampler.get("variant", "fkc") == "base":
         # methods that query base samples are judged by FKC tilted by their own surrogate
         eval_sampler = _merge(dom.get("sampler", {}), {"variant": "fkc"})
-    budget = config["budget"]
+    budget = dom.get("budget", config["budget"])
     cold = budget if meth.get("non_adaptive", False) else None
     return {
         "domain": dom.get("type", domain),
@@ -42,11 +42,11 @@ def campaign_spec(domain, method, seed):
         "seed": int(seed),
         "budget": budget,
         "k": meth.get("k", config["k"]),
-        "n_particles": meth.get("n_particles", config["n_particles"]),
+        "n_particles": meth.get("n_particles", dom.get("n_particles", config["n_particles"])),
         "oracle": dom["oracle"],
         "oracle_timeout_s": dom.get("oracle_timeout_s"),
         "eval_oracle": dom.get("eval_oracle"),
-        "eval_particles": config["eval_particles"],
+        "eval_particles": dom.get("eval_particles", config["eval_particles"]),
         "reward_threshold": dom.get("reward_threshold", 0.5),
         "device": config.get("device", "cpu"),
         "torch_threads": config.get("torch_threads", 1),
@@ -69,13 +69,21 @@ def n_rounds(domain, method):
     meth = config["methods"][method]
     if meth.get("non_adaptive", False):
         return 1
-    return config["budget"] // meth.get("k", config["k"])
+    budget = config["domains"][domain].get("budget", config["budget"])
+    return budget // meth.get("k", config["k"])
 
 
 def experiment_campaigns(experiment):
     """Every (domain, method, seed) of one experiment."""
     e = config["experiments"][experiment]
-    return [(d, m, s) for d in e["domains"] for m in e["methods"] for s in e["seeds"]]
+    excluded = set(e.get("exclude", []))
+    return [
+        (d, m, s)
+        for d in e["domains"]
+        for m in e["methods"]
+        if f"{d}/{m}" not in excluded
+        for s in e["seeds"]
+    ]
 
 
 
@@ -86,6 +94,13 @@ def last_round(wildcards):
 def get_spec_json(wildcards):
     spec = campaign_spec(wildcards.domain, wildcards.method, wildcards.seed)
     return shlex.quote(json.dumps(spec, sort_keys=True))
+
+
+def get_model_inputs(wildcards):
+    """A domain's model directory (e.g. the trained digits DDPM) is an input of its campaigns:
+    retraining the model reruns them."""
+    options = config["domains"][wildcards.domain].get("options", {})
+    return [options["model_dir"]] if "model_dir" in options else []
 
 
 def get_previous_surrogate(wildcards):
@@ -129,8 +144,18 @@ def get_experiment_title(wildcards):
     return shlex.quote(e.get("title", wildcards.experiment))
 
 
+def experiments():
+    """The experiments to run: `run` (a list, so that a --configfile replaces it rather than
+    merging into it), or every experiment defined."""
+    names = config.get("run", list(config["experiments"]))
+    unknown = [n for n in names if n not in config["experiments"]]
+    if unknown:
+        raise ValueError(f"run: unknown experiment(s) {unknown}; defined: {list(config['experiments'])}")
+    return names
+
+
 def get_experiment_sections(wildcards=None):
-    return expand("results/experiments/{experiment}/section.md", experiment=config["experiments"])
+    return expand("results/experiments/{experiment}/section.md", experiment=experiments())
 
 
 def sample_resources(wildcards):
@@ -142,5 +167,8 @@ def get_final_outputs():
     outputs = ["results/README.md"]
     for name in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "figures/cost.png",
                  "tables/final.md", "tables/round_metrics.csv", "tables/final_metrics.json"):
-        outputs += [f"results/experiments/{e}/{name}" for e in config["experiments"]]
+        outputs += [f"results/experiments/{e}/{name}" for e in experiments()]
+    used = {d for e in experiments() for d in config["experiments"][e]["domains"]}
+    if any(config["domains"][d].get("type", d) == "digits" for d in used):
+        outputs.append("results/models/digits-base/validity.json")
     return outputs

@@ -2,6 +2,8 @@
 
 
 rule spec:
+    input:
+        get_model_inputs,
     output:
         "results/campaigns/{domain}/{method}/seed{seed}/spec.json",
     params:
@@ -73,7 +75,13 @@ rule observe:
         selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
         rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
     output:
-        "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet",
+        observations="results/observations/{domain}/{method}/seed{seed}/round{round}.parquet",
+        plot=report(
+            "results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.png",
+            category="Queries",
+            subcategory="{domain} / {method}",
+            labels={"seed": "{seed}", "round": "{round}"},
+        ),
     params:
         previous=lambda wc, input: flag("previous", input.previous),
     log:
@@ -83,7 +91,7 @@ rule observe:
     shell:
         "prefalign observe --spec {input.spec} --round {wildcards.round} {params.previous} "
         "--queries {input.queries} --selection {input.selection} --rewards {input.rewards} "
-        "--out {output} > {log} 2>&1"
+        "--out {output.observations} --plot {output.plot} > {log} 2>&1"
 
 
 rule fit:

@@ -43,25 +43,24 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 
+from prefalign.domains import answer_noise
 from prefalign.domains.base import OracleFn
-from prefalign.models.ddpm import (
-    DDPMSettings,
-    ModelLoadError,
-    UNetScore,
-    load_noise_schedule,
-    load_unet,
-    train_ddpm,
-)
-from prefalign.sde import VPSDE
+
+# torch and diffusers are imported only where the diffusion model is needed (training, the
+# domain's score): the oracle command and the validity test start without them.
+if TYPE_CHECKING:
+    import torch
+
+    from prefalign.sde import VPSDE
 
 EVENT_SHAPE: tuple[int, int, int] = (1, 8, 8)
 SPLIT_SEED = 0
@@ -164,6 +163,10 @@ def train_digits_ddpm(
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
     """
+    import torch
+
+    from prefalign.models.ddpm import DDPMSettings, train_ddpm
+
     settings = DDPMSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     data = digit_split("ddpm")
     return train_ddpm(
@@ -357,21 +360,6 @@ def _reward_fn(name: str):
     )
 
 
-def answer_noise(x: np.ndarray, noise_std: float, seed: int) -> np.ndarray:
-    """Gaussian answer noise (N,), reproducible per query.
-
-    The draw for sample ``x_i`` is seeded by ``(seed, blake2b(float32 bytes of x_i))``: the same
-    query always gets the same answer whatever the batch, order or round it is asked in, and
-    different queries get independent noise.
-    """
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
-    noise = np.empty(len(x))
-    for i, row in enumerate(x):
-        key = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
-        noise[i] = np.random.default_rng([seed, key]).normal(0.0, noise_std)
-    return noise
-
-
 def make_oracle(name: str, *, noise_std: float = 0.0, seed: int = 0) -> OracleFn:
     """The simulated user ``name`` (see :func:`oracle_names`): np (N, 1, 8, 8) -> rewards (N,).
 
@@ -446,6 +434,8 @@ class DigitsDomain:
     event_shape: tuple[int, ...] = EVENT_SHAPE
 
     def __init__(self, model_dir: str | Path, device: torch.device | str = "cpu") -> None:
+        from prefalign.models.ddpm import ModelLoadError, UNetScore, load_noise_schedule, load_unet
+
         self.model_dir = Path(model_dir)
         unet = load_unet(self.model_dir, device=device)
         size, channels = unet.config.sample_size, unet.config.in_channels
@@ -476,3 +466,7 @@ class DigitsDomain:
     def diversity(self, x: np.ndarray) -> dict[str, float]:
         """See :func:`diversity`."""
         return diversity(x)
+
+    def reference_samples(self) -> np.ndarray:
+        """Real held-out digits (no model saw them), to compare the base model's samples with."""
+        return np.array(digit_split("heldout").images)

@@ -132,6 +132,12 @@ class Mixture2D:
         """Exact samples of the data distribution (n, 2), float32."""
         return self.mixture.sample(n, generator).numpy().astype(np.float32)
 
+    def reference_samples(self) -> np.ndarray:
+        """Exact samples of the data distribution (2,000, fixed seed)."""
+        import torch
+
+        return self.sample_data(2000, torch.Generator().manual_seed(0))
+
     def oracle_names(self) -> list[str]:
         return list(ORACLES)
 

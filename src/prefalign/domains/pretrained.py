@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from prefalign.domains import answer_noise
 from prefalign.domains.base import OracleFn
-from prefalign.domains.digits import answer_noise
 from prefalign.models.ddpm import ModelLoadError, UNetScore, load_noise_schedule, load_unet
 from prefalign.sde import VPSDE
 
@@ -99,7 +99,7 @@ def make_oracle(name: str, *, noise_std: float = 0.0, seed: int = 0) -> OracleFn
     Args:
         name: ``brightness``, ``colourfulness`` or ``jpeg-compressibility``.
         noise_std: standard deviation of Gaussian noise added to each answer (0: exact).
-        seed: seeds the answer noise, per query (see :func:`prefalign.domains.digits.answer_noise`).
+        seed: seeds the answer noise, per query (see :func:`prefalign.domains.answer_noise`).
     """
     if name not in ORACLES:
         raise ValueError(f"unknown pretrained oracle {name!r}; must be one of {', '.join(ORACLES)}")

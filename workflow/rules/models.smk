@@ -1,0 +1,40 @@
+# Base models that the workflow trains itself (nothing is downloaded).
+
+
+rule train_digits:
+    output:
+        directory("results/models/digits"),
+    params:
+        steps=config.get("models", {}).get("digits", {}).get("steps", 2000),
+        batch_size=config.get("models", {}).get("digits", {}).get("batch_size", 128),
+        lr=config.get("models", {}).get("digits", {}).get("lr", 2e-3),
+        seed=config.get("models", {}).get("digits", {}).get("seed", 0),
+    log:
+        "logs/models/train_digits.log",
+    benchmark:
+        "results/benchmarks/models/train_digits.tsv"
+    shell:
+        "prefalign train-digits --out {output} --steps {params.steps} "
+        "--batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} "
+        "> {log} 2>&1"
+
+
+rule digits_base_samples:
+    input:
+        "results/models/digits",
+    output:
+        samples="results/models/digits-base/samples.npz",
+        grid=report(
+            "results/models/digits-base/samples.png",
+            category="Base models",
+            caption="../report/digits_base.rst",
+        ),
+        summary="results/models/digits-base/validity.json",
+    log:
+        "logs/models/digits_base_samples.log",
+    benchmark:
+        "results/benchmarks/models/digits_base_samples.tsv"
+    shell:
+        "prefalign base-report --domain digits --domain-option model_dir={input} "
+        "--n-particles 512 --out {output.samples} --plot {output.grid} "
+        "--summary {output.summary} > {log} 2>&1"

@@ -196,7 +196,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     from prefalign.rounds import oracle_round
 
-    rewards = oracle_round(_spec(args), args.queries, args.rewards, args.log)
+    rewards = oracle_round(_spec(args), args.round, args.queries, args.rewards, args.log)
     print(f"oracle answered {len(rewards)} queries; mean reward {rewards.mean():.4f}")
     return 0
 
@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", required=True, help="selection.csv (how each was chosen)")
 
     p = add("query", _cmd_query, "Round step 3: run the oracle command on the queries.")
-    p.add_argument("--spec", required=True)
+    add_spec_round(p)
     p.add_argument("--queries", required=True)
     p.add_argument("--rewards", required=True, help="validated rewards.csv (id,reward)")
     p.add_argument("--log", help="file the oracle's stdout/stderr are appended to")

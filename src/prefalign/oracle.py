@@ -28,7 +28,7 @@ import signal
 import subprocess
 import threading
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -369,6 +369,7 @@ def run_oracle(
     rewards_path: StrPath,
     timeout_s: float | None = None,
     log_path: StrPath | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> pd.Series:
     """Run the oracle ``argv + [queries_path, <temporary rewards path>]`` and validate its answer.
 
@@ -386,6 +387,8 @@ def run_oracle(
         rewards_path: where the validated rewards CSV ends up.
         timeout_s: seconds before the oracle's whole process group is killed; None waits forever.
         log_path: file the oracle's output is appended to, or None to inherit.
+        context: extra environment variables for the oracle, e.g. ``PREFALIGN_ROUND`` and
+            ``PREFALIGN_BUDGET_LEFT`` (an oracle may show them; none has to read them).
 
     Returns:
         The validated rewards, as returned by :func:`read_rewards`.
@@ -420,6 +423,7 @@ def run_oracle(
             proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, **(context or {})},
                 stdout=log_fd,  # None: inherit
                 stderr=subprocess.PIPE,
                 start_new_session=True,

@@ -219,11 +219,23 @@ def select_round(
 
 
 def oracle_round(
-    spec: CampaignSpec, queries: PathLike, rewards_out: PathLike, log: PathLike | None = None
+    spec: CampaignSpec,
+    round_: int,
+    queries: PathLike,
+    rewards_out: PathLike,
+    log: PathLike | None = None,
 ) -> pd.Series:
     """Step 3: run the oracle command on the queries; the validated rewards land in
-    ``rewards_out`` (nothing is written when the oracle fails)."""
-    return run_oracle(spec.oracle, queries, rewards_out, spec.oracle_timeout_s, log)
+    ``rewards_out`` (nothing is written when the oracle fails). The oracle's environment says
+    which campaign and round it answers and how much budget is left after this round."""
+    asked = sum(spec.queries_in_round(r) for r in range(round_ + 1))
+    context = {
+        "PREFALIGN_CAMPAIGN": spec.name,
+        "PREFALIGN_ROUND": str(round_),
+        "PREFALIGN_ROUNDS": str(spec.rounds),
+        "PREFALIGN_BUDGET_LEFT": str(spec.budget - asked),
+    }
+    return run_oracle(spec.oracle, queries, rewards_out, spec.oracle_timeout_s, log, context)
 
 
 def observe_round(

@@ -63,7 +63,8 @@ rule oracle:
     benchmark:
         "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/oracle.tsv"
     shell:
-        "prefalign query --spec {input.spec} --queries {input.queries} --rewards {output} "
+        "prefalign query --spec {input.spec} --round {wildcards.round} "
+        "--queries {input.queries} --rewards {output} "
         "--log {log} 2>> {log}"
 
 

@@ -23,7 +23,9 @@ def _pins(requirements: list[str]) -> dict[str, str]:
 
 def test_environment_yml_matches_pyproject_pins() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = _pins(project["dependencies"]) | _pins(project["optional-dependencies"]["dev"])
+    wanted = _pins(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        wanted |= _pins(extra)
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert _pins(pip_section) == wanted

@@ -88,7 +88,8 @@ class CampaignSpec:
     label: str | None = None  # the config's name for this domain set-up (default: domain)
     true_reward: str | None = None  # tilt by this built-in user's exact reward (an upper bound)
     oracle_timeout_s: float | None = None
-    eval_oracle: list[str] | None = None  # argv for the final evaluation; None = the oracle
+    eval_oracle: list[str] | None = None  # argv of an independent evaluator of the final samples
+    oracle_in_evaluation: bool = True  # false: only eval_oracle scores them (e.g. for a person)
     eval_particles: int = 512
     reward_threshold: float = 0.5  # "the user is satisfied" level, for success rates
     device: str = "cpu"

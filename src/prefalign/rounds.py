@@ -345,7 +345,12 @@ def evaluate_campaign(
         ids = [f"eval-{i:05d}" for i in range(len(x))]
         queries = Path(tmp) / "queries.npz"
         write_queries(queries, ids, x)
-        for key, argv in (("mean_reward", spec.oracle), ("eval_mean_reward", spec.eval_oracle)):
+        evaluators = [("mean_reward", spec.oracle), ("eval_mean_reward", spec.eval_oracle)]
+        if not spec.oracle_in_evaluation:  # e.g. a person: the evaluator scores the samples
+            if spec.eval_oracle is None:
+                raise ValueError("oracle_in_evaluation is false, so eval_oracle must be set")
+            evaluators = [("mean_reward", spec.eval_oracle)]
+        for key, argv in evaluators:
             if argv is None:
                 continue
             rewards = run_oracle(
@@ -367,6 +372,7 @@ def evaluate_campaign(
         "validity_rate": float(np.mean(domain.is_valid(x))),
         "diversity": {k: float(v) for k, v in domain.diversity(x).items()},
         "eval_oracle": " ".join(spec.eval_oracle or spec.oracle),
+        "oracle_in_evaluation": spec.oracle_in_evaluation,
         "seconds": seconds,
     }
     _atomic_write_text(out_json, json.dumps(evaluation, indent=2) + "\n")

@@ -46,6 +46,7 @@ def campaign_spec(domain, method, seed):
         "oracle": dom["oracle"],
         "oracle_timeout_s": dom.get("oracle_timeout_s"),
         "eval_oracle": dom.get("eval_oracle"),
+        "oracle_in_evaluation": dom.get("oracle_in_evaluation", True),
         "eval_particles": dom.get("eval_particles", config["eval_particles"]),
         "reward_threshold": dom.get("reward_threshold", 0.5),
         "device": config.get("device", "cpu"),

@@ -46,11 +46,12 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -556,11 +557,30 @@ _SECURITY_HEADERS = {
 
 @dataclass(frozen=True)
 class PageSettings:
-    """What the page says besides the queries."""
+    """What the page says besides the queries.
+
+    Attributes:
+        title: the page's heading.
+        round: the round number (0 = the first round), or None to leave it out.
+        budget_left: queries left in the budget after this round, or None.
+        campaign: the campaign's name (e.g. ``digits-human/fkc-al/seed0``), or None.
+        rounds: how many rounds the campaign has, or None.
+    """
 
     title: str = "Rate these samples"
     round: int | None = None
     budget_left: int | None = None
+    campaign: str | None = None
+    rounds: int | None = None
+
+    def document_title(self) -> str:
+        """The browser tab's title: the heading, then the round and the campaign when known."""
+        parts = [self.title]
+        if self.round is not None:
+            parts.append(f"round {self.round}")
+        if self.campaign:
+            parts.append(self.campaign)
+        return " - ".join(parts)
 
 
 def _document(title: str, body: str, script: bool) -> str:
@@ -586,8 +606,14 @@ def render_rating_page(
     low, high = session.scale
     total = len(session.ids)
     facts = []
+    if settings.campaign:
+        facts.append(f'<li>Campaign <strong id="campaign">{esc(settings.campaign)}</strong></li>')
     if settings.round is not None:
-        facts.append(f"<li>Round <strong>{settings.round}</strong></li>")
+        of_rounds = ""
+        if settings.rounds is not None:
+            last = " (the last)" if settings.round == settings.rounds - 1 else ""
+            of_rounds = f" of rounds 0 to {settings.rounds - 1}{last}"
+        facts.append(f"<li>Round <strong>{settings.round}</strong>{of_rounds}</li>")
     if settings.budget_left is not None:
         facts.append(f"<li>Budget left <strong>{settings.budget_left}</strong> queries</li>")
     facts.append(
@@ -647,7 +673,7 @@ def render_rating_page(
         '<p class="actions"><button type="submit">Submit ratings</button>'
         '<span id="save-status" role="status"></span></p>\n</form>\n</main>'
     )
-    return _document(settings.title, body, script=True)
+    return _document(settings.document_title(), body, script=True)
 
 
 def render_thanks_page(settings: PageSettings, count: int, rewards_path: Path) -> str:
@@ -911,17 +937,29 @@ def _port(text: str) -> int:
     return value
 
 
+#: Environment variables the workflow sets for every oracle (``prefalign.rounds.oracle_round``);
+#: they are the defaults of ``--campaign``, ``--round``, ``--rounds`` and ``--budget-left``.
+ENV_CAMPAIGN = "PREFALIGN_CAMPAIGN"
+ENV_ROUND = "PREFALIGN_ROUND"
+ENV_ROUNDS = "PREFALIGN_ROUNDS"
+ENV_BUDGET_LEFT = "PREFALIGN_BUDGET_LEFT"
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The argument parser of the human oracle command."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
             "Ask a person to rate one round's queries in a web browser, then write REWARDS.csv "
-            "(id,reward). Prints the page's URL (with a secret token) to stdout."
+            "(id,reward). Prints the page's URL (with a secret token) to stdout, and to stderr "
+            "after 'open this page to rate the queries:'."
         ),
         epilog=(
-            "Exit status: 0 rewards written; 1 unusable queries file, rewards folder or address; "
-            "2 bad command line; 124 timed out; 130 interrupted. Nothing is written unless 0."
+            f"Run by the workflow, the page shows the campaign, round and budget left from the "
+            f"environment ({ENV_CAMPAIGN}, {ENV_ROUND}, {ENV_ROUNDS}, {ENV_BUDGET_LEFT}); the "
+            "options override them. Exit status: 0 rewards written; 1 unusable queries file, "
+            "rewards folder, URL file or address; 2 bad command line; 124 timed out; "
+            "130 interrupted or terminated. Nothing is written unless 0."
         ),
     )
     parser.add_argument("queries", type=Path, metavar="QUERIES.npz", help="queries to rate")
@@ -942,17 +980,37 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="give up after this many seconds, exit 124 and write nothing (default: none)",
     )
     parser.add_argument(
-        "--round", type=_non_negative, default=None, metavar="R", help="round number to show"
+        "--round",
+        type=_non_negative,
+        default=None,
+        metavar="R",
+        help=f"round number to show (default: ${ENV_ROUND}, else none)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help=f"number of rounds of the campaign, to show (default: ${ENV_ROUNDS}, else none)",
     )
     parser.add_argument(
         "--budget-left",
         type=_non_negative,
         default=None,
         metavar="B",
-        help="number of queries left in the budget, to show",
+        help=(
+            "number of queries left in the budget after this round, to show "
+            f"(default: ${ENV_BUDGET_LEFT}, else none)"
+        ),
     )
     parser.add_argument(
-        "--title", default="Rate these samples", help="page title (default: %(default)s)"
+        "--campaign",
+        default=None,
+        metavar="NAME",
+        help=f"campaign name to show (default: ${ENV_CAMPAIGN}, else none)",
+    )
+    parser.add_argument(
+        "--title", default="Rate these samples", help="page heading (default: %(default)s)"
     )
     parser.add_argument(
         "--scale",
@@ -970,14 +1028,54 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="PATH",
-        help="also write the URL to this file, once the server is ready",
+        help=(
+            "also write the URL to this file once the server is ready (its folder is created); "
+            "the file is removed again when the round ends"
+        ),
+    )
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="also open the page in this machine's default web browser (default: off)",
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _environment_defaults(args: argparse.Namespace) -> list[str]:
+    """Fill unset ``--campaign/--round/--rounds/--budget-left`` from the workflow's environment.
+
+    A malformed variable is ignored with a warning (it only changes what the page shows).
+    Returns the warnings.
+    """
+    warnings: list[str] = []
+    for attribute, variable, parse in (
+        ("round", ENV_ROUND, _non_negative),
+        ("rounds", ENV_ROUNDS, _positive),
+        ("budget_left", ENV_BUDGET_LEFT, _non_negative),
+    ):
+        text = os.environ.get(variable, "").strip()
+        if getattr(args, attribute) is not None or not text:
+            continue
+        try:
+            setattr(args, attribute, parse(text))
+        except argparse.ArgumentTypeError as error:
+            warnings.append(f"ignoring {variable}={text!r}: {error}")
+    if args.campaign is None:
+        args.campaign = os.environ.get(ENV_CAMPAIGN, "").strip() or None
+    return warnings
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(descriptor, 0o644)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(temporary, path)
@@ -985,6 +1083,13 @@ def _write_text_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _remove_url_file(path: Path, url: str) -> None:
+    """Remove the URL file if it still holds this round's URL (never another oracle's)."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if path.read_text(encoding="utf-8").strip() == url:
+            path.unlink()
 
 
 def _url(host: str, port: int, token: str) -> str:
@@ -1007,6 +1112,39 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived (the workflow step was stopped)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` while serving, so the round ends cleanly
+    (server closed, URL file removed, nothing written). Only possible on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _open_in_browser(url: str) -> None:
+    import webbrowser
+
+    try:
+        opened = webbrowser.open(url, new=2)
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        print(f"{PROG}: could not open a web browser here; open the URL yourself", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the human oracle; returns the exit status (see the module docstring)."""
     parser = build_parser()
@@ -1017,6 +1155,8 @@ def main(argv: list[str] | None = None) -> int:
             f"--scale MIN MAX needs MIN < MAX with at most {MAX_SCALE_STEPS + 1} values, "
             f"got {low} {high}"
         )
+    for warning in _environment_defaults(args):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
 
     def fail(message: str) -> int:
         print(f"{PROG}: error: {message}", file=sys.stderr)
@@ -1032,12 +1172,24 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"the folder of the rewards file {rewards_path} does not exist")
     if rewards_path.is_dir():
         return fail(f"the rewards file {rewards_path} is a folder")
-    if args.url_file is not None and not args.url_file.parent.is_dir():
-        return fail(f"the folder of --url-file {args.url_file} does not exist")
+    url_file: Path | None = args.url_file
+    if url_file is not None:
+        if url_file.is_dir():
+            return fail(f"--url-file {url_file} is a folder")
+        try:
+            url_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return fail(f"cannot create the folder of --url-file {url_file}: {error}")
 
     # 2. Listen.
     session = RatingSession(queries.ids, (low, high), rewards_path)
-    settings = PageSettings(title=args.title, round=args.round, budget_left=args.budget_left)
+    settings = PageSettings(
+        title=args.title,
+        round=args.round,
+        budget_left=args.budget_left,
+        campaign=args.campaign,
+        rounds=args.rounds,
+    )
     token = secrets.token_urlsafe(24)
     try:
         server = OracleServer(
@@ -1057,35 +1209,54 @@ def main(argv: list[str] | None = None) -> int:
     thread.start()
 
     # 3. Tell the person where to go, then wait for the submission or the time-out.
+    url = _url(args.host, server.server_address[1], token)
+    what = f"round {args.round}" if args.round is not None else "this round"
+    if args.campaign:
+        what += f" of {args.campaign}"
     try:
-        url = _url(args.host, server.server_address[1], token)
-        print(url, flush=True)
-        print(
-            f"{PROG}: {len(queries)} queries to rate; open the URL above in a browser",
-            file=sys.stderr,
-            flush=True,
-        )
-        if args.url_file is not None:
-            _write_text_atomically(args.url_file, url + "\n")
-        finished = session.done.wait(args.timeout_s)
-        if not finished and session.close_on_timeout():
-            rated = len(session.snapshot())
+        with _sigterm_raises():
+            print(url, flush=True)
+            if url_file is not None:
+                try:
+                    _write_text_atomically(url_file, url + "\n")
+                except OSError as error:
+                    return fail(f"cannot write --url-file {url_file}: {error}")
             print(
-                f"{PROG}: error: timed out after {args.timeout_s:g} s waiting for ratings "
-                f"({rated} of {len(queries)} queries rated); nothing was written to "
-                f"{rewards_path}",
+                f"{PROG}: {len(queries)} queries of {what} wait for a person; "
+                f"open this page to rate the queries: {url}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if url_file is not None:
+                print(f"{PROG}: the URL is also in {url_file}", file=sys.stderr, flush=True)
+            if args.open:
+                _open_in_browser(url)
+            finished = session.done.wait(args.timeout_s)
+            if not finished and session.close_on_timeout():
+                rated = len(session.snapshot())
+                print(
+                    f"{PROG}: error: timed out after {args.timeout_s:g} s waiting for ratings "
+                    f"({rated} of {len(queries)} queries rated); nothing was written to "
+                    f"{rewards_path}",
+                    file=sys.stderr,
+                )
+                return EXIT_TIMEOUT
+            # A submission won the race against the time-out: let it finish its thank-you page.
+            session.done.wait(10.0)
+    except (KeyboardInterrupt, _Terminated) as error:
+        if session.close_on_timeout():
+            how = "interrupted" if isinstance(error, KeyboardInterrupt) else "terminated"
+            print(
+                f"{PROG}: {how}; nothing was written to {rewards_path}; the ratings entered "
+                "in this round are lost",
                 file=sys.stderr,
             )
-            return EXIT_TIMEOUT
-        # A submission won the race against the time-out: let it finish its thank-you page.
-        session.done.wait(10.0)
-    except KeyboardInterrupt:
-        if session.close_on_timeout():
-            print(f"{PROG}: interrupted; nothing was written to {rewards_path}", file=sys.stderr)
             return EXIT_INTERRUPTED
     finally:
         server.shutdown()
         server.server_close()
+        if url_file is not None:
+            _remove_url_file(url_file, url)
     print(f"{PROG}: wrote {len(queries)} ratings to {rewards_path}", file=sys.stderr)
     return EXIT_OK
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from prefalign.atomic import write_text
 from prefalign.settings import SamplerConfig, SurrogateConfig
 
 if TYPE_CHECKING:  # torch is imported only by the steps that sample or fit
@@ -150,13 +150,7 @@ class CampaignSpec:
 
 def write_spec(spec: CampaignSpec, path: str | os.PathLike[str]) -> None:
     """Write ``spec.json`` atomically, with sorted keys (same spec, same bytes)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
 def read_spec(path: str | os.PathLike[str]) -> CampaignSpec:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +35,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from prefalign.atomic import atomic_path
 
 __all__ = [
     "COLUMNS",
@@ -480,8 +481,7 @@ def write_observations(df: pd.DataFrame, path: StrPath, event_shape: Sequence[in
     table = _table(df, shape, x2d)
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(
             table,
             tmp,
@@ -491,25 +491,6 @@ def write_observations(df: pd.DataFrame, path: StrPath, event_shape: Sequence[in
             write_statistics=True,
             use_dictionary=True,
         )
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def _check_schema(schema: pa.Schema, where: str) -> tuple[int, ...]:

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prefalign.atomic import atomic_path, fsync_dir
+
 __all__ = [
     "OracleError",
     "read_queries",
@@ -88,20 +90,6 @@ def _duplicates(values: Iterable[str]) -> list[str]:
     return list(dup)
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Flush a directory entry (the rename) to disk where the platform allows it."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # ----------------------------------------------------------------------------------------------
 # queries
 
@@ -147,25 +135,17 @@ def write_queries(path: StrPath, ids: Sequence[str], x: np.ndarray) -> None:
     _check_queries(id_arr, x_arr, f"queries for {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    # Not mkstemp: its 0600 mode would survive the rename; os.open applies the umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED) as zf:
-                for name, arr in (("id", id_arr), ("x", x_arr)):
-                    info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE_TIME)
-                    info.compress_type = zipfile.ZIP_STORED
-                    info.external_attr = 0o644 << 16
-                    with zf.open(info, mode="w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, arr, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as fh,
+        zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED) as zf,
+    ):
+        for name, arr in (("id", id_arr), ("x", x_arr)):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE_TIME)
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            with zf.open(info, mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, arr, allow_pickle=False)
 
 
 def read_queries(path: StrPath) -> tuple[np.ndarray, np.ndarray]:
@@ -480,7 +460,7 @@ def run_oracle(
         with open(tmp_rewards, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_rewards, rewards_path)
-        _fsync_dir(rewards_path.parent)
+        fsync_dir(rewards_path.parent)
         return rewards
     finally:
         tmp_rewards.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from prefalign import acquisition
+from prefalign.atomic import atomic_path, write_text
 from prefalign.campaign import CampaignSpec, numpy_rng, resolve_device, torch_generator
 from prefalign.observations import (
     append_round,
@@ -43,21 +44,8 @@ PathLike = str | os.PathLike[str]
 
 
 def _atomic_savez(path: PathLike, **arrays: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def campaign_domain(spec: CampaignSpec) -> Domain:
@@ -166,7 +154,7 @@ def sample_round(
         "n_reward_evals": result.n_reward_evals,
         "seconds": seconds,
     }
-    _atomic_write_text(Path(out).with_suffix(".json"), json.dumps(stats, indent=2) + "\n")
+    write_text(Path(out).with_suffix(".json"), json.dumps(stats, indent=2) + "\n")
     return stats
 
 
@@ -214,7 +202,7 @@ def select_round(
             "surrogate_pred": pred[idx].astype(np.float64),
         }
     )
-    _atomic_write_text(selection_out, table.to_csv(index=False, float_format="%.17g"))
+    write_text(selection_out, table.to_csv(index=False, float_format="%.17g"))
     return table
 
 
@@ -375,5 +363,5 @@ def evaluate_campaign(
         "oracle_in_evaluation": spec.oracle_in_evaluation,
         "seconds": seconds,
     }
-    _atomic_write_text(out_json, json.dumps(evaluation, indent=2) + "\n")
+    write_text(out_json, json.dumps(evaluation, indent=2) + "\n")
     return evaluation

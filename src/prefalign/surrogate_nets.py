@@ -90,14 +90,15 @@ def build_member(
 ) -> nn.Module:
     """Build one ensemble member, initialised from ``generator`` only (the global RNG is untouched).
 
-    The module is created on the meta device, materialised on the CPU and then given PyTorch's
-    default initialisation (Kaiming-uniform weights, uniform(+-1/sqrt(fan_in)) biases), drawn from
-    ``generator``.
+    The module is created on the CPU with the global RNG's state saved and restored around it
+    (``fork_rng``), then given PyTorch's default initialisation (Kaiming-uniform weights,
+    uniform(+-1/sqrt(fan_in)) biases), drawn from ``generator``. (Building on the meta device
+    would also leave the global RNG alone, but ``to_empty`` imports torch's symbolic-shape
+    machinery: half a second of start-up in every workflow job.)
     """
     cls = {"mlp": MLP, "cnn": CNN}[arch]
-    with torch.device("meta"):
+    with torch.random.fork_rng(devices=[]):
         net = cls(event_shape, hidden, layers, activation)
-    net = net.to_empty(device="cpu")
     init_weights_(net, generator)
     return net
 

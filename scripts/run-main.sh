@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-exec snakemake --profile profiles/default "$@"
+exec snakemake --cores 2 "$@"

@@ -508,6 +508,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prefalign`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["oracle", "human"]:
+        # argparse.REMAINDER drops options that come first (python/cpython#61252): the human
+        # oracle parses its own arguments, untouched
+        from prefalign.oracles.human import main as human_main
+
+        return human_main(argv[2:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

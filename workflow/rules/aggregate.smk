@@ -31,6 +31,7 @@ rule aggregate:
     params:
         threshold=config.get("success_threshold", 0.5),
         title=get_experiment_title,
+        page_dir=os.path.dirname(config.get("results_page", "results/README.md")) or ".",
     log:
         "logs/aggregate/{experiment}.log",
     benchmark:
@@ -40,6 +41,7 @@ rule aggregate:
         "--evaluations {input.evaluations} --threshold {params.threshold} "
         "--benchmarks results/benchmarks "
         "--out results/experiments/{wildcards.experiment} --title {params.title} "
+        "--page-dir {params.page_dir} "
         "> {log} 2>&1"
 
 
@@ -47,7 +49,7 @@ rule results_page:
     input:
         get_experiment_sections(),
     output:
-        "results/README.md",
+        config.get("results_page", "results/README.md"),
     params:
         name=lambda wc: shlex.quote(config.get("name", "config/config.yaml")),
     log:

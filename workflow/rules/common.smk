@@ -1,5 +1,6 @@
 # Helper functions of the workflow: config validation, campaign resolution, input functions.
 import json
+import os
 import shlex
 
 from snakemake.utils import validate
@@ -165,7 +166,7 @@ def sample_resources(wildcards):
 
 def get_final_outputs():
     """The results page and every experiment's figures and tables."""
-    outputs = ["results/README.md"]
+    outputs = [config.get("results_page", "results/README.md")]
     for name in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "figures/cost.png",
                  "tables/final.md", "tables/round_metrics.csv", "tables/final_metrics.json"):
         outputs += [f"results/experiments/{e}/{name}" for e in experiments()]

@@ -2,23 +2,31 @@
 
 Run as an oracle command (the workflow appends the two paths)::
 
-    python -m prefalign.oracles.human [--host 127.0.0.1] [--port 0] [--timeout-s NONE]
-        [--round R] [--budget-left B] [--title T] [--scale MIN MAX] [--url-file PATH]
-        QUERIES.npz REWARDS.csv
+    prefalign oracle human [--host 127.0.0.1] [--port 0] [--timeout-s NONE] [--title T]
+        [--scale MIN MAX] [--url-file PATH] [--open] [--campaign NAME] [--round R]
+        [--rounds N] [--budget-left B] QUERIES.npz REWARDS.csv
+
+(``python -m prefalign.oracles.human`` is the same command.) ``--campaign``, ``--round``,
+``--rounds`` and ``--budget-left`` default to ``PREFALIGN_CAMPAIGN``, ``PREFALIGN_ROUND``,
+``PREFALIGN_ROUNDS`` and ``PREFALIGN_BUDGET_LEFT``, which the workflow sets for every oracle.
+``docs/human-oracle.md`` describes a whole campaign with a person as the oracle.
 
 What it does, in order:
 
 1. Reads and checks the queries (``id``: unique strings; ``x``: finite floats of shape (k, 2) for
    2-D points, (k, H, W) or (k, C, H, W) with C in {1, 3} for images in [-1, 1]).
 2. Serves one page on ``--host`` (loopback by default) and ``--port`` (0 picks a free one), and
-   prints its URL to stdout (also to ``--url-file`` when given). The URL holds a random token
-   (:func:`secrets.token_urlsafe`); every request (page, pictures, drafts, submission) without that
-   token gets 403 and changes nothing.
+   prints its URL to stdout and, after ``open this page to rate the queries:``, to stderr (in the
+   workflow both end up in the round's ``oracle.log``); with ``--url-file`` also to that file
+   (its folder is created; the file is removed when the round ends), with ``--open`` it opens
+   the page in the default browser. The URL holds a random token
+   (:func:`secrets.token_urlsafe`), new for every round; every request (page, pictures, drafts,
+   submission) without that token gets 403 and changes nothing.
 3. The page shows every query as a picture: an image scaled up with crisp pixels, or a 2-D point
    drawn as a small plot with that point highlighted among all the round's queries. Each query has
    one group of radio buttons, one per whole number of ``--scale MIN MAX`` (default 1 to 5,
-   MIN = worst, MAX = best). The page also shows the round, the budget left and how many queries
-   are rated so far.
+   MIN = worst, MAX = best). The page also shows the campaign, the round, the budget left and how
+   many queries are rated so far.
 4. Each click is saved as a draft on the server (per query id, in memory), so closing the page and
    reopening the same URL shows the ratings entered so far. The page works without JavaScript as
    well: then ratings are kept when a submission is refused.
@@ -27,9 +35,10 @@ What it does, in order:
 6. Once every query is rated and submitted, ``REWARDS.csv`` is written atomically (temporary file,
    then :func:`os.replace`), the page says thank you, the server stops and the command exits 0.
 
-Exit status: 0 rewards written; 1 unusable input (queries file, rewards folder, address);
-2 bad command line; 124 ``--timeout-s`` expired; 130 interrupted. On every non-zero exit nothing
-is written to ``REWARDS.csv``.
+Exit status: 0 rewards written; 1 unusable input (queries file, rewards folder, URL file,
+address); 2 bad command line; 124 ``--timeout-s`` expired; 130 interrupted (Ctrl-C) or terminated
+(SIGTERM, e.g. the workflow step was stopped). On every non-zero exit nothing is written to
+``REWARDS.csv``, and the ratings entered so far are lost.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def test_failing_oracles_fail_the_round_and_leave_observations_unchanged(tmp_pat
     domain = tiny_config()["domains"]["mixture2d"]
     domain.update(oracle=[sys.executable, str(script), str(mode)], oracle_timeout_s=3)
     config = tiny_config(domains={"mixture2d": domain})
-    config["campaigns"]["methods"] = ["fkc-al"]
+    config["experiments"]["E1"]["methods"] = ["fkc-al"]
     (tmp_path / "wd").mkdir()
     wd = workdir(tmp_path / "wd", config)
     campaign = "mixture2d/fkc-al/seed0"

@@ -362,6 +362,10 @@ def running_cluster(
             and GRES_CONF.read_text() == gres
         )
         started: list[Daemon] = []
+        # the configuration as we found it: restored when we stop what we started, because with a
+        # slurm.conf naming a controller that is down, every `scontrol` (which the executor plugin
+        # runs whenever Snakemake starts) waits 9 s for it
+        previous = {p: p.read_text() if p.is_file() else None for p in (SLURM_CONF, GRES_CONF)}
         try:
             if not current:
                 # something partial, stale or differently configured: restart cleanly
@@ -381,6 +385,11 @@ def running_cluster(
                 _cancel_all_and_wait()
                 for daemon in reversed(started):
                     _stop(daemon)
+                for path, text in previous.items():
+                    if text is None:
+                        path.unlink(missing_ok=True)
+                    else:
+                        path.write_text(text)
 
 
 def slurm_cluster_fixture(

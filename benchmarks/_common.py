@@ -1,0 +1,403 @@
+"""Helpers shared by the benchmarks: side-by-side timing, the digits model, surrogates, campaign
+specs built the way the workflow builds them, and in-process simulated users.
+
+Every comparison is timed in one process, alternating the cases (forward order on even
+repetitions, reverse order on odd ones), and reported as a ratio of medians, so that load from
+other processes on a shared machine hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import json
+import resource
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "benchmarks" / "out"
+CONFIG = REPO / "config" / "config.yaml"
+
+
+# ---------------------------------------------------------------------------------------------
+# timing
+
+
+def interleaved(
+    cases: Mapping[str, Callable[[], object]], repeats: int, *, warmup: bool = True
+) -> dict[str, list[float]]:
+    """Wall times (s) of each case, ``repeats`` times, alternating the cases.
+
+    Args:
+        cases: name -> a call to time.
+        repeats: timed calls per case.
+        warmup: call every case once, untimed, first (imports, caches, allocator).
+
+    Returns:
+        name -> the ``repeats`` wall times, in seconds.
+    """
+    names = list(cases)
+    if warmup:
+        for name in names:
+            cases[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(repeats):
+        for name in names if rep % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            cases[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    """The median of a non-empty list."""
+    return float(statistics.median(values))
+
+
+def max_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def goal_text(value: float, goal: float, *, at_most: bool = True) -> str:
+    """``met`` / ``NOT met`` for ``value <= goal`` (or ``>=``), for the printed summary."""
+    ok = value <= goal if at_most else value >= goal
+    return "met" if ok else "NOT met"
+
+
+# ---------------------------------------------------------------------------------------------
+# models and surrogates
+
+
+def digits_model(out: Path, *, quick: bool, model_dir: Path | None = None) -> Path:
+    """The digits DDPM: ``model_dir`` if given, else trained (or reused) under ``out``.
+
+    The full benchmark uses the default settings (2,000 steps, about 3 minutes on one thread, then
+    cached); ``quick`` trains a 20-step model, good for smoke tests only.
+    """
+    import torch
+
+    from prefalign.domains.digits import train_digits_ddpm
+
+    if model_dir is not None:
+        return Path(model_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if quick:
+            return train_digits_ddpm(out / "digits-model-quick", steps=20, progress=False)
+        return train_digits_ddpm(out / "digits-model", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def fitted_surrogate(
+    domain: Any,
+    label: str,
+    *,
+    n: int,
+    steps: int,
+    seed: int = 0,
+    save_to: Path | None = None,
+) -> Any:
+    """A surrogate fitted, as in a round, to ``n`` base samples of ``domain`` answered by the
+    config's simulated user, with the config's surrogate settings (MLP on mixture2d, CNN on
+    digits); checkpointed to ``save_to`` when given."""
+    import torch
+
+    from prefalign.fkc import SamplerConfig, sample
+    from prefalign.settings import SurrogateConfig
+    from prefalign.surrogate import fit, save_surrogate, training_set_hash
+
+    cfg = load_config()["domains"][label]
+    base = sample(
+        domain.score,
+        domain.sde,
+        n,
+        tuple(domain.event_shape),
+        config=SamplerConfig(variant="base", n_steps=steps),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    x = base.x.numpy()
+    y = builtin_oracle(tuple(cfg["oracle"]))(x)
+    config = SurrogateConfig.from_dict(cfg.get("surrogate", {}))
+    surrogate, report = fit(x, y, config, seed=seed)
+    if save_to is not None:
+        save_surrogate(
+            surrogate,
+            save_to,
+            config=config,
+            report=report,
+            training_set_hash=training_set_hash(x, y),
+        )
+    return surrogate.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# campaign specs, as workflow/rules/common.smk builds them
+
+
+@functools.cache
+def _load_config(path: str) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def load_config(path: Path = CONFIG) -> dict[str, Any]:
+    """A deep copy of a workflow config file (cached read)."""
+    return copy.deepcopy(_load_config(str(path)))
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Recursive dict merge, values of ``override`` win (``common.smk``'s ``_merge``)."""
+    out = dict(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def campaign_spec_dict(config: Mapping[str, Any], domain: str, method: str, seed: int) -> dict:
+    """The plain form of one campaign's spec, mirroring ``campaign_spec`` in
+    ``workflow/rules/common.smk`` (keep the two in step)."""
+    dom = config["domains"][domain]
+    meth = config["methods"][method]
+    true_reward = dom.get("true_reward") if meth.get("true_reward") else None
+    sampler = _merge(dom.get("sampler", {}), meth.get("sampler", {}))
+    eval_sampler = None
+    if sampler.get("variant", "fkc") == "base":
+        eval_sampler = _merge(dom.get("sampler", {}), {"variant": "fkc"})
+    budget = dom.get("budget", config["budget"])
+    cold = budget if meth.get("non_adaptive", False) else None
+    return {
+        "domain": dom.get("type", domain),
+        "label": domain,
+        "domain_options": dom.get("options", {}),
+        "true_reward": true_reward,
+        "seed": int(seed),
+        "budget": budget,
+        "k": meth.get("k", config["k"]),
+        "n_particles": meth.get("n_particles", dom.get("n_particles", config["n_particles"])),
+        "oracle": dom["oracle"],
+        "oracle_timeout_s": dom.get("oracle_timeout_s"),
+        "eval_oracle": dom.get("eval_oracle"),
+        "eval_particles": dom.get("eval_particles", config["eval_particles"]),
+        "reward_threshold": dom.get("reward_threshold", 0.5),
+        "device": config.get("device", "cpu"),
+        "torch_threads": config.get("torch_threads", 1),
+        "surrogate": _merge(dom.get("surrogate", {}), meth.get("surrogate", {})),
+        "method": {
+            "name": method,
+            "sampler": sampler,
+            "eval_sampler": eval_sampler,
+            "selection": meth.get("selection", "eps_greedy"),
+            "score": meth.get("score", "fk_weight"),
+            "epsilon": meth.get("epsilon"),
+            "kappa": meth.get("kappa", 1.0),
+            "cold_start_queries": cold,
+        },
+    }
+
+
+def campaign_spec(
+    domain: str,
+    method: str,
+    seed: int,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    n_steps: int | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Any:
+    """A :class:`~prefalign.campaign.CampaignSpec` from ``config/config.yaml``, with top-level
+    spec keys (``budget``, ``n_particles``, ``domain_options``, ``surrogate``, ...) merged over,
+    and ``n_steps`` (if given) set in the method's sampler and evaluation sampler."""
+    from prefalign.campaign import CampaignSpec
+
+    data = campaign_spec_dict(config or load_config(), domain, method, seed)
+    data = _merge(data, overrides)
+    if n_steps is not None:
+        for key in ("sampler", "eval_sampler"):
+            if data["method"][key] is not None:
+                data["method"][key] = {**data["method"][key], "n_steps": n_steps}
+    return CampaignSpec.from_dict(json.loads(json.dumps(data)))
+
+
+# ---------------------------------------------------------------------------------------------
+# simulated users, in-process
+
+
+@functools.cache
+def builtin_oracle(argv: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The in-process reward function of ``[..., "oracle", "builtin", DOMAIN, USER]``; None for
+    any other command (or one with extra flags), which then runs as a subprocess."""
+    if "builtin" not in argv:
+        return None
+    rest = argv[argv.index("builtin") + 1 :]
+    if len(rest) != 2 or any(a.startswith("-") for a in rest):
+        return None
+    from prefalign.domains import get_oracle
+
+    return get_oracle(rest[0], rest[1])
+
+
+def answer_queries(argv: list[str], queries: Path, rewards: Path) -> None:
+    """Answer a queries file as ``prefalign oracle builtin`` would, in this process: the same
+    ``id,reward`` CSV (``%.17g``); falls back to running the command for any other oracle."""
+    import pandas as pd
+
+    from prefalign.oracle import read_queries, run_oracle
+
+    oracle = builtin_oracle(tuple(argv))
+    if oracle is None:
+        run_oracle(argv, queries, rewards)
+        return
+    ids, x = read_queries(queries)
+    values = np.asarray(oracle(x), dtype=np.float64)
+    table = pd.DataFrame({"id": ids, "reward": values})
+    table.to_csv(rewards, index=False, float_format="%.17g")
+
+
+@contextlib.contextmanager
+def in_process_rounds(cache_base_draws: bool = True) -> Iterator[dict[str, int]]:
+    """Patch :mod:`prefalign.rounds` for in-process campaigns, without changing any result:
+
+    - built-in oracles answer in this process (no interpreter start per query batch);
+    - each domain is built once (the digits UNet is loaded once, not once per round);
+    - with ``cache_base_draws``, base-model draws are memoised: they depend only on the domain,
+      the sampler settings, N and the (seed, round, step) generator, so methods that sample the
+      base model (round 0 of every method, ``random`` and ``best-of-n`` in every round) share them
+      seed by seed. The sampler is deterministic for a seed, so the particles are the same ones.
+
+    Yields a dict counting base draws computed and reused.
+    """
+    import prefalign.rounds as rounds
+    from prefalign.oracle import read_queries, read_rewards
+    from prefalign.settings import SamplerConfig
+
+    stats = {"base_draws": 0, "base_draws_reused": 0}
+    original_draw, original_domain, original_run = (
+        rounds.draw_particles,
+        rounds.campaign_domain,
+        rounds.run_oracle,
+    )
+    domains: dict[str, Any] = {}
+    draws: dict[str, Any] = {}
+
+    def campaign_domain(spec):
+        key = json.dumps([spec.domain, spec.domain_options], sort_keys=True)
+        if key not in domains:
+            domains[key] = original_domain(spec)
+        return domains[key]
+
+    def draw_particles(spec, domain, surrogate, n, round_, step, **kwargs):
+        config = spec.method.sampler
+        if not cache_base_draws or (surrogate is not None and config.variant != "base"):
+            return original_draw(spec, domain, surrogate, n, round_, step, **kwargs)
+        base = SamplerConfig.from_dict({**config.to_dict(), "variant": "base"})
+        key = json.dumps(
+            [spec.domain, spec.domain_options, spec.seed, spec.device, n, round_, step]
+            + [base.to_dict()],
+            sort_keys=True,
+        )
+        if key in draws:
+            stats["base_draws_reused"] += 1
+        else:
+            stats["base_draws"] += 1
+            draws[key] = original_draw(spec, domain, surrogate, n, round_, step, **kwargs)
+        return draws[key]
+
+    def run_oracle(argv, queries_path, rewards_path, *args, **kwargs):
+        if builtin_oracle(tuple(argv)) is None:
+            return original_run(argv, queries_path, rewards_path, *args, **kwargs)
+        answer_queries(argv, Path(queries_path), Path(rewards_path))
+        ids, _ = read_queries(queries_path)
+        return read_rewards(rewards_path, list(ids))
+
+    rounds.draw_particles, rounds.campaign_domain, rounds.run_oracle = (
+        draw_particles,
+        campaign_domain,
+        run_oracle,
+    )
+    try:
+        yield stats
+    finally:
+        rounds.draw_particles, rounds.campaign_domain, rounds.run_oracle = (
+            original_draw,
+            original_domain,
+            original_run,
+        )
+
+
+@dataclass
+class CampaignRun:
+    """What :func:`run_rounds` did."""
+
+    metrics: Any  # prefalign.metrics.round_metrics of the observations, one row per round run
+    surrogate: Path | None  # the last surrogate checkpoint fitted (None if none was)
+    fit_seconds: float  # sum of the fits' own wall times (FitReport.seconds)
+    seconds: float  # wall time of the whole campaign
+
+
+def run_rounds(
+    spec: Any,
+    workdir: Path,
+    *,
+    fit: bool = True,
+    fit_last: bool = False,
+    stop: Callable[[Any], bool] | None = None,
+) -> CampaignRun:
+    """Run a campaign in this process, round by round, as the workflow's rules would:
+    ``sample_round -> select_round -> oracle -> observe_round -> fit_round``.
+
+    Args:
+        spec: the campaign.
+        workdir: emptied, then holds each round's files.
+        fit: fit a surrogate after each round (``False``: every round samples the base model).
+        fit_last: also fit after the last round (what the final evaluation needs).
+        stop: called with the round metrics after each round; ``True`` ends the campaign.
+    """
+    from prefalign import rounds
+    from prefalign.metrics import round_metrics
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    start = time.perf_counter()
+    prev_obs: Path | None = None
+    prev_sur: Path | None = None
+    metrics = None
+    fit_seconds = 0.0
+    for r in range(spec.rounds):
+        d = workdir / f"round{r}"
+        d.mkdir()
+        particles, queries = d / "particles.npz", d / "queries.npz"
+        selection, rewards = d / "selection.csv", d / "rewards.csv"
+        rounds.sample_round(spec, r, prev_sur, particles)
+        rounds.select_round(spec, r, particles, queries, selection)
+        answer_queries(spec.oracle, queries, rewards)
+        obs = workdir / f"observations-round{r}.parquet"
+        df = rounds.observe_round(spec, r, prev_obs, queries, selection, rewards, obs)
+        prev_obs = obs
+        metrics = round_metrics(df)
+        if stop is not None and stop(metrics):
+            break
+        if fit and (fit_last or r + 1 < spec.rounds):
+            sur = workdir / f"surrogate-round{r}"
+            fit_seconds += rounds.fit_round(spec, r, obs, prev_sur, sur)["seconds"]
+            prev_sur = sur
+    return CampaignRun(metrics, prev_sur, fit_seconds, time.perf_counter() - start)
+
+
+def section(title: str) -> None:
+    """Print a section header."""
+    print(f"\n== {title} ==", flush=True)

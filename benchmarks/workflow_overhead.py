@@ -1,0 +1,205 @@
+"""Workflow overhead: the share of a Snakemake run's wall time spent outside the rules' own work.
+
+Runs the tiny CI config (``.test/config/config.yaml``) with Snakemake (``--cores 2``) in a
+temporary copy of the workflow (as ``tests/workflow_helpers.py`` does), three times (medians),
+then compares
+
+- the run's wall time ``W`` with the sum ``S`` of the jobs' own wall times (``s`` in
+  ``results/benchmarks/**.tsv``) divided by the cores ``C``: ``1 - S / (C W)`` is the share of the
+  cores' time not inside any job (Snakemake's start-up, DAG and scheduling, job spawning, and
+  cores left idle where the DAG has only one job ready);
+- the Python start-up inside each job: ``python -c pass``, ``prefalign select --help``, the
+  imports of a light step (select, observe, oracle, spec: numpy, pandas, no torch) and of a torch
+  step (sample, fit, evaluate), timed side by side; with them (an ``oracle`` job starts two
+  processes: ``prefalign query`` and the oracle command), the share of ``C W`` that is neither
+  Snakemake nor start-up: the rules' own work;
+- Snakemake's own start-up: a dry run of the finished workflow (nothing to do) and, once, the
+  import of ``snakemake.api`` (which imports every installed executor plugin).
+
+Usage: python benchmarks/workflow_overhead.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, interleaved, median, section  # noqa: E402
+
+CORES = 2  # what tests/workflow_helpers.snakemake_cmd passes
+TORCH_RULES = frozenset({"sample", "fit", "evaluate"})  # steps that import torch
+TWO_PROCESS_RULES = frozenset({"oracle"})  # `prefalign query` starts the oracle command
+TORCH_IMPORTS = "import prefalign.cli, prefalign.rounds, prefalign.fkc, prefalign.surrogate"
+LIGHT_IMPORTS = (
+    "import prefalign.cli, prefalign.rounds, prefalign.observations, prefalign.oracle, "
+    "prefalign.acquisition"
+)
+
+
+def workflow_helpers() -> ModuleType:
+    """``tests/workflow_helpers.py``, loaded by path (the tests' way to run the workflow)."""
+    spec = importlib.util.spec_from_file_location(
+        "workflow_helpers", REPO / "tests" / "workflow_helpers.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def job_times(workdir: Path) -> list[tuple[str, float]]:
+    """(rule, seconds) of every job, from the ``benchmark:`` files; the rule is the file's
+    stem, or its folder's name where the file is named after a wildcard (``aggregate/E1.tsv``)."""
+    jobs = []
+    for path in sorted((workdir / "results" / "benchmarks").rglob("*.tsv")):
+        with path.open() as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        rule = path.stem if path.stem.replace("_", "").isalpha() else path.parent.name
+        jobs.append((rule, float(row["s"])))
+    return jobs
+
+
+def startup_times(repeats: int) -> dict[str, float]:
+    """Median wall time of four process start-ups, measured side by side."""
+    bindir = Path(sys.executable).parent
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "prefalign select --help": [str(bindir / "prefalign"), "select", "--help"],
+        "light step imports": [sys.executable, "-c", LIGHT_IMPORTS],
+        "torch step imports": [sys.executable, "-c", TORCH_IMPORTS],
+    }
+
+    def runner(cmd: list[str]):
+        return lambda: subprocess.run(cmd, check=True, capture_output=True)
+
+    times = interleaved({k: runner(c) for k, c in commands.items()}, repeats)
+    return {k: median(v) for k, v in times.items()}
+
+
+def one_run(wh: ModuleType, config: dict) -> dict:
+    """One Snakemake run of ``config`` in a fresh temporary copy, then a dry run of the finished
+    workflow (nothing to do: parse, DAG, exit)."""
+    with tempfile.TemporaryDirectory(prefix="prefalign-wf-") as tmp:
+        wd = wh.workdir(Path(tmp), config)
+        start = time.perf_counter()
+        wh.run_snakemake(wd)
+        wall = time.perf_counter() - start
+        jobs = job_times(wd)
+        start = time.perf_counter()
+        wh.run_snakemake(wd, "-n")
+        dry = time.perf_counter() - start
+    return {"wall_s": wall, "jobs": jobs, "dry_s": dry}
+
+
+def measure(*, quick: bool, repeats: int, runs: int) -> dict:
+    """Run the tiny workflow ``runs`` times and time the start-ups; returns every number
+    (shares: the median over the runs)."""
+    wh = workflow_helpers()
+    overrides = {}
+    if quick:  # one method, one round
+        config = wh.tiny_config()
+        experiments = config["experiments"]
+        for e in experiments.values():
+            e["methods"] = e["methods"][:1]
+        overrides = {"experiments": experiments, "budget": config["k"]}
+    config = wh.tiny_config(**overrides)
+    results = [one_run(wh, config) for _ in range(runs)]
+    startup = startup_times(repeats)
+    snakemake_import = float("nan")
+    if not quick:  # once: Snakemake's own import, executor plugins included
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import snakemake.api"], check=True)
+        snakemake_import = time.perf_counter() - start
+    jobs = results[0]["jobs"]
+    n_torch = sum(rule in TORCH_RULES for rule, _ in jobs)
+    n_light = len(jobs) - n_torch + sum(rule in TWO_PROCESS_RULES for rule, _ in jobs)
+    light = startup["light step imports"]
+    heavy = max(startup["torch step imports"], light)
+    startup_total = n_light * light + n_torch * heavy
+    shares: dict[str, list[float]] = {"outside_jobs": [], "startup": [], "outside_work": []}
+    for r in results:
+        busy = sum(s for _, s in r["jobs"])
+        capacity = CORES * r["wall_s"]
+        shares["outside_jobs"].append(1.0 - busy / capacity)
+        shares["startup"].append(startup_total / capacity)
+        shares["outside_work"].append(1.0 - (busy - startup_total) / capacity)
+    return {
+        "runs": runs,
+        "wall_s": [r["wall_s"] for r in results],
+        "jobs": len(jobs),
+        "torch_jobs": n_torch,
+        "light_starts": n_light,
+        "sum_job_s": [sum(s for _, s in r["jobs"]) for r in results],
+        "cores": CORES,
+        "snakemake_dry_run_s": [r["dry_s"] for r in results],
+        "snakemake_import_s": snakemake_import,
+        "snakemake_startup_share": median([r["dry_s"] / r["wall_s"] for r in results]),
+        "startup_s": startup,
+        "startup_total_s": startup_total,
+        "outside_jobs_share": median(shares["outside_jobs"]),
+        "startup_share": median(shares["startup"]),
+        "outside_work_share": median(shares["outside_work"]),
+        "outside_work_share_per_run": shares["outside_work"],
+    }
+
+
+def report(r: dict) -> None:
+    """Print the numbers and the shares."""
+    s = r["startup_s"]
+    base = s["python -c pass"]
+
+    def seconds(values: list[float]) -> str:
+        return "/".join(f"{v:.1f}" for v in values) + " s"
+
+    print(
+        f"tiny config, {r['runs']} run(s): {r['jobs']} jobs ({r['torch_jobs']} import torch); "
+        f"wall {seconds(r['wall_s'])} on {r['cores']} cores; sum of jobs' s "
+        f"{seconds(r['sum_job_s'])}; snakemake -n with nothing to do {seconds(r['snakemake_dry_run_s'])}"
+    )
+    print(
+        f"Snakemake's own start-up (the dry run) is {r['snakemake_startup_share']:.0%} of the wall; "
+        f"importing snakemake.api (executor plugins included) alone takes "
+        f"{r['snakemake_import_s']:.1f} s"
+    )
+    print(
+        "start-up (medians, and / python -c pass): "
+        + ", ".join(f"{k} {v:.3f} s (x{v / base:.0f})" for k, v in s.items())
+    )
+    per_run = ", ".join(f"{v:.0%}" for v in r["outside_work_share_per_run"])
+    print(
+        f"share of cores x wall outside any job (Snakemake, spawning, idle cores): "
+        f"{r['outside_jobs_share']:.0%}; Python start-up inside jobs ({r['torch_jobs']} torch + "
+        f"{r['light_starts']} light process starts, {r['startup_total_s']:.1f} s): "
+        f"{r['startup_share']:.0%}; => outside the rules' own work: {r['outside_work_share']:.0%} "
+        f"(medians; per run {per_run})",
+        flush=True,
+    )
+
+
+def run_section(*, quick: bool, repeats: int = 5, runs: int = 3) -> dict:
+    """Section 4 of ``run_all.py``."""
+    section("4. Workflow overhead (tiny config, snakemake --cores 2, temp copy)")
+    result = measure(quick=quick, repeats=2 if quick else repeats, runs=1 if quick else runs)
+    report(result)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one method, one round (smoke test)")
+    parser.add_argument("--repeats", type=int, default=5, help="start-up timings per command")
+    parser.add_argument("--runs", type=int, default=3, help="Snakemake runs (median reported)")
+    args = parser.parse_args()
+    run_section(quick=args.quick, repeats=args.repeats, runs=args.runs)
+
+
+if __name__ == "__main__":
+    main()

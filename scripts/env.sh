@@ -12,11 +12,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[env] creating $VENV" >&2
   "$PYTHON" -m venv "$VENV"
 fi
-read -r have_hash have_extras < "$stamp" 2>/dev/null || true
+have_hash="" have_extras=""
+[ -f "$stamp" ] && read -r have_hash have_extras < "$stamp"
 # install when pyproject.toml changed or an extra is missing; never drop an extra installed before
 union="$(printf '%s\n' ${EXTRAS//,/ } ${have_extras//,/ } | sort -u | paste -sd, -)"
-if [ "${have_hash:-}" != "$hash" ] || [ "$union" != "${have_extras:-}" ]; then
-  [ "${have_hash:-}" = "$hash" ] || union="$EXTRAS"
+if [ "$have_hash" != "$hash" ] || [ "$union" != "$have_extras" ]; then
+  [ "$have_hash" = "$hash" ] || union="$EXTRAS"
   echo "[env] installing prefalign[$union] into $VENV (torch 2.13.0 CPU first)" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
   # torch first, pinned: pip takes the CPU wheel from local disk instead of a multi-GB CUDA build

@@ -1,5 +1,5 @@
 # Active preference alignment: every campaign (domain x method x seed) is a chain of rounds
-# sample -> select -> oracle -> observe -> fit, then a final evaluation and the aggregation.
+# propose (fit, sample, select) -> oracle -> observe, then a final evaluation and the aggregation.
 # Run: snakemake --profile profiles/default   (see README.md and config/README.md)
 from snakemake.utils import min_version
 

@@ -6,8 +6,9 @@ side in this run and printed as a ratio:
    against random and best-of-n, both domains, 5 seeds.
 3. Surrogate refit (``refit.py``): warm start against from scratch: fit time, held-out RMSE,
    final evaluation reward.
-4. Workflow overhead (``workflow_overhead.py``): share of a tiny Snakemake run's wall time outside
-   the rules' own work; Python start-up of one step.
+4. Workflow overhead (``workflow_overhead.py``): share of a small Snakemake run's wall time
+   outside the rules' own work, one torch job per round (default) against one job per step;
+   Python start-up of one step.
 5. Scaling (``scaling.py``): time/N and peak memory of one fkc round as N grows, with chunking.
 
 Usage: python benchmarks/run_all.py [--quick] [--sections 1 2 ...] [--out benchmarks/out]
@@ -83,11 +84,16 @@ def summary_lines(results: dict) -> list[str]:
     w = results.get("workflow")
     if w:
         st = w["startup_s"]
+        for name, n in w["layouts"].items():
+            lines.append(
+                f"[4] share of wall x cores outside the rules' own work ({name} layout, "
+                f"{n['jobs']} jobs): {n['outside_work_share']:.2f} (outside any job "
+                f"{n['outside_jobs_share']:.2f}, start-up {n['startup_share']:.2f}; Snakemake's "
+                f"own start-up {n['snakemake_startup_share']:.2f})"
+            )
         lines.append(
-            f"[4] share of wall x cores outside the rules' own work (tiny config): "
-            f"{w['outside_work_share']:.2f} (outside any job {w['outside_jobs_share']:.2f}, "
-            f"start-up {w['startup_share']:.2f}; Snakemake's own start-up "
-            f"{w['snakemake_startup_share']:.2f})"
+            f"[4] wall time, one torch job per round / one job per step (fused / split): "
+            f"{w['wall_ratio_fused_split']:.2f}"
         )
         base = st["python -c pass"]
         lines.append(

@@ -1,8 +1,12 @@
-"""Workflow overhead: the share of a Snakemake run's wall time spent outside the rules' own work.
+"""Workflow overhead: the share of a Snakemake run's wall time spent outside the rules' own work,
+in the workflow's two job layouts side by side.
 
-Runs the tiny CI config (``.test/config/config.yaml``) with Snakemake (``--cores 2``) in a
-temporary copy of the workflow (as ``tests/workflow_helpers.py`` does), three times (medians),
-then compares
+Runs the tiny CI config (``.test/config/config.yaml``, its budget raised to four rounds of
+``k``) with Snakemake (``--cores 2``) in a temporary copy of the workflow (as
+``tests/workflow_helpers.py`` does), once per layout and run, alternating: ``fuse_steps: true``
+(the default: one ``propose`` job per round fits, samples and selects; the last fit runs inside
+``evaluate``) and ``fuse_steps: false`` (``fit``, ``sample``, ``select``, ``fit_final`` as jobs of
+their own). The ratio of the wall times (medians) is the fix's effect. Per layout it compares
 
 - the run's wall time ``W`` with the sum ``S`` of the jobs' own wall times (``s`` in
   ``results/benchmarks/**.tsv``) divided by the cores ``C``: ``1 - S / (C W)`` is the share of the
@@ -10,7 +14,7 @@ then compares
   cores left idle where the DAG has only one job ready);
 - the Python start-up inside each job: ``python -c pass``, ``prefalign select --help``, the
   imports of a light step (select, observe, oracle, spec: numpy, pandas, no torch) and of a torch
-  step (sample, fit, evaluate), timed side by side; with them (an ``oracle`` job starts two
+  step (cold_start, propose, sample, fit, fit_final, evaluate), timed side by side; with them (an ``oracle`` job starts two
   processes: ``prefalign query`` and the oracle command), the share of ``C W`` that is neither
   Snakemake nor start-up: the rules' own work;
 - Snakemake's own start-up: a dry run of the finished workflow (nothing to do) and, once, the
@@ -35,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, interleaved, median, section  # noqa: E402
 
 CORES = 2  # what tests/workflow_helpers.snakemake_cmd passes
-TORCH_RULES = frozenset({"sample", "fit", "evaluate"})  # steps that import torch
+# the rules that import torch, in either layout
+TORCH_RULES = frozenset({"cold_start", "propose", "sample", "fit", "fit_final", "evaluate"})
+LAYOUTS = {"fused": True, "split": False}  # the config's fuse_steps
 TWO_PROCESS_RULES = frozenset({"oracle"})  # `prefalign query` starts the oracle command
 TORCH_IMPORTS = "import prefalign.cli, prefalign.rounds, prefalign.fkc, prefalign.surrogate"
 LIGHT_IMPORTS = (
@@ -99,25 +105,21 @@ def one_run(wh: ModuleType, config: dict) -> dict:
     return {"wall_s": wall, "jobs": jobs, "dry_s": dry}
 
 
-def measure(*, quick: bool, repeats: int, runs: int) -> dict:
-    """Run the tiny workflow ``runs`` times and time the start-ups; returns every number
-    (shares: the median over the runs)."""
-    wh = workflow_helpers()
-    overrides = {}
-    if quick:  # one method, one round
-        config = wh.tiny_config()
-        experiments = config["experiments"]
+def benchmark_config(wh: ModuleType, *, quick: bool, fuse_steps: bool) -> dict:
+    """The tiny config with four rounds per campaign (quick: one method, one round)."""
+    config = wh.tiny_config()
+    experiments = config["experiments"]
+    rounds = 1 if quick else 4
+    if quick:
         for e in experiments.values():
             e["methods"] = e["methods"][:1]
-        overrides = {"experiments": experiments, "budget": config["k"]}
-    config = wh.tiny_config(**overrides)
-    results = [one_run(wh, config) for _ in range(runs)]
-    startup = startup_times(repeats)
-    snakemake_import = float("nan")
-    if not quick:  # once: Snakemake's own import, executor plugins included
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import snakemake.api"], check=True)
-        snakemake_import = time.perf_counter() - start
+    return wh.tiny_config(
+        experiments=experiments, budget=rounds * config["k"], fuse_steps=fuse_steps
+    )
+
+
+def layout_numbers(results: list[dict], startup: dict[str, float]) -> dict:
+    """The shares of one layout's runs (medians over the runs)."""
     jobs = results[0]["jobs"]
     n_torch = sum(rule in TORCH_RULES for rule, _ in jobs)
     n_light = len(jobs) - n_torch + sum(rule in TWO_PROCESS_RULES for rule, _ in jobs)
@@ -132,17 +134,13 @@ def measure(*, quick: bool, repeats: int, runs: int) -> dict:
         shares["startup"].append(startup_total / capacity)
         shares["outside_work"].append(1.0 - (busy - startup_total) / capacity)
     return {
-        "runs": runs,
         "wall_s": [r["wall_s"] for r in results],
         "jobs": len(jobs),
         "torch_jobs": n_torch,
         "light_starts": n_light,
         "sum_job_s": [sum(s for _, s in r["jobs"]) for r in results],
-        "cores": CORES,
         "snakemake_dry_run_s": [r["dry_s"] for r in results],
-        "snakemake_import_s": snakemake_import,
         "snakemake_startup_share": median([r["dry_s"] / r["wall_s"] for r in results]),
-        "startup_s": startup,
         "startup_total_s": startup_total,
         "outside_jobs_share": median(shares["outside_jobs"]),
         "startup_share": median(shares["startup"]),
@@ -151,8 +149,48 @@ def measure(*, quick: bool, repeats: int, runs: int) -> dict:
     }
 
 
+def measure(*, quick: bool, repeats: int, runs: int) -> dict:
+    """Run the workflow ``runs`` times per layout (alternating, the order reversed every other
+    run) and time the start-ups; returns every number."""
+    wh = workflow_helpers()
+    configs = {
+        name: benchmark_config(wh, quick=quick, fuse_steps=fused) for name, fused in LAYOUTS.items()
+    }
+    results: dict[str, list[dict]] = {name: [] for name in LAYOUTS}
+    for i in range(runs):
+        for name in list(LAYOUTS)[:: 1 if i % 2 == 0 else -1]:
+            results[name].append(one_run(wh, configs[name]))
+    startup = startup_times(repeats)
+    snakemake_import = float("nan")
+    if not quick:  # once: Snakemake's own import, executor plugins included
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import snakemake.api"], check=True)
+        snakemake_import = time.perf_counter() - start
+    layouts = {name: layout_numbers(rs, startup) for name, rs in results.items()}
+    return {
+        "runs": runs,
+        "rounds": 1 if quick else 4,
+        "campaigns": sum(
+            len(e["domains"]) * len(e["methods"]) * len(e["seeds"])
+            for e in configs["fused"]["experiments"].values()
+        ),
+        "cores": CORES,
+        "layouts": layouts,
+        "wall_ratio_fused_split": median(layouts["fused"]["wall_s"])
+        / median(layouts["split"]["wall_s"]),
+        "snakemake_import_s": snakemake_import,
+        "startup_s": startup,
+        # the default layout's numbers, under the keys run_all.py summarises
+        **{
+            k: layouts["fused"][k]
+            for k in ("outside_work_share", "outside_jobs_share", "startup_share",
+                      "snakemake_startup_share")
+        },
+    }  # fmt: skip
+
+
 def report(r: dict) -> None:
-    """Print the numbers and the shares."""
+    """Print the numbers and the shares, per layout, and the fused / split ratio."""
     s = r["startup_s"]
     base = s["python -c pass"]
 
@@ -160,33 +198,35 @@ def report(r: dict) -> None:
         return "/".join(f"{v:.1f}" for v in values) + " s"
 
     print(
-        f"tiny config, {r['runs']} run(s): {r['jobs']} jobs ({r['torch_jobs']} import torch); "
-        f"wall {seconds(r['wall_s'])} on {r['cores']} cores; sum of jobs' s "
-        f"{seconds(r['sum_job_s'])}; snakemake -n with nothing to do {seconds(r['snakemake_dry_run_s'])}"
-    )
-    print(
-        f"Snakemake's own start-up (the dry run) is {r['snakemake_startup_share']:.0%} of the wall; "
-        f"importing snakemake.api (executor plugins included) alone takes "
-        f"{r['snakemake_import_s']:.1f} s"
-    )
-    print(
         "start-up (medians, and / python -c pass): "
         + ", ".join(f"{k} {v:.3f} s (x{v / base:.0f})" for k, v in s.items())
     )
-    per_run = ", ".join(f"{v:.0%}" for v in r["outside_work_share_per_run"])
     print(
-        f"share of cores x wall outside any job (Snakemake, spawning, idle cores): "
-        f"{r['outside_jobs_share']:.0%}; Python start-up inside jobs ({r['torch_jobs']} torch + "
-        f"{r['light_starts']} light process starts, {r['startup_total_s']:.1f} s): "
-        f"{r['startup_share']:.0%}; => outside the rules' own work: {r['outside_work_share']:.0%} "
-        f"(medians; per run {per_run})",
-        flush=True,
+        f"importing snakemake.api (executor plugins included) takes {r['snakemake_import_s']:.1f} s"
     )
+    for name, n in r["layouts"].items():
+        per_run = ", ".join(f"{v:.0%}" for v in n["outside_work_share_per_run"])
+        print(
+            f"{name:5s} (fuse_steps: {str(LAYOUTS[name]).lower()}), {r['runs']} run(s) of "
+            f"{r['campaigns']} campaign(s) x {r['rounds']} rounds: {n['jobs']} jobs ({n['torch_jobs']} import torch); "
+            f"wall {seconds(n['wall_s'])} on {r['cores']} cores; sum of jobs' s "
+            f"{seconds(n['sum_job_s'])}; snakemake -n with nothing to do "
+            f"{seconds(n['snakemake_dry_run_s'])}"
+        )
+        print(
+            f"      outside any job (Snakemake, spawning, idle cores) {n['outside_jobs_share']:.0%}"
+            f" of cores x wall; Python start-up inside jobs ({n['torch_jobs']} torch + "
+            f"{n['light_starts']} light process starts, {n['startup_total_s']:.1f} s) "
+            f"{n['startup_share']:.0%}; => outside the rules' own work "
+            f"{n['outside_work_share']:.0%} (per run {per_run})",
+            flush=True,
+        )
+    print(f"wall time fused / split = {r['wall_ratio_fused_split']:.2f}", flush=True)
 
 
-def run_section(*, quick: bool, repeats: int = 5, runs: int = 3) -> dict:
+def run_section(*, quick: bool, repeats: int = 5, runs: int = 2) -> dict:
     """Section 4 of ``run_all.py``."""
-    section("4. Workflow overhead (tiny config, snakemake --cores 2, temp copy)")
+    section("4. Workflow overhead (tiny config, snakemake --cores 2, temp copy; two layouts)")
     result = measure(quick=quick, repeats=2 if quick else repeats, runs=1 if quick else runs)
     report(result)
     return result
@@ -196,7 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one method, one round (smoke test)")
     parser.add_argument("--repeats", type=int, default=5, help="start-up timings per command")
-    parser.add_argument("--runs", type=int, default=3, help="Snakemake runs (median reported)")
+    parser.add_argument("--runs", type=int, default=2, help="Snakemake runs per layout (medians)")
     args = parser.parse_args()
     run_section(quick=args.quick, repeats=args.repeats, runs=args.runs)
 

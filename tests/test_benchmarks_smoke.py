@@ -29,7 +29,11 @@ def expected_lines() -> list[str]:
             for what in ("fit time", "eval reward", "held-out RMSE"):
                 lines.append(rf"\[3\] {what} {arm}/scratch, {d}: {NUMBER}")
         lines.append(rf"\[5\] {d} chunk \d+, N \d+ -> \d+: time/N ratio {NUMBER}")
-    lines.append(rf"\[4\] share of wall x cores outside the rules' own work .*: {NUMBER}")
+    for layout in ("fused", "split"):
+        lines.append(
+            rf"\[4\] share of wall x cores outside the rules' own work \({layout} .*: {NUMBER}"
+        )
+    lines.append(rf"\[4\] wall time, one torch job per round / one job per step .*: {NUMBER}")
     lines.append(rf"\[4\] start-up prefalign select --help / python -c pass: {NUMBER}")
     return lines
 

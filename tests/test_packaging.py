@@ -34,7 +34,20 @@ def test_environment_yml_matches_pyproject_pins() -> None:
 
 def test_cli_lists_subcommands() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "prefalign.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "prefalign.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    for sub in ("sample", "sample-round", "select", "query", "observe", "fit", "evaluate", "oracle"):
+    for sub in (
+        "sample",
+        "sample-round",
+        "select",
+        "query",
+        "observe",
+        "fit",
+        "propose",
+        "evaluate",
+        "oracle",
+    ):
         assert sub in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -36,12 +37,15 @@ def test_end_to_end_outputs_and_nothing_left_to_do(reference_run: Path) -> None:
     for method in ("fkc-al", "random"):
         assert (wd / f"results/observations/mixture2d/{method}/seed0/round1.parquet").is_file()
         assert (wd / f"results/evaluation/mixture2d/{method}/seed0.json").is_file()
-        assert (
-            wd / f"results/surrogates/mixture2d/{method}/seed0/round1/model.safetensors"
-        ).is_file()
-        for step in ("sample", "select", "oracle", "observe", "fit"):
+        for surrogate in (  # the one round 1 sampled with, and the one the evaluation used
+            f"results/campaigns/mixture2d/{method}/seed0/round1/surrogate",
+            f"results/evaluation/mixture2d/{method}/seed0/surrogate",
+        ):
+            assert (wd / surrogate / "model.safetensors").is_file()
+        for step in ("propose", "oracle", "observe"):  # one torch job per round
             assert (wd / f"logs/mixture2d/{method}/seed0/round1/{step}.log").is_file()
             assert (wd / f"results/benchmarks/mixture2d/{method}/seed0/round1/{step}.tsv").is_file()
+        assert not (wd / f"logs/mixture2d/{method}/seed0/round1/sample.log").exists()
     for out in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "tables/final.md"):
         assert (wd / "results/experiments/E1" / out).stat().st_size > 0
     page = (wd / "results/README.md").read_text()
@@ -58,6 +62,42 @@ def test_same_config_and_seed_give_identical_observations(
     first, second = observation_files(reference_run), observation_files(wd)
     assert first.keys() == second.keys() and len(first) == 4
     assert first == second
+
+
+def _campaign_files(wd: Path) -> dict[str, bytes]:
+    """Every file a campaign writes that must not depend on the job layout (not the logs,
+    benchmarks or the timings inside particles.json, meta.json and the evaluation)."""
+    skip = {"particles.json", "meta.json", "samples.png", "queries.png"}
+    files = {
+        str(p.relative_to(wd)): p.read_bytes()
+        for root in ("results/campaigns", "results/observations")
+        for p in sorted((wd / root).rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
+    for p in sorted((wd / "results/evaluation").rglob("*")):
+        if not p.is_file() or p.name in skip:
+            continue
+        if p.suffix == ".json":
+            evaluation = json.loads(p.read_text())
+            evaluation.pop("seconds")
+            files[str(p.relative_to(wd))] = json.dumps(evaluation).encode()
+        else:
+            files[str(p.relative_to(wd))] = p.read_bytes()
+    return files
+
+
+def test_one_job_per_step_writes_the_same_files(reference_run: Path, tmp_path: Path) -> None:
+    """`fuse_steps: false` (fit, sample, select as separate jobs) against the default layout
+    (one `propose` job per round, the last fit inside `evaluate`): same files, byte for byte."""
+    wd = workdir(tmp_path, tiny_config(fuse_steps=False))
+    proc = run_snakemake(wd)
+    jobs = proc.stdout + proc.stderr
+    for rule in ("sample", "select", "fit", "fit_final"):
+        assert f"rule {rule}:" in jobs or f"localrule {rule}:" in jobs, rule
+    assert "propose" not in jobs
+    split, fused = _campaign_files(wd), _campaign_files(reference_run)
+    assert len(split) > 30 and split.keys() == fused.keys()
+    assert [name for name in split if split[name] != fused[name]] == []
 
 
 def test_killed_run_resumes_to_identical_observations(reference_run: Path, tmp_path: Path) -> None:
@@ -136,7 +176,7 @@ def test_failing_oracles_fail_the_round_and_leave_observations_unchanged(tmp_pat
     wd = workdir(tmp_path / "wd", config)
     campaign = "mixture2d/fkc-al/seed0"
     round0 = wd / f"results/observations/{campaign}/round0.parquet"
-    run_snakemake(wd, f"results/surrogates/{campaign}/round0")
+    run_snakemake(wd, f"results/observations/{campaign}/round0.parquet")
     before = round0.read_bytes()
     for name, message in FAILURES.items():
         mode.write_text(name)

@@ -232,12 +232,49 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from prefalign.rounds import evaluate_campaign
+def _cmd_propose(args: argparse.Namespace) -> int:
+    from prefalign.rounds import propose_round
 
-    evaluation = evaluate_campaign(
-        _spec(args), args.surrogate, args.out, args.samples, log=args.log, progress=not args.quiet
+    done = propose_round(
+        _spec(args),
+        args.round,
+        args.observations,
+        args.previous,
+        args.surrogate,
+        args.particles,
+        args.queries,
+        args.selection,
+        progress=not args.quiet,
     )
+    print(json.dumps(done, indent=2))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from prefalign.rounds import evaluate_campaign, fit_and_evaluate
+
+    if args.fit:
+        evaluation = fit_and_evaluate(
+            _spec(args),
+            args.fit,
+            args.previous,
+            args.surrogate,
+            args.out,
+            args.samples,
+            log=args.log,
+            progress=not args.quiet,
+        )
+    else:
+        if args.previous:
+            raise ValueError("--previous is the warm start of --fit; give --fit too")
+        evaluation = evaluate_campaign(
+            _spec(args),
+            args.surrogate,
+            args.out,
+            args.samples,
+            log=args.log,
+            progress=not args.quiet,
+        )
     print(json.dumps(evaluation, indent=2))
     if args.plot:
         from prefalign.campaign import read_spec
@@ -464,9 +501,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint directory")
     p.add_argument("--quiet", action="store_true")
 
+    p = add(
+        "propose",
+        _cmd_propose,
+        "Round steps 5, 1, 2 in one process: fit the surrogate on rounds 0..r-1, sample round r "
+        "with it, select the queries (one torch start per round; same files as fit, "
+        "sample-round and select).",
+    )
+    add_spec_round(p)
+    p.add_argument("--observations", help="observations of round r-1 (absent in round 0)")
+    p.add_argument("--previous", help="surrogate of round r-1, for warm starts (rounds 2+)")
+    p.add_argument("--surrogate", help="checkpoint directory of the surrogate fitted here")
+    p.add_argument("--particles", required=True, help="particles.npz")
+    p.add_argument("--queries", required=True, help="queries.npz for the oracle (id, x)")
+    p.add_argument("--selection", required=True, help="selection.csv (how each was chosen)")
+    p.add_argument("--quiet", action="store_true")
+
     p = add("evaluate", _cmd_evaluate, "Final evaluation with the last surrogate (no budget).")
     p.add_argument("--spec", required=True)
-    p.add_argument("--surrogate", required=True)
+    p.add_argument(
+        "--surrogate",
+        required=True,
+        help="the last surrogate's directory (with --fit: where the fit writes it)",
+    )
+    p.add_argument("--fit", metavar="OBSERVATIONS", help="first fit the last surrogate on these")
+    p.add_argument("--previous", help="with --fit: the surrogate to warm-start from")
     p.add_argument("--out", required=True, help="evaluation .json")
     p.add_argument("--samples", required=True, help="fresh samples .npz")
     p.add_argument("--plot", help="PNG of the fresh samples")

@@ -19,6 +19,11 @@ from prefalign.report import DPI, method_palette
 
 StrPath = str | os.PathLike[str]
 _ROUND = re.compile(r"round(\d+)$")
+#: The workflow's rules in the order a campaign runs them, both layouts (``fuse_steps``).
+RULE_ORDER = (
+    "spec", "cold_start", "propose", "fit", "sample", "select", "oracle", "observe",
+    "fit_final", "evaluate",
+)  # fmt: skip
 
 
 def load_benchmarks(root: StrPath, campaigns: Iterable[tuple[str, str, int]]) -> pd.DataFrame:
@@ -51,7 +56,7 @@ def load_benchmarks(root: StrPath, campaigns: Iterable[tuple[str, str, int]]) ->
 
 def cost_tables(jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per rule: mean/median/total seconds and peak memory per domain, method and rule;
-    per round: mean and max seconds of one whole round, summed over its five jobs)."""
+    per round: mean and max seconds of one whole round, summed over its jobs)."""
     per_rule = (
         jobs.groupby(["domain", "method", "rule"])
         .agg(
@@ -78,11 +83,7 @@ def plot_cost(jobs: pd.DataFrame, path: StrPath) -> Path:
     path = Path(path)
     domains = sorted(jobs["domain"].unique()) or ["(none)"]
     methods = sorted(jobs["method"].unique())
-    rules = [
-        r
-        for r in ("spec", "sample", "select", "oracle", "observe", "fit", "evaluate")
-        if r in set(jobs["rule"])
-    ]
+    rules = [r for r in RULE_ORDER if r in set(jobs["rule"])]
     palette = method_palette(methods)
     fig = Figure(figsize=(7, 2.6 * len(domains)), dpi=DPI, layout="constrained")
     axes = fig.subplots(len(domains), 1, squeeze=False)[:, 0]

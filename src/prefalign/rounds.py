@@ -3,6 +3,10 @@
 ``sample -> select -> oracle -> observe -> fit`` (``shared/docs/design.md``, "Data flow of one
 campaign"). Round 0 is the cold start: base samples, queries drawn at random. Every random draw
 comes from a generator seeded by (campaign seed, round, step), so reruns are exact.
+
+:func:`propose_round` runs the previous round's fit, this round's sampling and the selection in one
+process, and :func:`fit_and_evaluate` the last fit and the evaluation: the workflow's default
+layout, which starts torch once per round instead of twice. Either layout writes the same files.
 """
 
 from __future__ import annotations
@@ -297,6 +301,60 @@ def fit_round(
         training_set_hash=training_set_hash(x, y),
     )
     return report.to_dict()
+
+
+def propose_round(
+    spec: CampaignSpec,
+    round_: int,
+    observations: PathLike | None,
+    previous_surrogate: PathLike | None,
+    surrogate_out: PathLike | None,
+    particles_out: PathLike,
+    queries_out: PathLike,
+    selection_out: PathLike,
+    *,
+    progress: bool = False,
+) -> dict:
+    """Steps 5, 1 and 2 in one process: fit the surrogate on the observations of rounds
+    0..r-1 (``observations``, warm-started from ``previous_surrogate``) into ``surrogate_out``,
+    sample round r with it and select the round's queries. Round 0 has nothing to fit: it
+    samples the base model. The files are those of :func:`fit_round` (with ``round_ - 1``),
+    :func:`sample_round` and :func:`select_round`, byte for byte."""
+    fit_report = None
+    if round_ > 0:
+        if observations is None or surrogate_out is None:
+            raise ValueError(
+                f"round {round_} needs the observations of round {round_ - 1} and a directory "
+                "for the surrogate fitted on them"
+            )
+        fit_report = fit_round(
+            spec, round_ - 1, observations, previous_surrogate, surrogate_out, progress=progress
+        )
+    sample_stats = sample_round(
+        spec, round_, surrogate_out if round_ > 0 else None, particles_out, progress=progress
+    )
+    table = select_round(spec, round_, particles_out, queries_out, selection_out)
+    return {"fit": fit_report, "sample": sample_stats, "queries": table["id"].tolist()}
+
+
+def fit_and_evaluate(
+    spec: CampaignSpec,
+    observations: PathLike,
+    previous_surrogate: PathLike | None,
+    surrogate_out: PathLike,
+    out_json: PathLike,
+    samples_out: PathLike,
+    *,
+    log: PathLike | None = None,
+    progress: bool = False,
+) -> dict:
+    """The last round's fit and the final evaluation in one process (see :func:`propose_round`):
+    the same files as :func:`fit_round` on the last round followed by
+    :func:`evaluate_campaign`."""
+    fit_round(
+        spec, spec.rounds - 1, observations, previous_surrogate, surrogate_out, progress=progress
+    )
+    return evaluate_campaign(spec, surrogate_out, out_json, samples_out, log=log, progress=progress)
 
 
 def evaluate_campaign(

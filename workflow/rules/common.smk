@@ -9,7 +9,19 @@ from snakemake.utils import validate
 validate(config, "../schemas/config.schema.yaml")
 
 OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
-SURROGATE = "results/surrogates/{domain}/{method}/seed{seed}/round{round}"
+ROUND = "results/campaigns/{domain}/{method}/seed{seed}/round{round}"
+# the surrogate round r samples with: fitted on the observations of rounds 0..r-1 (r >= 1)
+ROUND_SURROGATE = ROUND + "/surrogate"
+# the surrogate the final evaluation samples with: fitted on every round
+FINAL_SURROGATE = "results/evaluation/{domain}/{method}/seed{seed}/surrogate"
+# true (default): one torch job per round ("propose": fit of r-1, sample, select) and the last
+# fit inside "evaluate"; false: one job per step (sample, select, oracle, observe, fit)
+FUSE_STEPS = config.get("fuse_steps", True)
+
+
+wildcard_constraints:
+    seed=r"\d+",
+    round=r"\d+",
 
 
 def _merge(base, override):
@@ -105,24 +117,41 @@ def get_model_inputs(wildcards):
     return [options["model_dir"]] if "model_dir" in options else []
 
 
-def get_previous_surrogate(wildcards):
-    """Round r samples with surrogate r-1; round 0 is the cold start from the base model."""
+def _campaign(wildcards):
+    return {k: wildcards[k] for k in ("domain", "method", "seed")}
+
+
+def get_round_surrogate(wildcards):
+    """The surrogate round r samples with; round 0 is the cold start from the base model."""
     r = int(wildcards.round)
-    return [] if r == 0 else expand(SURROGATE, **{**wildcards, "round": r - 1})
+    return [] if r == 0 else expand(ROUND_SURROGATE, **_campaign(wildcards), round=r)
+
+
+def get_warm_start(wildcards):
+    """The surrogate fitted one round before the one that round r samples with (rounds 2+)."""
+    r = int(wildcards.round)
+    return [] if r < 2 else expand(ROUND_SURROGATE, **_campaign(wildcards), round=r - 1)
 
 
 def get_previous_observations(wildcards):
     r = int(wildcards.round)
-    return [] if r == 0 else expand(OBSERVATIONS, **{**wildcards, "round": r - 1})
+    return [] if r == 0 else expand(OBSERVATIONS, **_campaign(wildcards), round=r - 1)
+
+
+def get_last_observations(wildcards):
+    """The campaign's final observation dataset, which the last surrogate is fitted on."""
+    return expand(OBSERVATIONS, **_campaign(wildcards), round=last_round(wildcards))
+
+
+def get_final_warm_start(wildcards):
+    """The last round's surrogate, warm start of the final fit (campaigns of 2+ rounds)."""
+    r = last_round(wildcards)
+    return [] if r < 1 else expand(ROUND_SURROGATE, **_campaign(wildcards), round=r)
 
 
 def flag(name, paths):
     """`--name path` for an optional input, or nothing."""
     return f"--{name} {paths[0]}" if paths else ""
-
-
-def get_final_surrogate(wildcards):
-    return expand(SURROGATE, **{**wildcards, "round": last_round(wildcards)})
 
 
 def get_final_observations(wildcards):
@@ -162,6 +191,11 @@ def get_experiment_sections(wildcards=None):
 
 def sample_resources(wildcards):
     return 1 if config.get("gpu", False) else 0
+
+
+def previous_round(wildcards):
+    """The round whose observations a surrogate of round r is fitted on (its RNG stream)."""
+    return int(wildcards.round) - 1
 
 
 def get_final_outputs():

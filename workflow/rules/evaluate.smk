@@ -1,26 +1,84 @@
-# After the budget is spent: fresh samples from the aligned sampler, scored by the oracle.
+# After the budget is spent: fit the last surrogate on every round, then score fresh samples from
+# the aligned sampler with the oracle (no budget spent). With `fuse_steps: false` the last fit is
+# its own job (fit_final).
+
+EVALUATION = "results/evaluation/{domain}/{method}/seed{seed}"
 
 
-rule evaluate:
-    input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-        surrogate=get_final_surrogate,
-    output:
-        evaluation="results/evaluation/{domain}/{method}/seed{seed}.json",
-        samples="results/evaluation/{domain}/{method}/seed{seed}/samples.npz",
+def evaluation_outputs():
+    return dict(
+        evaluation=EVALUATION + ".json",
+        samples=EVALUATION + "/samples.npz",
         plot=report(
-            "results/evaluation/{domain}/{method}/seed{seed}/samples.png",
+            EVALUATION + "/samples.png",
             category="Final samples",
             subcategory="{domain}",
             labels={"method": "{method}", "seed": "{seed}"},
         ),
-    resources:
-        gpu=sample_resources,
-    log:
-        "logs/{domain}/{method}/seed{seed}/evaluate.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/evaluate.tsv"
-    shell:
-        "prefalign evaluate --spec {input.spec} --surrogate {input.surrogate} "
-        "--out {output.evaluation} --samples {output.samples} --plot {output.plot} "
-        "--log {log} --quiet >> {log} 2>&1"
+    )
+
+
+EVALUATE_ARGS = (
+    "--out {output.evaluation} --samples {output.samples} --plot {output.plot} "
+    "--log {log} --quiet >> {log} 2>&1"
+)
+
+
+if FUSE_STEPS:
+
+    rule evaluate:
+        input:
+            spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+            observations=get_last_observations,
+            previous=get_final_warm_start,
+        output:
+            surrogate=directory(FINAL_SURROGATE),
+            **evaluation_outputs(),
+        params:
+            previous=lambda wc, input: flag("previous", input.previous),
+        resources:
+            gpu=sample_resources,
+        log:
+            "logs/{domain}/{method}/seed{seed}/evaluate.log",
+        benchmark:
+            "results/benchmarks/{domain}/{method}/seed{seed}/evaluate.tsv"
+        shell:
+            "prefalign evaluate --spec {input.spec} --fit {input.observations} {params.previous} "
+            "--surrogate {output.surrogate} " + EVALUATE_ARGS
+
+else:
+
+    rule fit_final:
+        input:
+            spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+            observations=get_last_observations,
+            previous=get_final_warm_start,
+        output:
+            directory(FINAL_SURROGATE),
+        params:
+            previous=lambda wc, input: flag("previous", input.previous),
+            fitted_on=last_round,
+        resources:
+            gpu=sample_resources,
+        log:
+            "logs/{domain}/{method}/seed{seed}/fit_final.log",
+        benchmark:
+            "results/benchmarks/{domain}/{method}/seed{seed}/fit_final.tsv"
+        shell:
+            "prefalign fit --spec {input.spec} --round {params.fitted_on} "
+            "--observations {input.observations} {params.previous} --out {output} > {log} 2>&1"
+
+    rule evaluate:
+        input:
+            spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+            surrogate=FINAL_SURROGATE,
+        output:
+            **evaluation_outputs(),
+        resources:
+            gpu=sample_resources,
+        log:
+            "logs/{domain}/{method}/seed{seed}/evaluate.log",
+        benchmark:
+            "results/benchmarks/{domain}/{method}/seed{seed}/evaluate.tsv"
+        shell:
+            "prefalign evaluate --spec {input.spec} --surrogate {input.surrogate} " + EVALUATE_ARGS

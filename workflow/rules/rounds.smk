@@ -1,4 +1,6 @@
-# One active-learning round = five jobs; round r of a campaign depends on round r-1.
+# One active-learning round: propose (fit the surrogate on rounds 0..r-1, sample, select) ->
+# oracle -> observe. Round r depends on round r-1. With `fuse_steps: false` the proposal is three
+# jobs (fit, sample, select), e.g. to time or debug one step; the files are the same.
 
 
 rule spec:
@@ -16,48 +18,119 @@ rule spec:
         "prefalign spec --json {params.spec} --out {output} 2> {log}"
 
 
-rule sample:
-    input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-        surrogate=get_previous_surrogate,
-    output:
-        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
-    params:
-        surrogate=lambda wc, input: flag("surrogate", input.surrogate),
-    resources:
-        gpu=sample_resources,
-    log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/sample.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/sample.tsv"
-    shell:
-        "prefalign sample-round --spec {input.spec} --round {wildcards.round} "
-        "{params.surrogate} --out {output} > {log} 2>&1"
+if FUSE_STEPS:
 
+    rule cold_start:
+        input:
+            spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        output:
+            particles=ROUND + "/particles.npz",
+            queries=ROUND + "/queries.npz",
+            selection=ROUND + "/selection.csv",
+        wildcard_constraints:
+            round="0",
+        resources:
+            gpu=sample_resources,
+        log:
+            "logs/{domain}/{method}/seed{seed}/round{round}/propose.log",
+        benchmark:
+            "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/propose.tsv"
+        shell:
+            "prefalign propose --spec {input.spec} --round {wildcards.round} "
+            "--particles {output.particles} --queries {output.queries} "
+            "--selection {output.selection} > {log} 2>&1"
 
-rule select:
-    input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-        particles="results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
-    output:
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
-    log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/select.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/select.tsv"
-    shell:
-        "prefalign select --spec {input.spec} --round {wildcards.round} "
-        "--particles {input.particles} --queries {output.queries} "
-        "--selection {output.selection} > {log} 2>&1"
+    rule propose:
+        input:
+            spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+            observations=get_previous_observations,
+            previous=get_warm_start,
+        output:
+            surrogate=directory(ROUND_SURROGATE),
+            particles=ROUND + "/particles.npz",
+            queries=ROUND + "/queries.npz",
+            selection=ROUND + "/selection.csv",
+        wildcard_constraints:
+            round="[1-9][0-9]*",
+        params:
+            previous=lambda wc, input: flag("previous", input.previous),
+        resources:
+            gpu=sample_resources,
+        log:
+            "logs/{domain}/{method}/seed{seed}/round{round}/propose.log",
+        benchmark:
+            "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/propose.tsv"
+        shell:
+            "prefalign propose --spec {input.spec} --round {wildcards.round} "
+            "--observations {input.observations} {params.previous} --surrogate {output.surrogate} "
+            "--particles {output.particles} --queries {output.queries} "
+            "--selection {output.selection} > {log} 2>&1"
+
+else:
+
+    rule sample:
+        input:
+            spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+            surrogate=get_round_surrogate,
+        output:
+            ROUND + "/particles.npz",
+        params:
+            surrogate=lambda wc, input: flag("surrogate", input.surrogate),
+        resources:
+            gpu=sample_resources,
+        log:
+            "logs/{domain}/{method}/seed{seed}/round{round}/sample.log",
+        benchmark:
+            "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/sample.tsv"
+        shell:
+            "prefalign sample-round --spec {input.spec} --round {wildcards.round} "
+            "{params.surrogate} --out {output} > {log} 2>&1"
+
+    rule select:
+        input:
+            spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+            particles=ROUND + "/particles.npz",
+        output:
+            queries=ROUND + "/queries.npz",
+            selection=ROUND + "/selection.csv",
+        log:
+            "logs/{domain}/{method}/seed{seed}/round{round}/select.log",
+        benchmark:
+            "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/select.tsv"
+        shell:
+            "prefalign select --spec {input.spec} --round {wildcards.round} "
+            "--particles {input.particles} --queries {output.queries} "
+            "--selection {output.selection} > {log} 2>&1"
+
+    rule fit:
+        input:
+            spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+            observations=get_previous_observations,
+            previous=get_warm_start,
+        output:
+            directory(ROUND_SURROGATE),
+        wildcard_constraints:
+            round="[1-9][0-9]*",
+        params:
+            previous=lambda wc, input: flag("previous", input.previous),
+            fitted_on=previous_round,
+        resources:
+            gpu=sample_resources,
+        log:
+            "logs/{domain}/{method}/seed{seed}/round{round}/fit.log",
+        benchmark:
+            "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/fit.tsv"
+        shell:
+            "prefalign fit --spec {input.spec} --round {params.fitted_on} "
+            "--observations {input.observations} {params.previous} --out {output} > {log} 2>&1"
 
 
 rule oracle:
     input:
         spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
+        queries=ROUND + "/queries.npz",
     output:
-        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
+        ROUND + "/rewards.csv",
     log:
         "logs/{domain}/{method}/seed{seed}/round{round}/oracle.log",
     benchmark:
@@ -72,13 +145,13 @@ rule observe:
     input:
         spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
         previous=get_previous_observations,
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
-        rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
+        queries=ROUND + "/queries.npz",
+        selection=ROUND + "/selection.csv",
+        rewards=ROUND + "/rewards.csv",
     output:
-        observations="results/observations/{domain}/{method}/seed{seed}/round{round}.parquet",
+        observations=OBSERVATIONS,
         plot=report(
-            "results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.png",
+            ROUND + "/queries.png",
             category="Queries",
             subcategory="{domain} / {method}",
             labels={"seed": "{seed}", "round": "{round}"},
@@ -93,23 +166,3 @@ rule observe:
         "prefalign observe --spec {input.spec} --round {wildcards.round} {params.previous} "
         "--queries {input.queries} --selection {input.selection} --rewards {input.rewards} "
         "--out {output.observations} --plot {output.plot} > {log} 2>&1"
-
-
-rule fit:
-    input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-        observations="results/observations/{domain}/{method}/seed{seed}/round{round}.parquet",
-        previous=get_previous_surrogate,
-    output:
-        directory("results/surrogates/{domain}/{method}/seed{seed}/round{round}"),
-    params:
-        previous=lambda wc, input: flag("previous", input.previous),
-    resources:
-        gpu=sample_resources,
-    log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/fit.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/fit.tsv"
-    shell:
-        "prefalign fit --spec {input.spec} --round {wildcards.round} "
-        "--observations {input.observations} {params.previous} --out {output} > {log} 2>&1"

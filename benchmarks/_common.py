@@ -144,7 +144,7 @@ def fitted_surrogate(
 
 
 # ---------------------------------------------------------------------------------------------
-# campaign specs, as workflow/rules/common.smk builds them
+# campaign specs, as the workflow builds them (prefalign.campaign.campaign_settings)
 
 
 @functools.cache
@@ -155,59 +155,6 @@ def _load_config(path: str) -> dict[str, Any]:
 def load_config(path: Path = CONFIG) -> dict[str, Any]:
     """A deep copy of a workflow config file (cached read)."""
     return copy.deepcopy(_load_config(str(path)))
-
-
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Recursive dict merge, values of ``override`` win (``common.smk``'s ``_merge``)."""
-    out = dict(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def campaign_spec_dict(config: Mapping[str, Any], domain: str, method: str, seed: int) -> dict:
-    """The plain form of one campaign's spec, mirroring ``campaign_spec`` in
-    ``workflow/rules/common.smk`` (keep the two in step)."""
-    dom = config["domains"][domain]
-    meth = config["methods"][method]
-    true_reward = dom.get("true_reward") if meth.get("true_reward") else None
-    sampler = _merge(dom.get("sampler", {}), meth.get("sampler", {}))
-    eval_sampler = None
-    if sampler.get("variant", "fkc") == "base":
-        eval_sampler = _merge(dom.get("sampler", {}), {"variant": "fkc"})
-    budget = dom.get("budget", config["budget"])
-    cold = budget if meth.get("non_adaptive", False) else None
-    return {
-        "domain": dom.get("type", domain),
-        "label": domain,
-        "domain_options": dom.get("options", {}),
-        "true_reward": true_reward,
-        "seed": int(seed),
-        "budget": budget,
-        "k": meth.get("k", config["k"]),
-        "n_particles": meth.get("n_particles", dom.get("n_particles", config["n_particles"])),
-        "oracle": dom["oracle"],
-        "oracle_timeout_s": dom.get("oracle_timeout_s"),
-        "eval_oracle": dom.get("eval_oracle"),
-        "eval_particles": dom.get("eval_particles", config["eval_particles"]),
-        "reward_threshold": dom.get("reward_threshold", 0.5),
-        "device": config.get("device", "cpu"),
-        "torch_threads": config.get("torch_threads", 1),
-        "surrogate": _merge(dom.get("surrogate", {}), meth.get("surrogate", {})),
-        "method": {
-            "name": method,
-            "sampler": sampler,
-            "eval_sampler": eval_sampler,
-            "selection": meth.get("selection", "eps_greedy"),
-            "score": meth.get("score", "fk_weight"),
-            "epsilon": meth.get("epsilon"),
-            "kappa": meth.get("kappa", 1.0),
-            "cold_start_queries": cold,
-        },
-    }
 
 
 def campaign_spec(
@@ -222,10 +169,10 @@ def campaign_spec(
     """A :class:`~prefalign.campaign.CampaignSpec` from ``config/config.yaml``, with top-level
     spec keys (``budget``, ``n_particles``, ``domain_options``, ``surrogate``, ...) merged over,
     and ``n_steps`` (if given) set in the method's sampler and evaluation sampler."""
-    from prefalign.campaign import CampaignSpec
+    from prefalign.campaign import CampaignSpec, campaign_settings, merge_settings
 
-    data = campaign_spec_dict(config or load_config(), domain, method, seed)
-    data = _merge(data, overrides)
+    data = campaign_settings(config or load_config(), domain, method, seed)
+    data = merge_settings(data, overrides)
     if n_steps is not None:
         for key in ("sampler", "eval_sampler"):
             if data["method"][key] is not None:

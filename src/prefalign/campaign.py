@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,6 +147,71 @@ class CampaignSpec:
         data["method"] = MethodSpec(**method)
         data["surrogate"] = SurrogateConfig.from_dict(data["surrogate"])
         return cls(**data)
+
+
+def merge_settings(base: Mapping[str, Any] | None, override: Mapping[str, Any] | None) -> dict:
+    """Recursive dict merge: values of ``override`` win."""
+    out = dict(base or {})
+    for key, value in (override or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_settings(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def campaign_settings(config: Mapping[str, Any], domain: str, method: str, seed: int) -> dict:
+    """The resolved settings of one campaign of a workflow config (``config/config.yaml``), as
+    the plain dict :meth:`CampaignSpec.from_dict` and ``prefalign spec`` take: the domain's
+    settings over the top level's, the method's over the domain's."""
+    dom = config["domains"][domain]
+    meth = config["methods"][method]
+    true_reward = dom.get("true_reward") if meth.get("true_reward") else None
+    sampler = merge_settings(dom.get("sampler"), meth.get("sampler"))
+    eval_sampler = None
+    if sampler.get("variant", "fkc") == "base":
+        # methods that query base samples are judged by FKC tilted by their own surrogate
+        eval_sampler = merge_settings(dom.get("sampler"), {"variant": "fkc"})
+    budget = dom.get("budget", config["budget"])
+    return {
+        "domain": dom.get("type", domain),
+        "label": domain,
+        "domain_options": dom.get("options", {}),
+        "true_reward": true_reward,
+        "seed": int(seed),
+        "budget": budget,
+        "k": meth.get("k", config["k"]),
+        "n_particles": meth.get("n_particles", dom.get("n_particles", config["n_particles"])),
+        "oracle": dom["oracle"],
+        "oracle_timeout_s": dom.get("oracle_timeout_s"),
+        "eval_oracle": dom.get("eval_oracle"),
+        "oracle_in_evaluation": dom.get("oracle_in_evaluation", True),
+        "eval_particles": dom.get("eval_particles", config["eval_particles"]),
+        "reward_threshold": dom.get("reward_threshold", 0.5),
+        "device": config.get("device", "cpu"),
+        "torch_threads": config.get("torch_threads", 1),
+        "surrogate": merge_settings(dom.get("surrogate"), meth.get("surrogate")),
+        "method": {
+            "name": method,
+            "sampler": sampler,
+            "eval_sampler": eval_sampler,
+            "selection": meth.get("selection", "eps_greedy"),
+            "score": meth.get("score", "fk_weight"),
+            "epsilon": meth.get("epsilon"),
+            "kappa": meth.get("kappa", 1.0),
+            "cold_start_queries": budget if meth.get("non_adaptive", False) else None,
+        },
+    }
+
+
+def campaign_rounds(config: Mapping[str, Any], domain: str, method: str) -> int:
+    """Rounds of a campaign of a workflow config: budget / k (one round for the non-adaptive
+    baseline, which spends the whole budget in round 0)."""
+    meth = config["methods"][method]
+    if meth.get("non_adaptive", False):
+        return 1
+    budget = config["domains"][domain].get("budget", config["budget"])
+    return budget // meth.get("k", config["k"])
 
 
 def write_spec(spec: CampaignSpec, path: str | os.PathLike[str]) -> None:

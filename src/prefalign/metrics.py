@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from prefalign.listing import show
 from prefalign.observations import read_observations
 
 __all__ = [
@@ -83,18 +84,10 @@ _ROUND_SUMMARY_METRICS = (
 )
 _OBS_COLUMNS = ("campaign", "seed", "round", "reward", "selected_by")
 _KEYS = ("domain", "method", "seed")
-_MAX_SHOWN = 5
 
 
 class MetricsError(ValueError):
     """Inputs to the metrics are missing, malformed or inconsistent with each other."""
-
-
-def _show(values: Sequence[object]) -> str:
-    shown = ", ".join(str(v) for v in values[:_MAX_SHOWN])
-    if len(values) > _MAX_SHOWN:
-        shown += f", ... and {len(values) - _MAX_SHOWN} more"
-    return shown
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,13 +162,13 @@ def _one_campaign(obs: pd.DataFrame, k: int | None) -> pd.DataFrame:
     if rounds[0] != 0 or (np.diff(rounds) != 1).any():
         raise MetricsError(
             f"campaign {campaign!r} seed {seed}: rounds must be 0..R without gaps, "
-            f"got {_show(rounds.tolist())}"
+            f"got {show(rounds.tolist(), str)}"
         )
     sizes = obs.groupby("round").size()
     if k is not None and (sizes != k).any():
         bad = [f"round {r}: {n}" for r, n in sizes.items() if n != k]
         raise MetricsError(
-            f"campaign {campaign!r} seed {seed}: expected k={k} queries per round, got {_show(bad)}"
+            f"campaign {campaign!r} seed {seed}: expected k={k} queries per round, got {show(bad, str)}"
         )
     rows = []
     seen = np.empty(0)
@@ -456,7 +449,7 @@ def _join(evals: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
         fmt = ["/".join(map(str, k)) for k in only_ev], ["/".join(map(str, k)) for k in only_rm]
         raise MetricsError(
             "evaluations and observations cover different campaigns: "
-            f"only evaluated {_show(fmt[0]) or 'none'}; only observed {_show(fmt[1]) or 'none'}"
+            f"only evaluated {show(fmt[0], str) or 'none'}; only observed {show(fmt[1], str) or 'none'}"
         )
     per_seed = evals.merge(summary, on=keys, how="inner", suffixes=("", "_rounds"))
     stale = per_seed[per_seed["n_queries"] != per_seed["final_n_queries"]]
@@ -467,7 +460,7 @@ def _join(evals: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
         ]
         raise MetricsError(
             "n_queries of the evaluation differs from the observations (a stale file?): "
-            + _show(shown)
+            + show(shown, str)
         )
     return per_seed
 

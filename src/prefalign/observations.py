@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefalign.atomic import atomic_path
+from prefalign.listing import duplicates, show
 
 __all__ = [
     "COLUMNS",
@@ -84,7 +85,6 @@ _SCHEMA = pa.schema(
 _STR_COLUMNS = ("campaign", "id", "selected_by")
 _INT_COLUMNS = ("seed", "round")
 _FLOAT_COLUMNS = ("reward", "fk_log_weight", "surrogate_pred")
-_MAX_SHOWN = 5
 
 
 class ObservationError(ValueError):
@@ -93,23 +93,6 @@ class ObservationError(ValueError):
 
 # ----------------------------------------------------------------------------------------------
 # helpers
-
-
-def _show(values: Sequence[object]) -> str:
-    shown = ", ".join(repr(v) for v in values[:_MAX_SHOWN])
-    if len(values) > _MAX_SHOWN:
-        shown += f", ... and {len(values) - _MAX_SHOWN} more"
-    return shown
-
-
-def _duplicates(values: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    dup: dict[str, None] = {}
-    for v in values:
-        if v in seen:
-            dup[v] = None
-        seen.add(v)
-    return list(dup)
 
 
 def _check_event_shape(event_shape: Sequence[int]) -> tuple[int, ...]:
@@ -168,7 +151,7 @@ def _x_matrix(df: pd.DataFrame, event_shape: tuple[int, ...], where: str) -> np.
         out[i] = arr.reshape(-1)
     if bad:
         raise ObservationError(
-            f"{where}: x of ids {_show(bad)} does not have {d} values (event shape {event_shape})"
+            f"{where}: x of ids {show(bad)} does not have {d} values (event shape {event_shape})"
         )
     return out
 
@@ -219,7 +202,7 @@ def _validate(
         values = pd.unique(df[name])
         if len(values) != 1:
             raise ObservationError(
-                f"{where}: one {name} per dataset, found {len(values)}: {_show(list(values))}"
+                f"{where}: one {name} per dataset, found {len(values)}: {show(list(values))}"
             )
     rounds = df["round"].to_numpy(np.int64)
     if (np.diff(rounds) < 0).any():
@@ -230,26 +213,26 @@ def _validate(
         start = "0, 1, 2, ..." if cumulative else "consecutive non-negative integers"
         raise ObservationError(f"{where}: rounds must be {start}; got {present.tolist()}")
 
-    dup = _duplicates(df["id"].tolist())
+    dup = duplicates(df["id"].tolist())
     if dup:
-        raise ObservationError(f"{where}: duplicate ids {_show(dup)}")
+        raise ObservationError(f"{where}: duplicate ids {show(dup)}")
     reward = df["reward"].to_numpy(np.float64)
     bad_reward = ~np.isfinite(reward)
     if bad_reward.any():
         raise ObservationError(
-            f"{where}: non-finite rewards for ids {_show(df['id'][bad_reward].tolist())}"
+            f"{where}: non-finite rewards for ids {show(df['id'][bad_reward].tolist())}"
         )
     for name in ("fk_log_weight", "surrogate_pred"):
         inf = np.isinf(df[name].to_numpy(np.float64))
         if inf.any():
             raise ObservationError(
-                f"{where}: infinite {name} for ids {_show(df['id'][inf].tolist())} "
+                f"{where}: infinite {name} for ids {show(df['id'][inf].tolist())} "
                 "(NaN is allowed for 'no value', infinity is not)"
             )
     x2d = _x_matrix(df, event_shape, where)
     bad_x = ~np.isfinite(x2d).all(axis=1)
     if bad_x.any():
-        raise ObservationError(f"{where}: non-finite x for ids {_show(df['id'][bad_x].tolist())}")
+        raise ObservationError(f"{where}: non-finite x for ids {show(df['id'][bad_x].tolist())}")
     return x2d
 
 
@@ -321,20 +304,20 @@ def new_round_frame(
     id_list = [str(i) for i in ids]
     if len(id_list) != n:
         raise ObservationError(f"{len(id_list)} ids but {n} rows of x")
-    dup = _duplicates(id_list)
+    dup = duplicates(id_list)
     if dup:
-        raise ObservationError(f"duplicate ids {_show(dup)}")
+        raise ObservationError(f"duplicate ids {show(dup)}")
 
     if isinstance(rewards, pd.Series):
         index = [str(i) for i in rewards.index]
-        dup_r = _duplicates(index)
+        dup_r = duplicates(index)
         if dup_r:
-            raise ObservationError(f"rewards has duplicate ids {_show(dup_r)}")
+            raise ObservationError(f"rewards has duplicate ids {show(dup_r)}")
         missing = [i for i in id_list if i not in set(index)]
         unknown = [i for i in index if i not in set(id_list)]
         if missing or unknown:
             raise ObservationError(
-                f"rewards do not match the ids: missing {_show(missing)}; unknown {_show(unknown)}"
+                f"rewards do not match the ids: missing {show(missing)}; unknown {show(unknown)}"
             )
         reward = pd.Series(rewards.to_numpy(np.float64), index=index).loc[id_list].to_numpy()
     else:
@@ -425,7 +408,7 @@ def append_round(previous: pd.DataFrame | None, round_frame: pd.DataFrame) -> pd
     again = [i for i in round_frame["id"].tolist() if i in seen]
     if again:
         raise ObservationError(
-            f"ids of round {new_round} already observed in earlier rounds: {_show(again)}"
+            f"ids of round {new_round} already observed in earlier rounds: {show(again)}"
         )
     out = pd.concat([previous, round_frame], ignore_index=True)
     out.attrs = {EVENT_SHAPE_KEY: shape}
@@ -560,7 +543,7 @@ def read_observations(path: StrPath) -> tuple[pd.DataFrame, tuple[int, ...]]:
     if n and (lengths != d).any():
         bad = [table.column("id")[int(i)].as_py() for i in np.flatnonzero(lengths != d)]
         raise ObservationError(
-            f"{where}: x of ids {_show(bad)} does not have {d} values (event shape {shape})"
+            f"{where}: x of ids {show(bad)} does not have {d} values (event shape {shape})"
         )
     values = x_col.flatten()
     if values.null_count:

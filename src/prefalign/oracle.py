@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from prefalign.atomic import atomic_path, fsync_dir
+from prefalign.listing import MAX_SHOWN, duplicates, shorten, show
 
 __all__ = [
     "OracleError",
@@ -49,7 +50,6 @@ StrPath = str | os.PathLike[str]
 #: Header the rewards CSV must have, exactly.
 REWARDS_HEADER = ("id", "reward")
 #: How many offending ids an error message lists before "... and N more".
-_MAX_IDS_SHOWN = 5
 #: Seconds between SIGTERM and SIGKILL when an oracle times out.
 _KILL_GRACE_S = 3.0
 #: Bytes of the oracle's stderr kept for the error message on a non-zero exit.
@@ -66,28 +66,9 @@ class OracleError(ValueError):
 # helpers
 
 
-def _show_items(items: Sequence[str]) -> str:
-    """The first few items joined by commas, then ``... and N more``."""
-    shown = ", ".join(items[:_MAX_IDS_SHOWN])
-    if len(items) > _MAX_IDS_SHOWN:
-        shown += f", ... and {len(items) - _MAX_IDS_SHOWN} more"
-    return shown
-
-
 def _show_ids(ids: Iterable[object]) -> str:
     """``'a', 'b', 'c'`` for the first few ids, then ``... and N more``."""
-    return _show_items([repr(str(i)) for i in ids])
-
-
-def _duplicates(values: Iterable[str]) -> list[str]:
-    """Values seen more than once, in order of their second appearance, each once."""
-    seen: set[str] = set()
-    dup: dict[str, None] = {}
-    for v in values:
-        if v in seen:
-            dup[v] = None
-        seen.add(v)
-    return list(dup)
+    return show(ids, lambda i: repr(str(i)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,8 +84,8 @@ def _check_queries(ids: np.ndarray, x: np.ndarray, where: str) -> None:
         raise OracleError(f"{where}: {ids.shape[0]} ids but {x.shape[0]} rows of `x`")
     empty = [i for i, v in enumerate(ids.tolist()) if v == ""]
     if empty:
-        raise OracleError(f"{where}: empty id at position(s) {empty[:_MAX_IDS_SHOWN]}")
-    dup = _duplicates(ids.tolist())
+        raise OracleError(f"{where}: empty id at position(s) {empty[:MAX_SHOWN]}")
+    dup = duplicates(ids.tolist())
     if dup:
         raise OracleError(f"{where}: duplicate ids {_show_ids(dup)}")
     if x.size and not np.isfinite(x).all():
@@ -221,7 +202,7 @@ def read_rewards(path: StrPath, expected_ids: Sequence[str]) -> pd.Series:
 def _parse_rewards(text: str, expected_ids: Sequence[str], where: str) -> pd.Series:
     """Validate the text of a rewards CSV; ``where`` names its source in error messages."""
     expected = [str(i) for i in expected_ids]
-    dup_expected = _duplicates(expected)
+    dup_expected = duplicates(expected)
     if dup_expected:
         raise ValueError(f"expected_ids contains duplicates: {_show_ids(dup_expected)}")
     if not text.strip():
@@ -247,9 +228,9 @@ def _parse_rewards(text: str, expected_ids: Sequence[str], where: str) -> pd.Ser
         ids.append(row[0])
         texts.append(row[1])
     if malformed:
-        problems.append(f"rows without exactly 2 fields on line(s) {malformed[:_MAX_IDS_SHOWN]}")
+        problems.append(f"rows without exactly 2 fields on line(s) {malformed[:MAX_SHOWN]}")
 
-    dup = _duplicates(ids)
+    dup = duplicates(ids)
     if dup:
         problems.append(f"duplicate ids {_show_ids(dup)}")
     expected_set = set(expected)
@@ -275,9 +256,9 @@ def _parse_rewards(text: str, expected_ids: Sequence[str], where: str) -> pd.Ser
             continue
         values.setdefault(i, v)
     if non_numeric:
-        problems.append(f"non-numeric rewards for {_show_items(non_numeric)}")
+        problems.append(f"non-numeric rewards for {shorten(non_numeric)}")
     if non_finite:
-        problems.append(f"non-finite rewards (NaN/inf) for {_show_items(non_finite)}")
+        problems.append(f"non-finite rewards (NaN/inf) for {shorten(non_finite)}")
 
     if problems:
         raise OracleError(f"{where}: " + "; ".join(problems))

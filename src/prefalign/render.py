@@ -41,6 +41,16 @@ def _titles(n: int, rewards: Sequence[float] | np.ndarray | None, titles: Sequen
     return [f"{r:.2f}" for r in rewards]
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write (creating parent folders) and close a figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def save_grid(
     path: str | Path,
     x: np.ndarray,
@@ -85,12 +95,7 @@ def save_grid(
                 ax.set_title(labels[i], fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_points(
@@ -135,9 +140,4 @@ def save_points(
     ax.set_aspect("equal", adjustable="datalim")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -5,6 +5,8 @@ import shlex
 
 from snakemake.utils import validate
 
+from prefalign.campaign import campaign_rounds, campaign_settings
+
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -24,67 +26,14 @@ wildcard_constraints:
     round=r"\d+",
 
 
-def _merge(base, override):
-    """Recursive dict merge: values of ``override`` win."""
-    out = dict(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def campaign_spec(domain, method, seed):
     """The resolved settings of one campaign, as the dict `prefalign spec` takes."""
-    dom = config["domains"][domain]
-    true_reward = dom.get("true_reward") if config["methods"][method].get("true_reward") else None
-    meth = config["methods"][method]
-    sampler = _merge(dom.get("sampler", {}), meth.get("sampler", {}))
-    eval_sampler = None
-    if sampler.get("variant", "fkc") == "base":
-        # methods that query base samples are judged by FKC tilted by their own surrogate
-        eval_sampler = _merge(dom.get("sampler", {}), {"variant": "fkc"})
-    budget = dom.get("budget", config["budget"])
-    cold = budget if meth.get("non_adaptive", False) else None
-    return {
-        "domain": dom.get("type", domain),
-        "label": domain,
-        "domain_options": dom.get("options", {}),
-        "true_reward": true_reward,
-        "seed": int(seed),
-        "budget": budget,
-        "k": meth.get("k", config["k"]),
-        "n_particles": meth.get("n_particles", dom.get("n_particles", config["n_particles"])),
-        "oracle": dom["oracle"],
-        "oracle_timeout_s": dom.get("oracle_timeout_s"),
-        "eval_oracle": dom.get("eval_oracle"),
-        "oracle_in_evaluation": dom.get("oracle_in_evaluation", True),
-        "eval_particles": dom.get("eval_particles", config["eval_particles"]),
-        "reward_threshold": dom.get("reward_threshold", 0.5),
-        "device": config.get("device", "cpu"),
-        "torch_threads": config.get("torch_threads", 1),
-        "surrogate": _merge(dom.get("surrogate", {}), meth.get("surrogate", {})),
-        "method": {
-            "name": method,
-            "sampler": sampler,
-            "eval_sampler": eval_sampler,
-            "selection": meth.get("selection", "eps_greedy"),
-            "score": meth.get("score", "fk_weight"),
-            "epsilon": meth.get("epsilon"),
-            "kappa": meth.get("kappa", 1.0),
-            "cold_start_queries": cold,
-        },
-    }
+    return campaign_settings(config, domain, method, seed)
 
 
 def n_rounds(domain, method):
     """Rounds of a campaign: budget / k (one round for the non-adaptive baseline)."""
-    meth = config["methods"][method]
-    if meth.get("non_adaptive", False):
-        return 1
-    budget = config["domains"][domain].get("budget", config["budget"])
-    return budget // meth.get("k", config["k"])
+    return campaign_rounds(config, domain, method)
 
 
 def experiment_campaigns(experiment):

@@ -1,0 +1,32 @@
+"""Short listings of offending values for error messages: the first few, then a count."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+#: How many values an error message lists before "... and N more".
+MAX_SHOWN = 5
+
+
+def shorten(items: Sequence[str]) -> str:
+    """The first few items joined by commas, then ``... and N more``."""
+    shown = ", ".join(items[:MAX_SHOWN])
+    if len(items) > MAX_SHOWN:
+        shown += f", ... and {len(items) - MAX_SHOWN} more"
+    return shown
+
+
+def show(values: Iterable[object], fmt: Callable[[object], str] = repr) -> str:
+    """``shorten`` of the values, each formatted by ``fmt`` (``repr``: strings quoted)."""
+    return shorten([fmt(v) for v in values])
+
+
+def duplicates(values: Iterable[str]) -> list[str]:
+    """Values seen more than once, in order of their second appearance, each once."""
+    seen: set[str] = set()
+    dup: dict[str, None] = {}
+    for v in values:
+        if v in seen:
+            dup[v] = None
+        seen.add(v)
+    return list(dup)

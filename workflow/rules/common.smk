@@ -11,9 +11,8 @@ from prefalign.campaign import campaign_rounds, campaign_settings
 validate(config, "../schemas/config.schema.yaml")
 
 OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
-ROUND = "results/campaigns/{domain}/{method}/seed{seed}/round{round}"
 # the surrogate round r samples with: fitted on the observations of rounds 0..r-1 (r >= 1)
-ROUND_SURROGATE = ROUND + "/surrogate"
+ROUND_SURROGATE = "results/campaigns/{domain}/{method}/seed{seed}/round{round}/surrogate"
 # the surrogate the final evaluation samples with: fitted on every round
 FINAL_SURROGATE = "results/evaluation/{domain}/{method}/seed{seed}/surrogate"
 # true (default): one torch job per round ("propose": fit of r-1, sample, select) and the last

@@ -2,27 +2,6 @@
 # the aligned sampler with the oracle (no budget spent). With `fuse_steps: false` the last fit is
 # its own job (fit_final).
 
-EVALUATION = "results/evaluation/{domain}/{method}/seed{seed}"
-
-
-def evaluation_outputs():
-    return dict(
-        evaluation=EVALUATION + ".json",
-        samples=EVALUATION + "/samples.npz",
-        plot=report(
-            EVALUATION + "/samples.png",
-            category="Final samples",
-            subcategory="{domain}",
-            labels={"method": "{method}", "seed": "{seed}"},
-        ),
-    )
-
-
-EVALUATE_ARGS = (
-    "--out {output.evaluation} --samples {output.samples} --plot {output.plot} "
-    "--log {log} --quiet >> {log} 2>&1"
-)
-
 
 if FUSE_STEPS:
 
@@ -33,7 +12,14 @@ if FUSE_STEPS:
             previous=get_final_warm_start,
         output:
             surrogate=directory(FINAL_SURROGATE),
-            **evaluation_outputs(),
+            evaluation="results/evaluation/{domain}/{method}/seed{seed}.json",
+            samples="results/evaluation/{domain}/{method}/seed{seed}/samples.npz",
+            plot=report(
+                "results/evaluation/{domain}/{method}/seed{seed}/samples.png",
+                category="Final samples",
+                subcategory="{domain}",
+                labels={"method": "{method}", "seed": "{seed}"},
+            ),
         params:
             previous=lambda wc, input: flag("previous", input.previous),
         resources:
@@ -44,7 +30,8 @@ if FUSE_STEPS:
             "results/benchmarks/{domain}/{method}/seed{seed}/evaluate.tsv"
         shell:
             "prefalign evaluate --spec {input.spec} --fit {input.observations} {params.previous} "
-            "--surrogate {output.surrogate} " + EVALUATE_ARGS
+            "--surrogate {output.surrogate} --out {output.evaluation} "
+            "--samples {output.samples} --plot {output.plot} --log {log} --quiet >> {log} 2>&1"
 
 else:
 
@@ -73,7 +60,14 @@ else:
             spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
             surrogate=FINAL_SURROGATE,
         output:
-            **evaluation_outputs(),
+            evaluation="results/evaluation/{domain}/{method}/seed{seed}.json",
+            samples="results/evaluation/{domain}/{method}/seed{seed}/samples.npz",
+            plot=report(
+                "results/evaluation/{domain}/{method}/seed{seed}/samples.png",
+                category="Final samples",
+                subcategory="{domain}",
+                labels={"method": "{method}", "seed": "{seed}"},
+            ),
         resources:
             gpu=sample_resources,
         log:
@@ -81,4 +75,6 @@ else:
         benchmark:
             "results/benchmarks/{domain}/{method}/seed{seed}/evaluate.tsv"
         shell:
-            "prefalign evaluate --spec {input.spec} --surrogate {input.surrogate} " + EVALUATE_ARGS
+            "prefalign evaluate --spec {input.spec} --surrogate {input.surrogate} "
+            "--out {output.evaluation} --samples {output.samples} --plot {output.plot} "
+            "--log {log} --quiet >> {log} 2>&1"

@@ -24,9 +24,9 @@ if FUSE_STEPS:
         input:
             spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
         output:
-            particles=ROUND + "/particles.npz",
-            queries=ROUND + "/queries.npz",
-            selection=ROUND + "/selection.csv",
+            particles="results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
+            queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
+            selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
         wildcard_constraints:
             round="0",
         resources:
@@ -47,9 +47,9 @@ if FUSE_STEPS:
             previous=get_warm_start,
         output:
             surrogate=directory(ROUND_SURROGATE),
-            particles=ROUND + "/particles.npz",
-            queries=ROUND + "/queries.npz",
-            selection=ROUND + "/selection.csv",
+            particles="results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
+            queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
+            selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
         wildcard_constraints:
             round="[1-9][0-9]*",
         params:
@@ -73,7 +73,7 @@ else:
             spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
             surrogate=get_round_surrogate,
         output:
-            ROUND + "/particles.npz",
+            "results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
         params:
             surrogate=lambda wc, input: flag("surrogate", input.surrogate),
         resources:
@@ -89,10 +89,10 @@ else:
     rule select:
         input:
             spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-            particles=ROUND + "/particles.npz",
+            particles="results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
         output:
-            queries=ROUND + "/queries.npz",
-            selection=ROUND + "/selection.csv",
+            queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
+            selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
         log:
             "logs/{domain}/{method}/seed{seed}/round{round}/select.log",
         benchmark:
@@ -128,9 +128,9 @@ else:
 rule oracle:
     input:
         spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-        queries=ROUND + "/queries.npz",
+        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
     output:
-        ROUND + "/rewards.csv",
+        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
     log:
         "logs/{domain}/{method}/seed{seed}/round{round}/oracle.log",
     benchmark:
@@ -145,13 +145,13 @@ rule observe:
     input:
         spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
         previous=get_previous_observations,
-        queries=ROUND + "/queries.npz",
-        selection=ROUND + "/selection.csv",
-        rewards=ROUND + "/rewards.csv",
+        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
+        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
+        rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
     output:
         observations=OBSERVATIONS,
         plot=report(
-            ROUND + "/queries.png",
+            "results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.png",
             category="Queries",
             subcategory="{domain} / {method}",
             labels={"seed": "{seed}", "round": "{round}"},

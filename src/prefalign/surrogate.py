@@ -32,6 +32,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from prefalign.adamw import AdamW
 from prefalign.sde import VPSDE
 from prefalign.settings import SurrogateConfig
 from prefalign.surrogate_nets import build_member
@@ -328,7 +329,7 @@ def _train_member(
     bar: Any,
 ) -> float:
     """AdamW on the MSE of one member; returns the last epoch's mean loss."""
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = x.shape[0]
     epoch_loss = float("nan")
     for _ in range(config.epochs):
@@ -342,7 +343,7 @@ def _train_member(
                 xb = _noised(xb, sde, config.noise_t_max, gen)
             z = (xb - surrogate.x_mean) / surrogate.x_std
             loss = torch.mean((net(z) - yb) ** 2)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(batch)

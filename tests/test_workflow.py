@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +53,21 @@ def test_end_to_end_outputs_and_nothing_left_to_do(reference_run: Path) -> None:
     assert "E1: main comparison" in page and "fkc-al" in page
     again = run_snakemake(wd, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_fresh_clone_with_committed_figures_recomputes_every_campaign(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    """The figures, tables and results page are committed; a clone has them but no observations
+    and no Snakemake records. The default target must still run every campaign."""
+    wd = workdir(tmp_path, tiny_config())
+    shutil.copytree(reference_run / "results/experiments", wd / "results/experiments")
+    shutil.copy(reference_run / "results/README.md", wd / "results/README.md")
+    plan = run_snakemake(wd, "-n")
+    out = plan.stdout + plan.stderr
+    assert "Nothing to be done" not in out
+    for rule in ("cold_start", "propose", "oracle", "observe", "evaluate", "aggregate"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
 
 
 def test_same_config_and_seed_give_identical_observations(

@@ -102,20 +102,27 @@ def flag(name, paths):
     return f"--{name} {paths[0]}" if paths else ""
 
 
-def get_final_observations(wildcards):
+def final_observations(experiment):
     """The last observation dataset of each campaign of the experiment."""
     return [
         expand(OBSERVATIONS, domain=d, method=m, seed=s, round=n_rounds(d, m) - 1)[0]
-        for d, m, s in experiment_campaigns(wildcards.experiment)
+        for d, m, s in experiment_campaigns(experiment)
     ]
+
+
+def evaluations(experiment):
+    """The final evaluation of each campaign of the experiment."""
+    return [
+        f"results/evaluation/{d}/{m}/seed{s}.json" for d, m, s in experiment_campaigns(experiment)
+    ]
+
+
+def get_final_observations(wildcards):
+    return final_observations(wildcards.experiment)
 
 
 def get_evaluations(wildcards):
-    """The final evaluation of each campaign of the experiment."""
-    return [
-        f"results/evaluation/{d}/{m}/seed{s}.json"
-        for d, m, s in experiment_campaigns(wildcards.experiment)
-    ]
+    return evaluations(wildcards.experiment)
 
 
 def get_experiment_title(wildcards):
@@ -147,11 +154,17 @@ def previous_round(wildcards):
 
 
 def get_final_outputs():
-    """The results page and every experiment's figures and tables."""
+    """The results page, every experiment's figures and tables, and every campaign's last
+    observation dataset and evaluation. The figures, tables and page are committed to git, so a
+    fresh clone has them without Snakemake's records; naming the campaigns' own outputs here
+    makes a fresh clone recompute every experiment (Snakemake would otherwise take a committed
+    figure whose inputs are missing as up to date)."""
     outputs = [config.get("results_page", "results/README.md")]
     for name in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "figures/cost.png",
                  "tables/final.md", "tables/round_metrics.csv", "tables/final_metrics.json"):
         outputs += [f"results/experiments/{e}/{name}" for e in experiments()]
+    for e in experiments():
+        pass
     used = {d for e in experiments() for d in config["experiments"][e]["domains"]}
     if any(config["domains"][d].get("type", d) == "digits" for d in used):
         outputs.append("results/models/digits-base/validity.json")

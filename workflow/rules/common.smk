@@ -164,7 +164,7 @@ def get_final_outputs():
                  "tables/final.md", "tables/round_metrics.csv", "tables/final_metrics.json"):
         outputs += [f"results/experiments/{e}/{name}" for e in experiments()]
     for e in experiments():
-        pass
+        outputs += final_observations(e) + evaluations(e)
     used = {d for e in experiments() for d in config["experiments"][e]["domains"]}
     if any(config["domains"][d].get("type", d) == "digits" for d in used):
         outputs.append("results/models/digits-base/validity.json")

@@ -44,7 +44,7 @@ def write_section(
         f"![reward vs queries]({_link(fig / 'reward_vs_queries.png', page_dir)})",
         f"![final metrics]({_link(fig / 'final_metrics.png', page_dir)})",
         "",
-        "Cost per round (seconds, all five jobs of a round, from Snakemake's benchmark files):",
+        "Cost per round (seconds, all jobs of a round, from Snakemake's benchmark files):",
         "",
         (exp / "tables" / "cost_per_round.md").read_text().rstrip(),
         "",

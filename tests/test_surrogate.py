@@ -132,43 +132,6 @@ def test_gradient_matches_finite_differences(which, request):
         torch.testing.assert_close(grad.reshape(3, -1)[:, j], fd, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("activation", ["silu", "softplus", "gelu", "tanh"])
-@pytest.mark.parametrize(("layers", "ensemble", "d"), [(1, 1, 2), (2, 1, 2), (3, 3, 5)])
-def test_closed_form_gradient_matches_finite_differences_and_autograd(
-    activation, layers, ensemble, d
-):
-    """The MLP's hand-written value_and_grad (what the sampler calls) against central finite
-    differences in float64 and against autograd, for every activation."""
-    config = SurrogateConfig(hidden=16, layers=layers, ensemble=ensemble, activation=activation)
-    gen = torch.Generator().manual_seed(1)
-    x_mean, x_std = torch.randn(d, generator=gen), torch.rand(d, generator=gen) + 0.5
-    surrogate = Surrogate(config, (d,), x_mean=x_mean, x_std=x_std, y_mean=0.3, y_std=2.0, seed=4)
-    surrogate = surrogate.double()
-    x = torch.randn(7, d, generator=gen, dtype=torch.float64)
-    value, grad = surrogate.value_and_grad(x)
-    assert value.grad_fn is None and grad.grad_fn is None
-    torch.testing.assert_close(value, surrogate(x).detach(), rtol=1e-12, atol=1e-12)
-    h = 1e-6
-    for j in range(d):
-        e = torch.zeros_like(x)
-        e[:, j] = h
-        fd = (surrogate(x + e) - surrogate(x - e)).detach() / (2 * h)
-        torch.testing.assert_close(grad[:, j], fd, rtol=1e-6, atol=1e-8)
-    xr = x.clone().requires_grad_(True)
-    (auto,) = torch.autograd.grad(surrogate(xr).sum(), xr)
-    torch.testing.assert_close(grad, auto, rtol=1e-10, atol=1e-12)
-
-
-def test_cnn_value_and_grad_falls_back_to_autograd(cnn_fit):
-    surrogate = cnn_fit[0]
-    x = torch.rand((4, *surrogate.event_shape), generator=torch.Generator().manual_seed(0))
-    value, grad = surrogate.value_and_grad(x)
-    xr = x.clone().requires_grad_(True)
-    (auto,) = torch.autograd.grad(surrogate(xr).sum(), xr)
-    torch.testing.assert_close(value, surrogate(x).detach())
-    torch.testing.assert_close(grad, auto)
-
-
 def test_forward_rejects_wrong_event_shape(mlp_fit):
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         mlp_fit[0](torch.zeros(4, 3))

@@ -29,9 +29,7 @@ from prefalign.settings import SamplerConfig
 
 #: ``score(x, t) -> grad log q_t(x)`` for a batch ``x`` of shape (N, *event_shape).
 ScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
-#: ``reward(x) -> r(x)`` of shape (N,), differentiable with respect to ``x``. A reward object
-#: may also offer ``value_and_grad(x) -> (r(x), grad_x sum r(x))`` (as
-#: :class:`prefalign.surrogate.Surrogate` does); the sampler then uses it instead of autograd.
+#: ``reward(x) -> r(x)`` of shape (N,), differentiable with respect to ``x``.
 RewardFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -108,31 +106,23 @@ def _checked_reward(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Evaluate ``r(x)`` (N,) and, if asked, ``grad_x sum(r)``; validate shape and finiteness."""
     n = x.shape[0]
-    grad = None
-    if need_grad and hasattr(reward, "value_and_grad"):
-        r, grad = reward.value_and_grad(x.detach())
-        if grad.shape != x.shape:
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(need_grad)
+        r = reward(xr)
+        if not isinstance(r, torch.Tensor):
+            raise TypeError(f"reward must return a torch.Tensor; got {type(r).__name__}")
+        if r.shape != (n,):
             raise ValueError(
-                f"reward.value_and_grad returned a gradient of shape {tuple(grad.shape)} for "
-                f"particles of shape {tuple(x.shape)}"
+                f"reward returned shape {tuple(r.shape)} for {n} particles; expected ({n},)"
             )
-    else:
-        with torch.enable_grad():
-            xr = x.detach().requires_grad_(need_grad)
-            r = reward(xr)
-            if need_grad and isinstance(r, torch.Tensor):
-                if not r.requires_grad:
-                    raise ValueError(
-                        "reward output does not depend differentiably on x; the tilted drift "
-                        "needs grad_x r(x)"
-                    )
-                (grad,) = torch.autograd.grad(r.sum(), xr)
-    if not isinstance(r, torch.Tensor):
-        raise TypeError(f"reward must return a torch.Tensor; got {type(r).__name__}")
-    if r.shape != (n,):
-        raise ValueError(
-            f"reward returned shape {tuple(r.shape)} for {n} particles; expected ({n},)"
-        )
+        grad = None
+        if need_grad:
+            if not r.requires_grad:
+                raise ValueError(
+                    "reward output does not depend differentiably on x; the tilted drift needs "
+                    "grad_x r(x)"
+                )
+            (grad,) = torch.autograd.grad(r.sum(), xr)
     r = r.detach()
     bad = ~torch.isfinite(r)
     if bad.any():

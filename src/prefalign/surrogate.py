@@ -135,25 +135,6 @@ class Surrogate(nn.Module):
         """Ensemble-mean reward, differentiable in ``x``: (N, *event_shape) -> (N,)."""
         return self.members(x).mean(dim=0)  # (N,)
 
-    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward(x)`` (N,) and ``grad_x sum(forward(x))`` (N, *event_shape), detached; what
-        the FKC sampler asks for every step. MLP members use their closed-form gradient
-        (:meth:`prefalign.surrogate_nets.MLP.value_and_grad`), others autograd."""
-        self._check_input(x)
-        if not all(hasattr(net, "value_and_grad") for net in self.nets):
-            with torch.enable_grad():
-                xr = x.detach().requires_grad_(True)
-                r = self(xr)
-                (grad,) = torch.autograd.grad(r.sum(), xr)
-            return r.detach(), grad
-        with torch.no_grad():
-            z = (x - self.x_mean) / self.x_std
-            values, grads = zip(*(net.value_and_grad(z) for net in self.nets), strict=True)
-            n = len(self.nets)
-            out = values[0] if n == 1 else torch.stack(values).mean(dim=0)
-            g = grads[0] if n == 1 else torch.stack(grads).mean(dim=0)
-            return self.y_mean + self.y_std * out, g * (self.y_std / self.x_std)
-
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Ensemble mean and standard deviation across members, each (N,).
 

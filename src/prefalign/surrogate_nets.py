@@ -26,35 +26,6 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def _silu(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    s = torch.sigmoid(a)
-    return a * s, s * (1 + a * (1 - s))
-
-
-def _softplus(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.nn.functional.softplus(a), torch.sigmoid(a)
-
-
-def _gelu(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    cdf = 0.5 * (1 + torch.erf(a * math.sqrt(0.5)))
-    pdf = torch.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
-    return a * cdf, cdf + a * pdf
-
-
-def _tanh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    h = torch.tanh(a)
-    return h, 1 - h * h
-
-
-#: Each activation as ``a -> (f(a), f'(a))``, for :meth:`MLP.value_and_grad`.
-ACTIVATION_DERIVATIVES: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {
-    "silu": _silu,
-    "softplus": _softplus,
-    "gelu": _gelu,
-    "tanh": _tanh,
-}
-
-
 class MLP(nn.Module):
     """``layers`` hidden layers of width ``hidden`` on the flattened input, then a linear head.
 
@@ -71,30 +42,10 @@ class MLP(nn.Module):
             body += [nn.Linear(d_in if i == 0 else hidden, hidden), ACTIVATIONS[activation]()]
         self.body = nn.Sequential(*body)
         self.head = nn.Linear(hidden, 1)
-        self.activation = activation
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised reward of normalised inputs ``z`` (N, *event_shape) -> (N,)."""
         return self.head(self.body(z)).squeeze(-1)  # (N,)
-
-    @torch.no_grad()
-    def value_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward(z)`` and its gradient in ``z``, by the chain rule written out: one forward
-        pass keeping each layer's activation derivative, then one matrix product per layer
-        back. The sampler needs this every step; autograd would build and walk a graph for it
-        (about a quarter slower on 4,096 2-D particles, ``benchmarks/README.md``)."""
-        act = ACTIVATION_DERIVATIVES[self.activation]
-        linears = [m for m in self.body if isinstance(m, nn.Linear)]
-        h = z.flatten(1)
-        slopes = []
-        for linear in linears:
-            h, slope = act(torch.addmm(linear.bias, h, linear.weight.t()))
-            slopes.append(slope)
-        out = torch.addmm(self.head.bias, h, self.head.weight.t()).squeeze(-1)  # (N,)
-        g = self.head.weight.expand(h.shape[0], -1)  # d out / d h of the last hidden layer
-        for linear, slope in zip(reversed(linears), reversed(slopes), strict=True):
-            g = (g * slope) @ linear.weight
-        return out, g.reshape(z.shape)
 
 
 class CNN(nn.Module):

@@ -251,36 +251,20 @@ def _cmd_propose(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from prefalign.rounds import evaluate_campaign, fit_and_evaluate
+    from prefalign.rounds import campaign_domain, evaluate_campaign, fit_round
 
-    if args.fit:
-        evaluation = fit_and_evaluate(
-            _spec(args),
-            args.fit,
-            args.previous,
-            args.surrogate,
-            args.out,
-            args.samples,
-            log=args.log,
-            progress=not args.quiet,
+    spec = _spec(args)
+    if args.fit:  # the last round's fit, in this process (the workflow's default layout)
+        fit_round(
+            spec, spec.rounds - 1, args.fit, args.previous, args.surrogate, progress=not args.quiet
         )
-    else:
-        if args.previous:
-            raise ValueError("--previous is the warm start of --fit; give --fit too")
-        evaluation = evaluate_campaign(
-            _spec(args),
-            args.surrogate,
-            args.out,
-            args.samples,
-            log=args.log,
-            progress=not args.quiet,
-        )
+    elif args.previous:
+        raise ValueError("--previous is the warm start of --fit; give --fit too")
+    evaluation = evaluate_campaign(
+        spec, args.surrogate, args.out, args.samples, log=args.log, progress=not args.quiet
+    )
     print(json.dumps(evaluation, indent=2))
     if args.plot:
-        from prefalign.campaign import read_spec
-        from prefalign.rounds import campaign_domain
-
-        spec = read_spec(args.spec)
         with np.load(args.samples) as data:
             x = data["x"]
         user = spec.oracle[-1] if spec.oracle[:2] == ["prefalign", "oracle"] else None

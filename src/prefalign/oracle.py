@@ -49,7 +49,6 @@ StrPath = str | os.PathLike[str]
 
 #: Header the rewards CSV must have, exactly.
 REWARDS_HEADER = ("id", "reward")
-#: How many offending ids an error message lists before "... and N more".
 #: Seconds between SIGTERM and SIGKILL when an oracle times out.
 _KILL_GRACE_S = 3.0
 #: Bytes of the oracle's stderr kept for the error message on a non-zero exit.

@@ -5,8 +5,9 @@ campaign"). Round 0 is the cold start: base samples, queries drawn at random. Ev
 comes from a generator seeded by (campaign seed, round, step), so reruns are exact.
 
 :func:`propose_round` runs the previous round's fit, this round's sampling and the selection in one
-process, and :func:`fit_and_evaluate` the last fit and the evaluation: the workflow's default
-layout, which starts torch once per round instead of twice. Either layout writes the same files.
+process (and ``prefalign evaluate --fit`` the last fit before the evaluation): the workflow's
+default layout, which starts torch once per round instead of twice. Either layout writes the same
+files.
 """
 
 from __future__ import annotations
@@ -335,26 +336,6 @@ def propose_round(
     )
     table = select_round(spec, round_, particles_out, queries_out, selection_out)
     return {"fit": fit_report, "sample": sample_stats, "queries": table["id"].tolist()}
-
-
-def fit_and_evaluate(
-    spec: CampaignSpec,
-    observations: PathLike,
-    previous_surrogate: PathLike | None,
-    surrogate_out: PathLike,
-    out_json: PathLike,
-    samples_out: PathLike,
-    *,
-    log: PathLike | None = None,
-    progress: bool = False,
-) -> dict:
-    """The last round's fit and the final evaluation in one process (see :func:`propose_round`):
-    the same files as :func:`fit_round` on the last round followed by
-    :func:`evaluate_campaign`."""
-    fit_round(
-        spec, spec.rounds - 1, observations, previous_surrogate, surrogate_out, progress=progress
-    )
-    return evaluate_campaign(spec, surrogate_out, out_json, samples_out, log=log, progress=progress)
 
 
 def evaluate_campaign(

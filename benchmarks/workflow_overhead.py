@@ -157,9 +157,15 @@ def measure(*, quick: bool, repeats: int, runs: int) -> dict:
         name: benchmark_config(wh, quick=quick, fuse_steps=fused) for name, fused in LAYOUTS.items()
     }
     results: dict[str, list[dict]] = {name: [] for name in LAYOUTS}
-    for i in range(runs):
-        for name in list(LAYOUTS)[:: 1 if i % 2 == 0 else -1]:
-            results[name].append(one_run(wh, configs[name]))
+    # `interleaved` alternates the layouts (reversed every other run); one_run times itself
+    interleaved(
+        {
+            name: lambda name=name: results[name].append(one_run(wh, configs[name]))
+            for name in LAYOUTS
+        },
+        runs,
+        warmup=False,
+    )
     startup = startup_times(repeats)
     snakemake_import = float("nan")
     if not quick:  # once: Snakemake's own import, executor plugins included
@@ -169,7 +175,7 @@ def measure(*, quick: bool, repeats: int, runs: int) -> dict:
     layouts = {name: layout_numbers(rs, startup) for name, rs in results.items()}
     return {
         "runs": runs,
-        "rounds": 1 if quick else 4,
+        "rounds": configs["fused"]["budget"] // configs["fused"]["k"],
         "campaigns": sum(
             len(e["domains"]) * len(e["methods"]) * len(e["seeds"])
             for e in configs["fused"]["experiments"].values()

@@ -167,12 +167,16 @@ def test_evaluation_counts() -> None:
         config=cfg,
         generator=torch.Generator().manual_seed(0),
     )
-    assert res.n_score_evals == 100
+    assert res.n_score_evals == 110  # 10 steps of 10 particles, and the final denoising
     assert (
         res.n_reward_evals == 100
     )  # r and grad r at every step (lam = 0 only at step 0, dlam > 0)
     base = sample(
-        BASE.marginal_score(SDE), SDE, 10, (2,), config=SamplerConfig(variant="base", n_steps=10)
+        BASE.marginal_score(SDE),
+        SDE,
+        10,
+        (2,),
+        config=SamplerConfig(variant="base", n_steps=10, denoise=False),
     )
     assert base.n_reward_evals == 0 and base.n_score_evals == 100
 
@@ -233,3 +237,100 @@ def test_config_round_trip_and_unknown_keys() -> None:
     assert SamplerConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown sampler setting.*lamda"):
         SamplerConfig.from_dict({"lamda": 1.0})
+
+
+# --- the sampler's options: time grid, final denoising, reward at the denoised estimate --------
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_reward_at_xhat0_reaches_the_tilted_target(
+    case: str, floors: dict[str, list[float]]
+) -> None:
+    """phi_t = lam r(xhat0(x_t)) with twisted-SMC weights: the final target is unchanged."""
+    reward, lam, target = CASES[case]
+    dists = [
+        energy_distance(run("fkc", reward, lam, s, reward_at="xhat0"), exact(target, 200 + s))
+        for s in range(2)
+    ]
+    assert statistics.mean(dists) < _upper(floors[case]), (dists, floors[case])
+
+
+def test_guidance_at_xhat0_misses_the_target(floors: dict[str, list[float]]) -> None:
+    reward, lam, target = CASES["linear"]
+    dist = energy_distance(run("guidance", reward, lam, 0, reward_at="xhat0"), exact(target, 0))
+    assert dist > 10 * max(floors["linear"]), (dist, floors["linear"])
+
+
+@pytest.mark.parametrize("reward_at", ["x", "xhat0"])
+def test_quadratic_grid_and_denoising_reach_the_target(
+    reward_at: str, floors: dict[str, list[float]]
+) -> None:
+    reward, lam, target = CASES["linear"]
+    x = run("fkc", reward, lam, 5, time_grid="quadratic", denoise=True, reward_at=reward_at)
+    assert energy_distance(x, exact(target, 5)) < _upper(floors["linear"])
+
+
+def test_time_grid_ends_at_t_min_and_refines_near_zero() -> None:
+    from prefalign.fkc import time_grid
+
+    uni = time_grid(SamplerConfig(n_steps=10, time_grid="uniform"))
+    quad = time_grid(SamplerConfig(n_steps=10, time_grid="quadratic"))
+    for grid in (uni, quad):
+        assert grid[0] == 1.0 and grid[-1] == pytest.approx(1e-3) and len(grid) == 11
+        assert all(a > b for a, b in zip(grid, grid[1:], strict=False))
+    assert quad[-2] - quad[-1] < (uni[-2] - uni[-1]) / 5  # last step 10x finer
+
+
+def test_denoising_removes_the_last_steps_noise() -> None:
+    """A near-point mass: the uniform grid's last step leaves noise of g sqrt(dtau) >> s_tmin."""
+    point = GaussianMixture.isotropic([1.0], [[0.5, -0.5]], 1e-3)
+    spreads = {}
+    for name, kw in {
+        "plain": dict(time_grid="uniform", denoise=False),
+        "denoise": dict(time_grid="uniform", denoise=True),
+        "quadratic+denoise": dict(denoise=True, time_grid="quadratic"),
+    }.items():
+        cfg = SamplerConfig(variant="base", n_steps=50, **kw)
+        x = sample(
+            point.marginal_score(SDE),
+            SDE,
+            2000,
+            (2,),
+            config=cfg,
+            generator=torch.Generator().manual_seed(0),
+        ).x
+        spreads[name] = float(x.std(0).mean())
+    assert spreads["plain"] > 0.1  # sqrt(0.1 * 0.02) per step piles up: ~0.13
+    assert spreads["denoise"] < spreads["plain"] / 2
+    assert spreads["quadratic+denoise"] < 0.02, spreads
+
+
+def test_ancestors_are_the_lineages_of_resampled_copies() -> None:
+    cfg = SamplerConfig(variant="fkc", n_steps=40, lam_max=3.0, resample="always")
+    res = sample(
+        BASE.marginal_score(SDE),
+        SDE,
+        300,
+        (2,),
+        reward=linear_reward,
+        config=cfg,
+        generator=torch.Generator().manual_seed(1),
+    )
+    anc = res.ancestors
+    assert anc.dtype == torch.int64 and anc.shape == (300,)
+    assert int(anc.min()) >= 0 and int(anc.max()) < 300
+    assert torch.unique(anc).numel() < 300  # resampling every step merges lineages
+    base = sample(
+        BASE.marginal_score(SDE),
+        SDE,
+        50,
+        (2,),
+        config=SamplerConfig(variant="base"),
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert torch.equal(base.ancestors, torch.arange(50))
+
+
+def test_reward_at_xhat0_is_rejected_for_the_draft_variant() -> None:
+    with pytest.raises(ValueError, match="reward_at 'xhat0' works with the variants"):
+        SamplerConfig(variant="draft", reward_at="xhat0")

@@ -13,10 +13,14 @@ from typing import Any, Literal
 Variant = Literal["fkc", "draft", "guidance", "base"]
 Schedule = Literal["linear", "constant"]
 ResampleMode = Literal["ess", "always", "never"]
+TimeGrid = Literal["uniform", "quadratic"]
+RewardAt = Literal["x", "xhat0"]
 
 VARIANTS: tuple[str, ...] = ("fkc", "draft", "guidance", "base")
 SCHEDULES: tuple[str, ...] = ("linear", "constant")
 RESAMPLE_MODES: tuple[str, ...] = ("ess", "always", "never")
+TIME_GRIDS: tuple[str, ...] = ("uniform", "quadratic")
+REWARD_AT: tuple[str, ...] = ("x", "xhat0")
 
 
 def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -41,9 +45,24 @@ class SamplerConfig:
     draft_dw_clip: float = 0.1  # draft variant: |dw| clip per step
     draft_w_min: float = 0.1  # draft variant: lower clip of w
     draft_w_max: float = 10.0  # draft variant: upper clip of w
+    # uniform in t, or quadratic (fine steps near t = 0). Measured on digits, 400 base samples at
+    # 50 steps: background-pixel std 0.116 (uniform) vs 0.024 (quadratic), real digits 0.013;
+    # validity 90.5 % vs 93.8 % (real 93.3 %).
+    time_grid: TimeGrid = "quadratic"
+    denoise: bool = True  # last step without noise, then Tweedie at t_min (bg std 0.024 -> 0.017)
+    reward_at: RewardAt = "x"  # tilt by r(x_t), or by r(xhat0(x_t)) (twisted-SMC weights)
 
     def __post_init__(self) -> None:
         _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("time_grid", self.time_grid, TIME_GRIDS)
+        _check_choice("reward_at", self.reward_at, REWARD_AT)
+        if not isinstance(self.denoise, bool):
+            raise ValueError(f"denoise must be true or false; got {self.denoise!r}")
+        if self.reward_at == "xhat0" and self.variant == "draft":
+            raise ValueError(
+                "reward_at 'xhat0' works with the variants 'fkc', 'guidance' and 'base', "
+                "not with the draft paper's clipped weights ('draft')"
+            )
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("resample", self.resample, RESAMPLE_MODES)
         if not isinstance(self.n_steps, int) or self.n_steps < 1:

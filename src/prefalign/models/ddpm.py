@@ -170,7 +170,9 @@ class UNetScore:
         sample:        eps_hat = (x - a_t out) / s_t
 
     Args:
-        unet: the noise-prediction network (kept in eval mode; called under ``torch.no_grad``).
+        unet: the noise-prediction network (kept in eval mode). Gradients flow through it only
+            when the caller enables them (the sampler's ``reward_at: xhat0`` differentiates
+            the denoised estimate); the sampler calls it under ``torch.no_grad`` otherwise.
         schedule: its training schedule (must be linear).
     """
 
@@ -183,7 +185,6 @@ class UNetScore:
         """The (fractional) discrete timestep ``t (T - 1)`` for forward time ``t`` in [0, 1]."""
         return t * (self.schedule.num_train_timesteps - 1)
 
-    @torch.no_grad()
     def eps(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """Noise prediction ``eps_hat(x, t)`` for a batch ``x`` of shape (N, C, H, W)."""
         if not 0.0 <= t <= 1.0:

@@ -278,3 +278,62 @@ def test_rejects_bad_inputs() -> None:
     x[2, 0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         select("greedy", np.zeros(5), 2, rng(), x=x)
+
+
+# --- batch rules: questions spread across lineages and modes ------------------------------------
+
+
+def _two_clusters() -> tuple[np.ndarray, np.ndarray]:
+    """Ten particles near (0, 0) with the best scores, five near (5, 5) scored a bit lower."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.01, (10, 2)), rng.normal(5, 0.01, (5, 2))])
+    scores = np.concatenate([np.linspace(10, 9, 10), np.linspace(8, 7, 5)])
+    return x, scores
+
+
+def test_top_batch_asks_one_mode_k_times_and_kcenter_spreads() -> None:
+    x, scores = _two_clusters()
+    top = select("greedy", scores, 4, np.random.default_rng(0), x=x)
+    assert set(top.indices.tolist()) <= set(range(10))  # all four from the first cluster
+    spread = select("greedy", scores, 4, np.random.default_rng(0), x=x, batch="kcenter")
+    assert spread.indices[0] == 0  # the best particle first
+    assert any(i >= 10 for i in spread.indices)  # the second mode gets a question
+    assert (spread.selected_by == "top").all()
+
+
+def test_kcenter_pool_bounds_how_far_down_the_ranking_it_goes() -> None:
+    x, scores = _two_clusters()
+    chosen = select("greedy", scores, 2, np.random.default_rng(0), x=x, batch="kcenter", pool=2)
+    assert set(chosen.indices.tolist()) <= set(range(4))  # only the 4 best are candidates
+
+
+def test_lineage_batch_takes_one_particle_per_lineage_first() -> None:
+    x, scores = _two_clusters()
+    lineage = np.array([0] * 10 + [1] * 5)
+    chosen = select(
+        "greedy", scores, 3, np.random.default_rng(0), x=x, batch="lineage", lineage=lineage
+    )
+    assert chosen.indices.tolist() == [0, 10, 1]
+
+
+def test_near_duplicates_merge_within_min_distance() -> None:
+    x, scores = _two_clusters()
+    chosen = select("greedy", scores, 2, np.random.default_rng(0), x=x, min_distance=0.5)
+    assert chosen.indices.tolist() == [0, 10]
+    with pytest.raises(ValueError, match="only 2 distinct particles"):
+        select("greedy", scores, 3, np.random.default_rng(0), x=x, min_distance=0.5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(batch="dpp"), "unknown batch rule 'dpp'; must be one of `top`, `lineage`"),
+        (dict(batch="lineage"), "batch 'lineage' needs lineage"),
+        (dict(min_distance=-1.0), "min_distance must be finite and >= 0"),
+        (dict(pool=0), "pool must be an integer >= 1"),
+    ],
+)
+def test_batch_arguments_are_checked(kwargs: dict, message: str) -> None:
+    x, scores = _two_clusters()
+    with pytest.raises(ValueError, match=message):
+        select("greedy", scores, 2, np.random.default_rng(0), x=x, **kwargs)

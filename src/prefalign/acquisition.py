@@ -10,13 +10,22 @@ Strategies, chosen by name through :data:`STRATEGIES` (an unknown name lists the
 - ``random``: k particles uniformly at random (the cold start).
 - ``ucb``: the k best by ``score + κ std`` (an ensemble's mean and spread).
 
+How the top slots are filled (``batch``): ``top`` takes them in rank order (the draft's rule);
+``lineage`` takes at most one particle per lineage (the initial particle it descends from, so
+the copies and near-copies that resampling breeds count once) before a second one of any lineage;
+``kcenter`` runs k-center greedy over the ``pool x n_top`` best particles: the best one first,
+then each time the candidate farthest from those already chosen, so the questions of a round
+spread across the modes the sampler found instead of asking about one mode k times.
+
 The score is whatever the caller ranks by: the FK path log-weight (the default, see
 ``shared/docs/design.md``, "What top-k by FK weight means"), or the surrogate's prediction.
 
 Copies made by resampling are the same query. Particles whose rows of ``x`` are exactly equal
 are merged *before* choosing: the highest-scoring copy (lowest index among equals) represents
 them, and random picks are uniform over distinct particles. No two selected particles have
-identical ``x``.
+identical ``x``. With ``min_distance > 0`` near-duplicates are merged the same way: a particle
+closer than ``min_distance`` (Euclidean, over the flattened ``x``) to a better-ranked kept one is
+dropped.
 
 Ranking is deterministic: higher score first, NaN scores after every number (never picked as
 "top"; a top slot that only NaN-scored particles could fill is filled at random instead and
@@ -33,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "BATCH_RULES",
     "STRATEGIES",
     "Selection",
     "eps_greedy_epsilon",
@@ -96,9 +106,14 @@ def _rank(scores: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(scores.size), neg, nan))
 
 
-def _distinct_in_rank_order(x: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """The first particle (in ``order``) of every group of particles with identical ``x`` rows."""
+def _distinct_in_rank_order(
+    x: np.ndarray, order: np.ndarray, min_distance: float = 0.0
+) -> np.ndarray:
+    """The first particle (in ``order``) of every group of particles with identical ``x`` rows;
+    with ``min_distance > 0`` also drop every particle within that distance of a kept one."""
     rows = np.ascontiguousarray(x.reshape(x.shape[0], -1)) + 0  # + 0 turns -0.0 into 0.0
+    if min_distance > 0:
+        return _spread_in_rank_order(rows.astype(np.float64), order, min_distance)
     # A short digest keys the lookup (memory stays small for image particles); rows that share
     # a digest are compared exactly, so a digest collision can never merge different particles.
     kept_by_digest: dict[bytes, list[int]] = {}
@@ -111,6 +126,52 @@ def _distinct_in_rank_order(x: np.ndarray, order: np.ndarray) -> np.ndarray:
             same.append(int(i))
             keep.append(int(i))
     return np.asarray(keep, dtype=np.int64)
+
+
+def _spread_in_rank_order(rows: np.ndarray, order: np.ndarray, radius: float) -> np.ndarray:
+    """Greedy in rank order: keep a particle unless it lies within ``radius`` of a kept one."""
+    keep: list[int] = []
+    kept = np.empty((0, rows.shape[1]))
+    for i in order:
+        row = rows[i]
+        if kept.shape[0] and np.min(((kept - row) ** 2).sum(axis=1)) < radius * radius:
+            continue
+        keep.append(int(i))
+        kept = np.vstack([kept, row[None]])
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _pick_top(
+    ranked: np.ndarray,
+    n_top: int,
+    batch: str,
+    rows: np.ndarray,
+    lineage: np.ndarray | None,
+    pool: int,
+) -> np.ndarray:
+    """``n_top`` particles from ``ranked`` (finite scores, best first) by the batch rule."""
+    if n_top <= 0:
+        return ranked[:0]
+    if batch == "top" or ranked.size <= n_top:
+        return ranked[:n_top]
+    if batch == "lineage":
+        assert lineage is not None
+        first, later, seen = [], [], set()
+        for i in ranked:
+            (later if int(lineage[i]) in seen else first).append(int(i))
+            seen.add(int(lineage[i]))
+        return np.asarray((first + later)[:n_top], dtype=np.int64)
+    # kcenter: the best, then repeatedly the candidate farthest from the chosen set
+    cand = ranked[: max(n_top, pool * n_top)]
+    feats = rows[cand]
+    chosen = [0]
+    dist = ((feats - feats[0]) ** 2).sum(axis=1)
+    for _ in range(n_top - 1):
+        dist[chosen] = -1.0
+        j = int(np.argmax(dist))  # ties: the better-ranked candidate
+        chosen.append(j)
+        dist = np.minimum(dist, ((feats - feats[j]) ** 2).sum(axis=1))
+    return cand[np.asarray(chosen)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -126,12 +187,16 @@ class _Request:
     k: int
     rng: np.random.Generator
     epsilon: float | None
+    batch: str = "top"
+    rows: np.ndarray | None = None  # (N, D) flattened particles, for kcenter
+    lineage: np.ndarray | None = None  # (N,) lineage ids, for lineage
+    pool: int = 4
 
 
 def _top_then_random(req: _Request, n_top: int, top_label: str) -> Selection:
     ranked = req.ranked
     ranked_finite = ranked[~np.isnan(req.scores[ranked])]
-    top = ranked_finite[:n_top]
+    top = _pick_top(ranked_finite, n_top, req.batch, req.rows, req.lineage, req.pool)
     rest = np.sort(np.setdiff1d(ranked, top, assume_unique=True))
     n_random = req.k - top.size
     drawn = req.rng.choice(rest, size=n_random, replace=False) if n_random else rest[:0]
@@ -168,6 +233,9 @@ STRATEGIES: dict[str, Callable[[_Request], Selection]] = {
     "ucb": _ucb,
 }
 
+#: How the top slots of a round are filled (see the module docstring).
+BATCH_RULES: tuple[str, ...] = ("top", "lineage", "kcenter")
+
 
 def _as_1d(name: str, values: np.ndarray, n: int) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
@@ -186,6 +254,10 @@ def select(
     epsilon: float | None = None,
     ucb_std: np.ndarray | None = None,
     kappa: float = 1.0,
+    batch: str = "top",
+    lineage: np.ndarray | None = None,
+    min_distance: float = 0.0,
+    pool: int = 4,
 ) -> Selection:
     """Choose ``k`` distinct particles to query.
 
@@ -201,6 +273,10 @@ def select(
         ucb_std: ``(N,)`` non-negative spread (ensemble std); required by ``ucb`` only.
         kappa: ``ucb`` exploration weight, ``>= 0``; the ``ucb`` score is
             ``scores + kappa * ucb_std``.
+        batch: how the top slots are filled: ``top``, ``lineage`` or ``kcenter``.
+        lineage: ``(N,)`` lineage id per particle (``SampleResult.ancestors``); ``lineage`` only.
+        min_distance: merge particles closer than this (flattened Euclidean) as near-duplicates.
+        pool: ``kcenter`` chooses among the ``pool * n_top`` best particles.
 
     Returns:
         The :class:`Selection`: ``k`` distinct indices and how each was chosen.
@@ -247,7 +323,20 @@ def select(
     elif ucb_std is not None:
         raise ValueError(f"ucb_std is only used by ucb, not by {strategy!r}")
 
-    ranked = _distinct_in_rank_order(x, _rank(score))
+    if batch not in BATCH_RULES:
+        valid = ", ".join(f"`{name}`" for name in BATCH_RULES)
+        raise ValueError(f"unknown batch rule {batch!r}; must be one of {valid}")
+    if batch == "lineage":
+        if lineage is None:
+            raise ValueError("batch 'lineage' needs lineage (one lineage id per particle)")
+        lineage = np.asarray(lineage)
+        if lineage.shape != (n,):
+            raise ValueError(f"lineage must have shape ({n},), got {lineage.shape}")
+    if not (math.isfinite(min_distance) and min_distance >= 0):
+        raise ValueError(f"min_distance must be finite and >= 0, got {min_distance}")
+    if isinstance(pool, bool) or not isinstance(pool, int | np.integer) or pool < 1:
+        raise ValueError(f"pool must be an integer >= 1, got {pool!r}")
+    ranked = _distinct_in_rank_order(x, _rank(score), float(min_distance))
     if ranked.size < k:
         raise ValueError(
             f"cannot select k={k} queries: only {ranked.size} distinct particles among {n} "
@@ -259,5 +348,9 @@ def select(
         k=int(k),
         rng=rng,
         epsilon=None if epsilon is None else float(epsilon),
+        batch=batch,
+        rows=x.reshape(n, -1).astype(np.float64) if batch == "kcenter" else None,
+        lineage=lineage,
+        pool=int(pool),
     )
     return STRATEGIES[strategy](req)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # torch is imported only by the steps that sample or fit
 
 SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
 SELECTIONS: tuple[str, ...] = ("eps_greedy", "greedy", "random", "ucb")
+BATCH_RULES: tuple[str, ...] = ("top", "lineage", "kcenter")  # = acquisition.BATCH_RULES
+TILT_MEMBERS: tuple[str, ...] = ("mean", "thompson")
 
 
 def _reject_unknown(cls: type, data: dict[str, Any], where: str) -> None:
@@ -48,6 +50,13 @@ class MethodSpec:
             ``sampler``. Methods that sample the base model while querying (random, best-of-n)
             are evaluated with FKC tilted by their own surrogate, so that the comparison measures
             what their queries taught the surrogate.
+        batch: how the top slots of a round are filled: top | lineage | kcenter.
+        min_distance: particles closer than this are one query (near-duplicate merging).
+        pool: kcenter chooses among the ``pool * n_top`` best particles.
+        tilt_member: ``mean``: the sampler is tilted by the ensemble mean; ``thompson``: each
+            round by one ensemble member drawn at random (the evaluation always by the mean).
+        lam_ramp_queries: the tilt grows linearly with the number of answers and reaches
+            ``lam_max`` at this many; None = ``lam_max`` from round 1 on.
     """
 
     name: str
@@ -58,8 +67,27 @@ class MethodSpec:
     kappa: float = 1.0
     cold_start_queries: int | None = None
     eval_sampler: SamplerConfig | None = None
+    batch: str = "top"
+    min_distance: float = 0.0
+    pool: int = 4
+    tilt_member: str = "mean"
+    lam_ramp_queries: int | None = None
 
     def __post_init__(self) -> None:
+        for key, value, valid in (
+            ("batch", self.batch, BATCH_RULES),
+            ("tilt_member", self.tilt_member, TILT_MEMBERS),
+        ):
+            if value not in valid:
+                raise ValueError(
+                    f"method {self.name!r}: {key} must be one of {', '.join(valid)}; got {value!r}"
+                )
+        if not self.min_distance >= 0:
+            raise ValueError(f"method {self.name!r}: min_distance must be >= 0")
+        if self.pool < 1:
+            raise ValueError(f"method {self.name!r}: pool must be >= 1")
+        if self.lam_ramp_queries is not None and self.lam_ramp_queries < 1:
+            raise ValueError(f"method {self.name!r}: lam_ramp_queries must be >= 1 or null")
         if self.selection not in SELECTIONS:
             raise ValueError(
                 f"method {self.name!r}: selection must be one of {', '.join(SELECTIONS)}; "
@@ -200,6 +228,11 @@ def campaign_settings(config: Mapping[str, Any], domain: str, method: str, seed:
             "epsilon": meth.get("epsilon"),
             "kappa": meth.get("kappa", 1.0),
             "cold_start_queries": budget if meth.get("non_adaptive", False) else None,
+            "batch": meth.get("batch", "top"),
+            "min_distance": meth.get("min_distance", 0.0),
+            "pool": meth.get("pool", 4),
+            "tilt_member": meth.get("tilt_member", "mean"),
+            "lam_ramp_queries": meth.get("lam_ramp_queries"),
         },
     }
 

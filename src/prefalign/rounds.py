@@ -68,15 +68,25 @@ def draw_particles(
     round_: int,
     step: str,
     *,
+    explore: bool = True,
     progress: bool = False,
 ) -> SampleResult:
-    """Sample ``n`` particles with the method's sampler tilted by ``surrogate`` (base if None)."""
+    """Sample ``n`` particles with the method's sampler tilted by ``surrogate`` (base if None).
+
+    While querying (``explore``), a ``thompson`` method tilts by one ensemble member drawn for
+    the round, and ``lam_ramp_queries`` scales the tilt by the answers seen so far; the final
+    evaluation (``explore=False``) tilts by the ensemble mean at ``lam_max``.
+    """
     from prefalign.fkc import sample
 
     device = resolve_device(spec.device)
     config = spec.method.sampler
     if surrogate is None:
         config = SamplerConfig.from_dict({**config.to_dict(), "variant": "base"})
+    elif explore and spec.method.lam_ramp_queries is not None:
+        answers = sum(spec.queries_in_round(r) for r in range(round_))
+        share = min(1.0, answers / spec.method.lam_ramp_queries)
+        config = replace(config, lam_max=config.lam_max * share)
     reward = None
     if surrogate is not None and config.tilted:
         if spec.true_reward:  # the upper bound: FKC with the user's exact, differentiable reward
@@ -88,6 +98,8 @@ def draw_particles(
             reward = preference.torch
         else:
             reward = surrogate.to(device).eval()
+            if explore and spec.method.tilt_member == "thompson":
+                reward = _thompson_member(surrogate, spec, round_)
     return sample(
         domain.score,
         domain.sde,
@@ -99,6 +111,18 @@ def draw_particles(
         device=device,
         progress=progress,
     )
+
+
+def _thompson_member(surrogate: Surrogate, spec: CampaignSpec, round_: int):
+    """The reward of one ensemble member, drawn for the round from the campaign's seed."""
+    n_members = surrogate.config.ensemble
+    if n_members < 2:
+        raise ValueError(
+            f"method {spec.method.name!r}: tilt_member 'thompson' needs an ensemble surrogate "
+            f"(surrogate.ensemble >= 2); got {n_members}"
+        )
+    member = int(numpy_rng(spec.seed, round_, "thompson").integers(n_members))
+    return lambda x: surrogate.members(x)[member]
 
 
 def _predict(surrogate: Surrogate | None, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +172,7 @@ def sample_round(
         surrogate_pred=pred,
         surrogate_std=std,
         ess=result.ess.numpy(),
+        ancestor=result.ancestors.cpu().numpy().astype(np.int64),
     )
     stats = {
         "round": round_,
@@ -176,6 +201,7 @@ def select_round(
     with np.load(particles, allow_pickle=False) as data:
         x, fk = data["x"], data["fk_log_weight"]
         pred, std = data["surrogate_pred"], data["surrogate_std"]
+        lineage = data["ancestor"] if "ancestor" in data.files else np.arange(len(x))
     k = spec.queries_in_round(round_)
     method = spec.method
     rng = numpy_rng(spec.seed, round_, "select")
@@ -192,7 +218,18 @@ def select_round(
             )
         if method.selection == "ucb":
             kwargs.update(ucb_std=std, kappa=method.kappa)
-        chosen = acquisition.select(method.selection, scores, k, rng, x=x, **kwargs)
+        chosen = acquisition.select(
+            method.selection,
+            scores,
+            k,
+            rng,
+            x=x,
+            batch=method.batch,
+            lineage=lineage,
+            min_distance=method.min_distance,
+            pool=method.pool,
+            **kwargs,
+        )
     # shown in random order, so that a person cannot tell the top picks from the random ones
     order = rng.permutation(len(chosen.indices))
     idx, selected_by = chosen.indices[order], chosen.selected_by[order]
@@ -362,7 +399,14 @@ def evaluate_campaign(
         eval_spec = replace(spec, method=replace(spec.method, sampler=spec.method.eval_sampler))
     start = time.perf_counter()
     result = draw_particles(
-        eval_spec, domain, surrogate, spec.eval_particles, 10**6, "evaluate", progress=progress
+        eval_spec,
+        domain,
+        surrogate,
+        spec.eval_particles,
+        10**6,
+        "evaluate",
+        explore=False,
+        progress=progress,
     )
     seconds = time.perf_counter() - start
     x = result.x.detach().cpu().float().numpy()

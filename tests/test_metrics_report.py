@@ -242,10 +242,14 @@ def test_final_table_with_one_seed_has_nan_ci(evals: pd.DataFrame, rounds: pd.Da
 
 def test_queries_to_threshold(evals: pd.DataFrame, rounds: pd.DataFrame) -> None:
     # best so far of fkc-al by round: 0.28, 0.43, 0.43, 0.73 (+0.01 seed); random: 0.62 (+0.01 seed)
-    hits = queries_to_threshold(rounds, 0.435).set_index(["method", "seed"])["queries_to_threshold"]
+    hits = queries_to_threshold(rounds, 0.435, metric="best_so_far").set_index(["method", "seed"])[
+        "queries_to_threshold"
+    ]
     assert hits.loc["fkc-al"].tolist() == [20.0, 10.0, 10.0]
     assert hits.loc["random"].tolist() == [5.0, 5.0, 5.0]
-    never = queries_to_threshold(rounds, 0.7).set_index(["method", "seed"])["queries_to_threshold"]
+    never = queries_to_threshold(rounds, 0.7, metric="best_so_far").set_index(["method", "seed"])[
+        "queries_to_threshold"
+    ]
     assert never.loc["fkc-al"].tolist() == [20.0, 20.0, 20.0]
     assert never.loc["random"].isna().all()
 
@@ -263,7 +267,21 @@ def test_queries_to_threshold(evals: pd.DataFrame, rounds: pd.DataFrame) -> None
         expected = by_hand(row.method, row.seed, 0.5)
         assert row.queries_to_threshold == pytest.approx(expected, nan_ok=True)
 
-    table = final_table(evals, rounds, threshold=0.435).set_index("method")
+    # the default curve: the mean reward of each round's queries, all questions counted
+    by_round = queries_to_threshold(rounds, 0.3)
+    for row in by_round.itertuples():
+        seen, expected = 0, math.nan
+        for r in range(ROUNDS):
+            batch = rewards_of(row.method, row.seed, r)
+            seen += len(batch)
+            if sum(batch) / len(batch) >= 0.3:
+                expected = float(seen)
+                break
+        assert row.queries_to_threshold == pytest.approx(expected, nan_ok=True)
+
+    table = final_table(evals, rounds, threshold=0.435, threshold_metric="best_so_far").set_index(
+        "method"
+    )
     assert table.loc["fkc-al", "queries_to_threshold"] == pytest.approx(40 / 3)
     assert table.loc["fkc-al", "queries_to_threshold_ci95"] == pytest.approx(
         t_halfwidth([20, 10, 10])
@@ -378,3 +396,29 @@ def test_method_colours_are_fixed() -> None:
     assert with_others["my-new-method"] == alone
     many = method_palette([f"m{i}" for i in range(8)])
     assert len(set(many.values())) == 8
+
+
+def test_paired_differences_pair_by_seed_with_t_intervals(tmp_path) -> None:
+    from scipy import stats
+
+    from prefalign.metrics import paired_differences
+    from prefalign.report import write_paired_table
+
+    rows = []
+    for seed, (ref, new) in enumerate([(0.5, 0.7), (0.3, 0.4), (0.6, 0.55), (0.2, 0.5)]):
+        rows.append({"domain": "d", "method": "best-of-n", "seed": seed, "mean_reward": ref})
+        rows.append({"domain": "d", "method": "fkc-al", "seed": seed, "mean_reward": new})
+    rows.append({"domain": "d", "method": "fkc-al", "seed": 9, "mean_reward": 5.0})  # unpaired
+    paired = paired_differences(pd.DataFrame(rows), "best-of-n", metrics=["mean_reward", "nope"])
+    assert len(paired) == 1
+    row = paired.iloc[0]
+    d = np.array([0.2, 0.1, -0.05, 0.3])
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert row["n_pairs"] == 4 and row["wins"] == 3
+    assert row["mean_difference"] == pytest.approx(d.mean())
+    assert (row["ci95_low"], row["ci95_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    md = write_paired_table(paired, tmp_path / "paired")["md"].read_text()
+    assert "fkc-al" in md and "(3/4)" in md and "− best-of-n" in md
+    empty = paired_differences(pd.DataFrame(rows), "absent")
+    assert empty.empty
+    assert "no reference" in write_paired_table(empty, tmp_path / "e")["md"].read_text()

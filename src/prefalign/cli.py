@@ -291,6 +291,9 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     evals.to_csv(tables / "evaluations.csv", index=False)
     table = metrics.final_table(evals, rounds, threshold=args.threshold)
     report.write_tables(table, tables / "final")
+    per_seed = metrics.per_seed_table(evals, rounds, threshold=args.threshold)
+    paired = metrics.paired_differences(per_seed, args.reference)
+    report.write_paired_table(paired, tables / "paired")
     nested: dict = {}
     for row in table.to_dict(orient="records"):
         values = {k: v for k, v in row.items() if k not in ("domain", "method") and v == v}
@@ -523,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluations", nargs="+", required=True, help="evaluation .json per campaign")
     p.add_argument("--threshold", type=float, default=0.5, help="reward for 'queries to threshold'")
     p.add_argument("--benchmarks", default="results/benchmarks", help="root of benchmark files")
+    p.add_argument(
+        "--reference", default="best-of-n", help="method the paired differences are taken against"
+    )
     p.add_argument("--out", required=True, help="experiment folder: figures/, tables/, section.md")
     p.add_argument("--title", help="the experiment's title on the results page")
     p.add_argument("--page-dir", default="results", help="folder of the results page (for links)")

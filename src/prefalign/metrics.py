@@ -43,6 +43,7 @@ __all__ = [
     "ci95",
     "final_table",
     "load_evaluations",
+    "paired_differences",
     "parse_campaign",
     "queries_to_threshold",
     "round_metrics",
@@ -269,11 +270,17 @@ def campaign_round_metrics(paths: Sequence[StrPath], *, k: int | None = None) ->
 # per-campaign summaries
 
 
+ThresholdMetric = Literal["round_mean_reward", "best_so_far", "top10_mean"]
+#: The curve that "queries to threshold" follows by default: the mean reward of a round's
+#: questions (what the user sees), counting every question asked up to that round.
+DEFAULT_THRESHOLD_METRIC: ThresholdMetric = "round_mean_reward"
+
+
 def queries_to_threshold(
     round_metrics: pd.DataFrame,
     threshold: float,
     *,
-    metric: Literal["best_so_far", "top10_mean"] = "best_so_far",
+    metric: ThresholdMetric = DEFAULT_THRESHOLD_METRIC,
 ) -> pd.DataFrame:
     """Queries each campaign needed until ``metric`` first reached ``threshold``.
 
@@ -281,8 +288,11 @@ def queries_to_threshold(
         Columns domain, method, seed, ``queries_to_threshold``: the ``n_queries`` of the first
         round with ``metric >= threshold``; NaN when never reached.
     """
-    if metric not in ("best_so_far", "top10_mean"):
-        raise MetricsError(f"metric must be one of 'best_so_far', 'top10_mean', got {metric!r}")
+    if metric not in ("round_mean_reward", "best_so_far", "top10_mean"):
+        raise MetricsError(
+            "metric must be one of 'round_mean_reward', 'best_so_far', 'top10_mean', "
+            f"got {metric!r}"
+        )
     rows = []
     for key, g in round_metrics.groupby(list(_KEYS), sort=True):
         g = g.sort_values("round")
@@ -295,7 +305,7 @@ def campaign_summary(
     round_metrics: pd.DataFrame,
     *,
     threshold: float | None = None,
-    threshold_metric: Literal["best_so_far", "top10_mean"] = "best_so_far",
+    threshold_metric: ThresholdMetric = DEFAULT_THRESHOLD_METRIC,
 ) -> pd.DataFrame:
     """One row per campaign summarising its rounds.
 
@@ -471,7 +481,7 @@ def final_table(
     *,
     group: Sequence[str] = ("domain", "method"),
     threshold: float | None = None,
-    threshold_metric: Literal["best_so_far", "top10_mean"] = "best_so_far",
+    threshold_metric: ThresholdMetric = DEFAULT_THRESHOLD_METRIC,
 ) -> pd.DataFrame:
     """Mean and 95% CI half-width over seeds of every metric, per group.
 
@@ -498,10 +508,9 @@ def final_table(
         MetricsError: evaluations and observations covering different campaigns, disagreeing
             ``n_queries``, or an unknown group column.
     """
-    summary = campaign_summary(
-        round_metrics, threshold=threshold, threshold_metric=threshold_metric
+    per_seed = per_seed_table(
+        evals, round_metrics, threshold=threshold, threshold_metric=threshold_metric
     )
-    per_seed = _join(evals, summary)
     group = list(group)
     unknown = [g for g in group if g not in per_seed.columns]
     if unknown:
@@ -518,3 +527,93 @@ def final_table(
             row["queries_to_threshold_n_reached"] = int(g["queries_to_threshold"].notna().sum())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: Metrics of :func:`paired_differences`, in order: fresh-sample reward, the evaluation oracle's
+#: reward, the reward of the queries, questions to threshold, validity and diversity.
+PAIRED_METRICS = (
+    "mean_reward",
+    "eval_mean_reward",
+    "round_mean_reward",
+    "queries_to_threshold",
+    "validity_rate",
+    "diversity_class_entropy",
+    "diversity_modes_covered",
+)
+
+
+def per_seed_table(
+    evals: pd.DataFrame,
+    round_metrics: pd.DataFrame,
+    *,
+    threshold: float | None = None,
+    threshold_metric: ThresholdMetric = DEFAULT_THRESHOLD_METRIC,
+) -> pd.DataFrame:
+    """One row per campaign: its evaluation beside its round summary (:func:`campaign_summary`)."""
+    summary = campaign_summary(
+        round_metrics, threshold=threshold, threshold_metric=threshold_metric
+    )
+    return _join(evals, summary)
+
+
+def paired_differences(
+    per_seed: pd.DataFrame,
+    reference: str,
+    *,
+    metrics: Sequence[str] = PAIRED_METRICS,
+) -> pd.DataFrame:
+    """Each method minus ``reference``, paired by seed (they share the cold start), per domain.
+
+    Args:
+        per_seed: one row per campaign (:func:`per_seed_table`), columns domain, method, seed and
+            the metrics.
+        reference: the method every other one is compared with (e.g. ``best-of-n``).
+        metrics: columns to compare; missing ones are skipped.
+
+    Returns:
+        One row per (domain, method ≠ reference, metric): ``n_pairs`` (seeds both ran, with
+        finite values), ``mean_difference``, ``ci95_low``, ``ci95_high`` (Student t over the
+        pairs; NaN with fewer than two), ``wins`` (pairs where the method is higher). Empty when
+        the reference is absent.
+    """
+    rows = []
+    for domain, part in per_seed.groupby("domain", sort=True):
+        ref = part[part["method"] == reference].set_index("seed")
+        if ref.empty:
+            continue
+        for method, g in part.groupby("method", sort=True):
+            if method == reference:
+                continue
+            g = g.set_index("seed")
+            seeds = g.index.intersection(ref.index)
+            for metric in metrics:
+                if metric not in g.columns or metric not in ref.columns:
+                    continue
+                d = (g.loc[seeds, metric] - ref.loc[seeds, metric]).to_numpy(np.float64)
+                d = d[np.isfinite(d)]
+                mean, half = ci95(d) if d.size else (math.nan, math.nan)
+                rows.append(
+                    {
+                        "domain": domain,
+                        "method": method,
+                        "reference": reference,
+                        "metric": metric,
+                        "n_pairs": int(d.size),
+                        "mean_difference": mean,
+                        "ci95_low": mean - half,
+                        "ci95_high": mean + half,
+                        "wins": int((d > 0).sum()),
+                    }
+                )
+    columns = [
+        "domain",
+        "method",
+        "reference",
+        "metric",
+        "n_pairs",
+        "mean_difference",
+        "ci95_low",
+        "ci95_high",
+        "wins",
+    ]
+    return pd.DataFrame(rows, columns=columns)

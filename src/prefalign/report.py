@@ -515,3 +515,39 @@ def write_tables(table: pd.DataFrame, stem: StrPath) -> dict[str, Path]:
         styler.to_latex(hrules=True, column_format=column_format), encoding="utf-8"
     )
     return paths
+
+
+def write_paired_table(paired: pd.DataFrame, stem: StrPath) -> dict[str, Path]:
+    """Paired differences (:func:`prefalign.metrics.paired_differences`) as ``stem.csv`` and a
+    Markdown table ``stem.md``: one row per domain and method, one column per metric, each cell
+    ``mean [low, high] (wins/pairs)``; an empty table says there is no reference method."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = {fmt: stem.with_name(f"{stem.name}.{fmt}") for fmt in ("csv", "md")}
+    paired.to_csv(paths["csv"], index=False)
+    if paired.empty:
+        paths["md"].write_text("(no reference method in this experiment)\n", encoding="utf-8")
+        return paths
+    reference = str(paired["reference"].iloc[0])
+    decimals = {"queries_to_threshold": 1}
+    cells = pd.DataFrame(
+        index=pd.MultiIndex.from_frame(paired[["domain", "method"]].drop_duplicates().astype(str))
+    )
+    for metric, g in paired.groupby("metric", sort=False):
+        d = decimals.get(metric, 3)
+        col = {}
+        for r in g.itertuples(index=False):
+            if not np.isfinite(r.mean_difference):
+                text = "n/a"
+            elif not np.isfinite(r.ci95_low):
+                text = f"{r.mean_difference:+.{d}f} ({r.wins}/{r.n_pairs})"
+            else:
+                text = (
+                    f"{r.mean_difference:+.{d}f} [{r.ci95_low:+.{d}f}, {r.ci95_high:+.{d}f}] "
+                    f"({r.wins}/{r.n_pairs})"
+                )
+            col[(str(r.domain), str(r.method))] = text
+        label = _TABLE_LABELS.get(metric, metric_label(metric))
+        cells[f"{label} − {reference}"] = [col.get(k, "n/a") for k in cells.index]
+    paths["md"].write_text(_markdown(cells), encoding="utf-8")
+    return paths

@@ -41,6 +41,19 @@ def write_section(
         "",
         (exp / "tables" / "final.md").read_text().rstrip(),
         "",
+    ]
+    paired = exp / "tables" / "paired.md"
+    if paired.is_file():
+        lines += [
+            "Paired by seed (the methods share the cold start): each method minus the reference, "
+            "mean difference [95% t interval] (seeds where the method is higher / pairs). "
+            "Queries to threshold counts the questions asked up to the first round whose queries "
+            "reach the threshold on average; lower is better.",
+            "",
+            paired.read_text().rstrip(),
+            "",
+        ]
+    lines += [
         f"![reward vs queries]({_link(fig / 'reward_vs_queries.png', page_dir)})",
         f"![final metrics]({_link(fig / 'final_metrics.png', page_dir)})",
         "",

@@ -1,0 +1,190 @@
+"""Which lever moves which number: in-process campaigns of several methods, paired by seed.
+
+Runs each (method, seed) campaign of one domain in this process family (built-in users answer
+in-process, as ``_common.in_process_rounds`` does; the files are those of the workflow's steps),
+evaluates the last surrogate by fresh samples, and prints per method: fresh-sample reward, the
+evaluation oracle's reward, validity, classes and pairwise distance of the fresh samples, the
+mean reward of the queries of rounds 1+, and the questions asked until a round's queries first
+reached the threshold; then each method minus a reference method, paired by seed, with a 95 %
+t interval.
+
+    python benchmarks/levers.py --domain digits --budget 120 --k 12 --seeds 0 1 2 3 4 \\
+        --methods best-of-n random fkc-al --jobs 2 --out benchmarks/out/levers-digits
+
+Methods are those of ``config/config.yaml`` (or ``--config``); ``--set NAME.KEY=VALUE`` defines
+or changes one (``--set fkc-kc.batch=kcenter --set fkc-kc.base=fkc-al``), keys as in the
+config's ``methods`` section (``sampler.*``/``surrogate.*`` nest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+
+def _parse_value(text: str):
+    return yaml.safe_load(text)
+
+
+def build_config(
+    path: Path,
+    sets: list[str],
+    domain: str,
+    budget: int | None,
+    k: int | None,
+    domain_sets: list[str],
+) -> dict:
+    """The workflow config with the ``--set`` method changes applied."""
+    config = _common.load_config(path)
+    for item in sets:
+        key, _, value = item.partition("=")
+        name, _, rest = key.partition(".")
+        methods = config["methods"]
+        if rest == "base":
+            methods[name] = json.loads(json.dumps(methods[_parse_value(value)]))
+            continue
+        node = methods.setdefault(name, {})
+        parts = rest.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_value(value)
+    dom = config["domains"][domain]
+    for item in domain_sets:
+        key, _, value = item.partition("=")
+        node = dom
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_value(value)
+    if budget is not None:
+        dom["budget"] = budget
+    if k is not None:
+        config["k"] = k
+        for meth in config["methods"].values():
+            meth.pop("k", None)
+    return config
+
+
+def run_campaign(args: tuple) -> dict:
+    """One campaign: rounds, final fit, evaluation; returns its summary row."""
+    config, domain, method, seed, out, threshold = args
+    import torch
+
+    from prefalign import rounds
+    from prefalign.campaign import CampaignSpec, campaign_settings
+    from prefalign.metrics import round_metrics
+
+    torch.set_num_threads(1)
+    spec = CampaignSpec.from_dict(
+        json.loads(json.dumps(campaign_settings(config, domain, method, seed)))
+    )
+    work = Path(out) / method / f"seed{seed}"
+    with _common.in_process_rounds(cache_base_draws=False):
+        run = _common.run_rounds(spec, work, fit_last=True)
+        evaluation = rounds.evaluate_campaign(
+            spec, run.surrogate, work / "evaluation.json", work / "samples.npz"
+        )
+    rm = round_metrics(pd.read_parquet(sorted(work.glob("observations-round*.parquet"))[-1]))
+    later = rm[rm["round"] >= 1]
+    hit = rm.loc[rm["round_mean_reward"] >= threshold, "n_queries"]
+    return {
+        "method": method,
+        "seed": seed,
+        "reward": evaluation["mean_reward"],
+        "eval_reward": evaluation.get("eval_mean_reward", math.nan),
+        "validity": evaluation["validity_rate"],
+        **{k: v for k, v in evaluation["diversity"].items()},
+        "query_reward": float(later["round_mean_reward"].mean()) if len(later) else math.nan,
+        "top10": float(rm["top10_mean"].iloc[-1]),
+        "q_to_threshold": float(hit.iloc[0]) if len(hit) else math.nan,
+        "seconds": run.seconds + evaluation["seconds"],
+    }
+
+
+def t_interval(d: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95 % t interval of paired differences."""
+    from scipy import stats
+
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return float(d.mean()) if d.size else math.nan, math.nan, math.nan
+    half = stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", type=Path, default=_common.CONFIG)
+    p.add_argument("--domain", default="digits")
+    p.add_argument("--budget", type=int)
+    p.add_argument("--k", type=int)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--reference", default="best-of-n")
+    p.add_argument("--set", dest="sets", action="append", default=[])
+    p.add_argument("--domain-set", dest="domain_sets", action="append", default=[])
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", type=Path, default=_common.DEFAULT_OUT / "levers")
+    args = p.parse_args()
+    config = build_config(
+        args.config, args.sets, args.domain, args.budget, args.k, args.domain_sets
+    )
+    tasks = [
+        (config, args.domain, m, s, str(args.out), args.threshold)
+        for m in args.methods
+        for s in args.seeds
+    ]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(run_campaign, tasks))
+    df = pd.DataFrame(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "campaigns.csv", index=False)
+    cols = [
+        c
+        for c in (
+            "reward",
+            "eval_reward",
+            "validity",
+            "n_classes",
+            "mean_pairwise_l2",
+            "modes_covered",
+            "query_reward",
+            "top10",
+            "q_to_threshold",
+            "seconds",
+        )
+        if c in df
+    ]
+    pd.set_option("display.width", 200)
+    print(df.groupby("method", sort=False)[cols].mean().round(3).to_string())
+    if args.reference in set(df["method"]):
+        ref = df[df["method"] == args.reference].set_index("seed")
+        lines = []
+        for method, g in df.groupby("method", sort=False):
+            if method == args.reference:
+                continue
+            g = g.set_index("seed").loc[ref.index]
+            for col in ("reward", "query_reward", "q_to_threshold"):
+                m, lo, hi = t_interval((g[col] - ref[col]).to_numpy(np.float64))
+                lines.append(
+                    f"{method:>16s} - {args.reference}: {col:>15s} {m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                )
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

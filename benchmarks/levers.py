@@ -90,11 +90,17 @@ def run_campaign(args: tuple) -> dict:
         json.loads(json.dumps(campaign_settings(config, domain, method, seed)))
     )
     work = Path(out) / method / f"seed{seed}"
-    with _common.in_process_rounds(cache_base_draws=False):
-        run = _common.run_rounds(spec, work, fit_last=True)
-        evaluation = rounds.evaluate_campaign(
-            spec, run.surrogate, work / "evaluation.json", work / "samples.npz"
-        )
+    done, settings = work / "evaluation.json", work / "spec.json"
+    if done.is_file() and settings.is_file() and json.loads(settings.read_text()) == spec.to_dict():
+        evaluation, seconds = json.loads(done.read_text()), math.nan  # a finished campaign
+    else:
+        with _common.in_process_rounds(cache_base_draws=False):
+            run = _common.run_rounds(spec, work, fit_last=True)
+            evaluation = rounds.evaluate_campaign(
+                spec, run.surrogate, work / "evaluation.json", work / "samples.npz"
+            )
+        settings.write_text(json.dumps(spec.to_dict()))
+        seconds = run.seconds
     rm = round_metrics(pd.read_parquet(sorted(work.glob("observations-round*.parquet"))[-1]))
     later = rm[rm["round"] >= 1]
     hit = rm.loc[rm["round_mean_reward"] >= threshold, "n_queries"]
@@ -108,7 +114,7 @@ def run_campaign(args: tuple) -> dict:
         "query_reward": float(later["round_mean_reward"].mean()) if len(later) else math.nan,
         "top10": float(rm["top10_mean"].iloc[-1]),
         "q_to_threshold": float(hit.iloc[0]) if len(hit) else math.nan,
-        "seconds": run.seconds + evaluation["seconds"],
+        "seconds": seconds + evaluation["seconds"],
     }
 
 

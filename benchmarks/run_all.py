@@ -10,6 +10,8 @@ side in this run and printed as a ratio:
    outside the rules' own work, one torch job per round (default) against one job per step;
    Python start-up of one step.
 5. Scaling (``scaling.py``): time/N and peak memory of one fkc round as N grows, with chunking.
+6. Lever cost (``lever_cost.py``): one round (fit, sample, select) of the default method and of
+   each lever against one base round (best-of-n) on digits.
 
 Usage: python benchmarks/run_all.py [--quick] [--sections 1 2 ...] [--out benchmarks/out]
 The last lines list every ratio and which goals are met; ``--json`` also writes them all.
@@ -30,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import feedback  # noqa: E402
 import fkc_overhead  # noqa: E402
+import lever_cost  # noqa: E402
 import refit  # noqa: E402
 import scaling  # noqa: E402
 import workflow_overhead  # noqa: E402
@@ -111,6 +114,13 @@ def summary_lines(results: dict) -> list[str]:
                 f"{s['time_per_n_ratio']:.2f} (1 = linear), round's extra memory "
                 f"{s['extra_mib_lo']:.1f} -> {s['extra_mib_hi']:.1f} MiB"
             )
+    for r in results.get("levers", []):
+        goal = (
+            ""
+            if r["goal"] is None
+            else f" (goal <= {r['goal']}: {goal_text(r['ratio'], r['goal'])})"
+        )
+        lines.append(f"[6] one round / base round, digits, {r['case']}: {r['ratio']:.2f}{goal}")
     return lines
 
 
@@ -128,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test (~1 min)")
     parser.add_argument(
-        "--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5], choices=[1, 2, 3, 4, 5]
+        "--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6], choices=[1, 2, 3, 4, 5, 6]
     )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="models and campaign files (git-ignored)"
@@ -161,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         3: ("refit", lambda: refit.run_section(**common, model_dir=model_dir)),
         4: ("workflow", lambda: workflow_overhead.run_section(quick=args.quick)),
         5: ("scaling", lambda: scaling.run_section(**common, model_dir=model_dir)),
+        6: ("levers", lambda: lever_cost.run_section(**common, model_dir=model_dir)),
     }
     failed = []
     for number in sorted(args.sections):

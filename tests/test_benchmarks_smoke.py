@@ -35,6 +35,8 @@ def expected_lines() -> list[str]:
         )
     lines.append(rf"\[4\] wall time, one torch job per round / one job per step .*: {NUMBER}")
     lines.append(rf"\[4\] start-up prefalign select --help / python -c pass: {NUMBER}")
+    lines.append(rf"\[6\] one round / base round, digits, fkc-al \(config default\): {NUMBER}")
+    lines.append(rf"\[6\] one round / base round, digits, fkc, reward at xhat0: {NUMBER}")
     return lines
 
 
@@ -51,4 +53,4 @@ def test_run_all_quick_prints_every_ratio(tmp_path: Path) -> None:
     missing = [p for p in expected_lines() if not re.search(p, summary)]
     assert not missing, f"ratios missing from the summary: {missing}\n{summary}"
     data = json.loads(results.read_text())
-    assert set(data) >= {"overhead", "feedback", "refit", "workflow", "scaling", "machine"}
+    assert set(data) >= {"overhead", "feedback", "refit", "workflow", "scaling", "levers", "machine"}

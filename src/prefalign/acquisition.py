@@ -46,6 +46,7 @@ __all__ = [
     "STRATEGIES",
     "Selection",
     "eps_greedy_epsilon",
+    "n_random_picks",
     "select",
 ]
 
@@ -207,10 +208,14 @@ def _top_then_random(req: _Request, n_top: int, top_label: str) -> Selection:
     return Selection(indices=indices, selected_by=labels)
 
 
+def n_random_picks(epsilon: float, k: int) -> int:
+    """How many of ``k`` eps-greedy picks explore: ``floor(eps k)`` (with a round-off guard)."""
+    return math.floor(epsilon * k + _FLOOR_TOL)
+
+
 def _eps_greedy(req: _Request) -> Selection:
     assert req.epsilon is not None
-    n_random = math.floor(req.epsilon * req.k + _FLOOR_TOL)
-    return _top_then_random(req, req.k - n_random, "top")
+    return _top_then_random(req, req.k - n_random_picks(req.epsilon, req.k), "top")
 
 
 def _greedy(req: _Request) -> Selection:

@@ -25,6 +25,7 @@ SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
 SELECTIONS: tuple[str, ...] = ("eps_greedy", "greedy", "random", "ucb")
 BATCH_RULES: tuple[str, ...] = ("top", "lineage", "kcenter")  # = acquisition.BATCH_RULES
 TILT_MEMBERS: tuple[str, ...] = ("mean", "thompson")
+EXPLORE_FROM: tuple[str, ...] = ("tilted", "base")
 
 
 def _reject_unknown(cls: type, data: dict[str, Any], where: str) -> None:
@@ -57,6 +58,10 @@ class MethodSpec:
             round by one ensemble member drawn at random (the evaluation always by the mean).
         lam_ramp_queries: the tilt grows linearly with the number of answers and reaches
             ``lam_max`` at this many; None = ``lam_max`` from round 1 on.
+        explore_from: where eps-greedy's exploring questions come from: ``tilted`` (random
+            tilted particles, the draft paper) or ``base`` (the base samples the surrogate ranks
+            highest: a best-of-n arm; ``base_share`` of the round's N particles are base samples).
+        base_share: share of N drawn from the base model when ``explore_from`` is ``base``.
     """
 
     name: str
@@ -72,11 +77,16 @@ class MethodSpec:
     pool: int = 4
     tilt_member: str = "mean"
     lam_ramp_queries: int | None = None
+    explore_from: str = "tilted"
+    base_share: float = 0.5
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.base_share < 1.0:
+            raise ValueError(f"method {self.name!r}: base_share must lie in (0, 1)")
         for key, value, valid in (
             ("batch", self.batch, BATCH_RULES),
             ("tilt_member", self.tilt_member, TILT_MEMBERS),
+            ("explore_from", self.explore_from, EXPLORE_FROM),
         ):
             if value not in valid:
                 raise ValueError(
@@ -233,6 +243,8 @@ def campaign_settings(config: Mapping[str, Any], domain: str, method: str, seed:
             "pool": meth.get("pool", 4),
             "tilt_member": meth.get("tilt_member", "mean"),
             "lam_ramp_queries": meth.get("lam_ramp_queries"),
+            "explore_from": meth.get("explore_from", "tilted"),
+            "base_share": meth.get("base_share", 0.5),
         },
     }
 

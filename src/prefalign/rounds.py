@@ -113,6 +113,20 @@ def draw_particles(
     )
 
 
+def explore_particles(spec: CampaignSpec, round_: int) -> int:
+    """Base particles drawn beside the tilted ones in round ``round_`` (``explore_from: base``):
+    ``base_share`` of N from round 1 on, none in round 0 (all base) or for other methods."""
+    method = spec.method
+    if (
+        round_ == 0
+        or method.explore_from != "base"
+        or method.selection != "eps_greedy"
+        or method.sampler.variant == "base"
+    ):
+        return 0
+    return min(spec.n_particles - spec.k, max(spec.k, round(method.base_share * spec.n_particles)))
+
+
 def _thompson_member(surrogate: Surrogate, spec: CampaignSpec, round_: int):
     """The reward of one ensemble member, drawn for the round from the campaign's seed."""
     n_members = surrogate.config.ensemble
@@ -158,29 +172,46 @@ def sample_round(
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)
     surrogate = None if round_ == 0 or surrogate_dir is None else load_surrogate(surrogate_dir)
+    n_base = explore_particles(spec, round_)
     start = time.perf_counter()
     result = draw_particles(
-        spec, domain, surrogate, spec.n_particles, round_, "sample", progress=progress
+        spec, domain, surrogate, spec.n_particles - n_base, round_, "sample", progress=progress
     )
+    x = result.x.detach().cpu().float()
+    fk = result.path_log_weights.cpu().numpy()
+    logw = result.log_weights.cpu().numpy()
+    ancestor = result.ancestors.cpu().numpy().astype(np.int64)
+    proposal = np.zeros(len(x), dtype=np.int8)
+    n_base_evals = 0
+    if n_base:  # the exploration arm: base samples, ranked by the surrogate at selection
+        base = draw_particles(spec, domain, None, n_base, round_, "sample-base")
+        n_base_evals = base.n_score_evals
+        x = torch.cat([x, base.x.detach().cpu().float()])
+        fk = np.concatenate([fk, np.full(n_base, np.nan)])
+        logw = np.concatenate([logw, np.zeros(n_base)])
+        ancestor = np.concatenate([ancestor, len(ancestor) + np.arange(n_base)])
+        proposal = np.concatenate([proposal, np.ones(n_base, dtype=np.int8)])
     seconds = time.perf_counter() - start
-    pred, std = _predict(surrogate, result.x)
+    pred, std = _predict(surrogate, x)
     _atomic_savez(
         out,
-        x=result.x.detach().cpu().float().numpy(),
-        fk_log_weight=result.path_log_weights.cpu().numpy(),
-        log_weight=result.log_weights.cpu().numpy(),
+        x=x.numpy(),
+        fk_log_weight=fk,
+        log_weight=logw,
         surrogate_pred=pred,
         surrogate_std=std,
         ess=result.ess.numpy(),
-        ancestor=result.ancestors.cpu().numpy().astype(np.int64),
+        ancestor=ancestor,
+        proposal=proposal,
     )
     stats = {
         "round": round_,
         "variant": "base" if surrogate is None else spec.method.sampler.variant,
         "n_particles": spec.n_particles,
+        "n_base_particles": n_base,
         "n_resamples": result.n_resamples,
         "min_ess": float(result.ess.min()),
-        "n_score_evals": result.n_score_evals,
+        "n_score_evals": result.n_score_evals + n_base_evals,
         "n_reward_evals": result.n_reward_evals,
         "seconds": seconds,
     }
@@ -202,6 +233,7 @@ def select_round(
         x, fk = data["x"], data["fk_log_weight"]
         pred, std = data["surrogate_pred"], data["surrogate_std"]
         lineage = data["ancestor"] if "ancestor" in data.files else np.arange(len(x))
+        proposal = data["proposal"] if "proposal" in data.files else np.zeros(len(x), np.int8)
     k = spec.queries_in_round(round_)
     method = spec.method
     rng = numpy_rng(spec.seed, round_, "select")
@@ -218,18 +250,23 @@ def select_round(
             )
         if method.selection == "ucb":
             kwargs.update(ucb_std=std, kappa=method.kappa)
-        chosen = acquisition.select(
-            method.selection,
-            scores,
-            k,
-            rng,
-            x=x,
-            batch=method.batch,
-            lineage=lineage,
-            min_distance=method.min_distance,
-            pool=method.pool,
-            **kwargs,
-        )
+        if proposal.any():
+            chosen = _select_tilted_and_base(
+                spec, round_, x, scores, pred, lineage, proposal, k, rng, kwargs
+            )
+        else:
+            chosen = acquisition.select(
+                method.selection,
+                scores,
+                k,
+                rng,
+                x=x,
+                batch=method.batch,
+                lineage=lineage,
+                min_distance=method.min_distance,
+                pool=method.pool,
+                **kwargs,
+            )
     # shown in random order, so that a person cannot tell the top picks from the random ones
     order = rng.permutation(len(chosen.indices))
     idx, selected_by = chosen.indices[order], chosen.selected_by[order]
@@ -246,6 +283,59 @@ def select_round(
     )
     write_text(selection_out, table.to_csv(index=False, float_format="%.17g"))
     return table
+
+
+def _select_tilted_and_base(
+    spec: CampaignSpec,
+    round_: int,
+    x: np.ndarray,
+    scores: np.ndarray,
+    pred: np.ndarray,
+    lineage: np.ndarray,
+    proposal: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    kwargs: dict,
+) -> acquisition.Selection:
+    """``explore_from: base``: the exploration share of the round's questions (``floor(eps k)``
+    of eps-greedy) are the base particles the surrogate ranks highest (best-of-n's questions);
+    the rest come from the tilted particles by the method's score and batch rule."""
+    method = spec.method
+    n_explore = 0
+    if method.selection == "eps_greedy":
+        n_explore = acquisition.n_random_picks(kwargs["epsilon"], k)
+    tilted, base = np.flatnonzero(proposal == 0), np.flatnonzero(proposal == 1)
+    parts, labels = [], []
+    if k - n_explore:
+        rule = "greedy" if method.selection == "eps_greedy" else method.selection
+        extra = {
+            key: v[tilted] if isinstance(v, np.ndarray) else v
+            for key, v in kwargs.items()
+            if key != "epsilon"
+        }
+        top = acquisition.select(
+            rule,
+            scores[tilted],
+            k - n_explore,
+            rng,
+            x=x[tilted],
+            batch=method.batch,
+            lineage=lineage[tilted],
+            min_distance=method.min_distance,
+            pool=method.pool,
+            **extra,
+        )
+        parts.append(tilted[top.indices])
+        labels.append(top.selected_by)
+    if n_explore:
+        explore = acquisition.select(
+            "greedy", pred[base], n_explore, rng, x=x[base], min_distance=method.min_distance
+        )
+        parts.append(base[explore.indices])
+        labels.append(np.full(n_explore, "explore"))
+    return acquisition.Selection(
+        indices=np.concatenate(parts).astype(np.int64), selected_by=np.concatenate(labels)
+    )
 
 
 def oracle_round(

@@ -246,7 +246,7 @@ def fit(
     n = xt.shape[0]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from prefalign.progress import tqdm
 
         bar = tqdm(total=config.ensemble * config.epochs, desc="fit surrogate", unit="epoch")
     losses = []

@@ -1218,13 +1218,23 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: Marker by which the workflow's oracle runner finds (and kills) the oracle's processes
+#: (``prefalign.oracle.ORACLE_MARKER_ENV``): a browser started by ``--open`` does not carry it,
+#: so it outlives a round that ends normally.
+_ORACLE_MARKER_ENV = "PREFALIGN_ORACLE_RUN"
+
+
 def _open_in_browser(url: str) -> None:
     import webbrowser
 
+    marker = os.environ.pop(_ORACLE_MARKER_ENV, None)
     try:
         opened = webbrowser.open(url, new=2)
     except webbrowser.Error:
         opened = False
+    finally:
+        if marker is not None:
+            os.environ[_ORACLE_MARKER_ENV] = marker
     if not opened:
         print(f"{PROG}: could not open a web browser here; open the URL yourself", file=sys.stderr)
 

@@ -572,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(err.code)
+    except KeyboardInterrupt:  # an oracle it ran was killed first (prefalign.oracle.run_oracle)
+        print(f"prefalign {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as err:
         print(f"prefalign {args.command}: error: {err}", file=sys.stderr)
         return 1

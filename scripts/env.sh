@@ -17,7 +17,9 @@ have_hash="" have_extras=""
 # install when pyproject.toml changed or an extra is missing; never drop an extra installed before
 union="$(printf '%s\n' ${EXTRAS//,/ } ${have_extras//,/ } | sort -u | paste -sd, -)"
 if [ "$have_hash" != "$hash" ] || [ "$union" != "$have_extras" ]; then
-  [ "$have_hash" = "$hash" ] || union="$EXTRAS"
+  # a changed pyproject.toml installs the extras asked for, afresh; sorted like the union, so the
+  # stamp compares equal next time whichever command comes first
+  [ "$have_hash" = "$hash" ] || union="$(printf '%s\n' ${EXTRAS//,/ } | sort -u | paste -sd, -)"
   echo "[env] installing prefalign[$union] into $VENV (torch 2.13.0 CPU first)" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
   # torch first, pinned: pip takes the CPU wheel from local disk instead of a multi-GB CUDA build

@@ -7,13 +7,18 @@ skipped, with the reason, only when one of the two is missing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import http.client
 import importlib.util
 import io
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -492,3 +497,202 @@ def test_browser_queries_render_as_pictures(
     for index in range(k):
         assert pictures.nth(index).get_attribute("alt").startswith(f"Query {index + 1}:")
     assert console_errors == [], "no CSP violations or failed loads"
+
+
+# --------------------------------------------------------------------------------------------
+# Hardening (issue 13): a submission is durable whatever happens to the reply; small parsing
+# crashes are 400s or named errors; idle connections time out; files with the token are 0600
+# --------------------------------------------------------------------------------------------
+
+
+def _run_main_in_thread(argv: list[str]) -> tuple[threading.Thread, dict[str, int]]:
+    result: dict[str, int] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(code=human.main(argv)), daemon=True, name="human-main"
+    )
+    thread.start()
+    return thread, result
+
+
+def _wait_for_file(path: Path, timeout_s: float = 30) -> str:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+    return path.read_text().strip()
+
+
+def test_submission_is_durable_when_the_thank_you_page_cannot_be_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops (tab closed, double-click, proxy reset) while the thank-you page is
+    sent: the rewards were renamed into place, so the round ends with exit 0 anyway (it used to
+    wait for ever, or until the time-out threw the ratings away)."""
+    queries, ids = point_queries(tmp_path / "queries.npz")
+    original = human._Handler._send
+
+    def dropped(self: Any, status: Any, content_type: str, payload: bytes) -> None:
+        if b"<h1>Thank you</h1>" in payload:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        original(self, status, content_type, payload)
+
+    monkeypatch.setattr(human._Handler, "_send", dropped)
+    url_file, rewards = tmp_path / "url.txt", tmp_path / "rewards.csv"
+    argv = ["--port", "0", "--timeout-s", "20", "--url-file", str(url_file)]
+    thread, result = _run_main_in_thread([*argv, str(queries), str(rewards)])
+    url = _wait_for_file(url_file)
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        post_form(f"{url}submit", {f"rating:{i}": "4" for i in ids})
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the oracle kept serving after the rewards were written"
+    assert result["code"] == human.EXIT_OK
+    assert read_rewards(rewards) == dict.fromkeys(ids, 4.0)
+
+
+def test_submission_then_connection_reset_ends_the_round(
+    tmp_path: Path, start_oracle: Callable[..., Oracle]
+) -> None:
+    """A real client that sends a full, valid submission and resets the connection at once."""
+    from urllib.parse import urlencode, urlsplit
+
+    queries, ids = point_queries(tmp_path / "queries.npz")
+    oracle = start_oracle(queries)
+    parts = urlsplit(oracle.url)
+    body = urlencode({f"rating:{i}": "2" for i in ids}).encode()
+    head = (
+        f"POST {parts.path}submit HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.sendall(head + body)
+    assert oracle.wait(timeout_s=30) == human.EXIT_OK, oracle.stderr()
+    assert read_rewards(oracle.rewards) == dict.fromkeys(ids, 2.0)
+    assert "Traceback" not in oracle.stderr()
+
+
+def _raw_request(url: str, head_lines: list[bytes], body: bytes = b"") -> bytes:
+    """Send one hand-made request to the oracle; returns everything it answered."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"\r\n".join(head_lines) + b"\r\n\r\n" + body)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_non_ascii_digit_content_length_is_a_400(
+    tmp_path: Path, start_oracle: Callable[..., Oracle]
+) -> None:
+    """``Content-Length: ²`` passed ``str.isdigit()`` and crashed ``int()`` (no answer)."""
+    from urllib.parse import urlsplit
+
+    queries, _ = point_queries(tmp_path / "queries.npz")
+    oracle = start_oracle(queries)
+    path = urlsplit(oracle.url).path.encode()
+    for value in ("\N{SUPERSCRIPT TWO}".encode("latin-1"), b"-1", b"1e3", b"12 34"):
+        reply = _raw_request(
+            oracle.url,
+            [b"POST " + path + b"draft HTTP/1.1", b"Host: x", b"Content-Length: " + value],
+        )
+        assert reply.startswith(b"HTTP/1.0 400"), (value, reply[:200])
+    assert oracle.process.poll() is None
+    assert "Traceback" not in oracle.stderr()
+
+
+def test_deeply_nested_json_draft_is_a_400(
+    tmp_path: Path, start_oracle: Callable[..., Oracle]
+) -> None:
+    """A draft nested 200,000 deep raised an uncaught RecursionError (no answer)."""
+    queries, _ = point_queries(tmp_path / "queries.npz")
+    oracle = start_oracle(queries)
+    depth = 200_000
+    body = b'{"ratings": ' + b"[" * depth + b"]" * depth + b"}"
+    status, reply = request(f"{oracle.url}draft", body, "application/json")
+    assert status == 400, reply[:200]
+    assert "too deeply nested" in json.loads(reply)["error"]
+    assert oracle.process.poll() is None
+    assert "Traceback" not in oracle.stderr()
+
+
+def test_idle_connections_time_out(tmp_path: Path, start_oracle: Callable[..., Oracle]) -> None:
+    """Idle sockets were held for ever, one thread each (201 idle sockets -> 204 threads)."""
+    from urllib.parse import urlsplit
+
+    assert 0 < human.CONNECTION_TIMEOUT_S <= 120
+    queries, _ = point_queries(tmp_path / "queries.npz")
+    oracle = start_oracle(queries, "--connection-timeout-s", "1")
+    parts = urlsplit(oracle.url)
+    sockets = [socket.create_connection((parts.hostname, parts.port)) for _ in range(30)]
+    try:
+        time.sleep(0.5)
+        for sock in sockets:
+            sock.settimeout(10)
+            assert sock.recv(1024) == b"", "the server closed the idle connection"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status = Path(f"/proc/{oracle.process.pid}/status").read_text()
+            threads = int(status.split("Threads:")[1].split()[0])
+            if threads <= 4:
+                break
+            time.sleep(0.1)
+        assert threads <= 4, f"{threads} threads left after the idle connections timed out"
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert request(oracle.url)[0] == 200  # still serving
+
+
+def test_empty_host_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--host ''`` bound every interface and printed ``http://:PORT/...``."""
+    queries, _ = point_queries(tmp_path / "queries.npz")
+    with pytest.raises(SystemExit) as exit_info:
+        human.main(["--host", "", "--timeout-s", "1", str(queries), str(tmp_path / "r.csv")])
+    assert exit_info.value.code == 2
+    assert "--host" in capsys.readouterr().err
+
+
+def test_truncated_queries_file_is_a_named_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated queries ``.npz`` given by hand printed a BadZipFile traceback."""
+    queries, _ = point_queries(tmp_path / "queries.npz")
+    queries.write_bytes(queries.read_bytes()[:200])
+    code = human.main(["--timeout-s", "1", str(queries), str(tmp_path / "rewards.csv")])
+    assert code == human.EXIT_INPUT_ERROR
+    assert "cannot read queries file" in capsys.readouterr().err
+
+
+def test_url_file_holding_the_token_is_private(
+    tmp_path: Path, start_oracle: Callable[..., Oracle]
+) -> None:
+    """The URL file (it holds the page's token) was 0644, readable by every local user."""
+    queries, _ = point_queries(tmp_path / "queries.npz")
+    oracle = start_oracle(queries)
+    url_file = tmp_path / "rewards.csv.url"
+    assert url_file.stat().st_mode & 0o777 == 0o600
+    assert oracle.url in url_file.read_text()
+
+
+def test_browser_closed_right_after_submit(
+    tmp_path: Path, start_oracle: Callable[..., Oracle], browser: Any
+) -> None:
+    """The person clicks Submit and closes the browser at once: the ratings are kept and the
+    round ends."""
+    queries, ids = point_queries(tmp_path / "queries.npz", k=3)
+    oracle = start_oracle(queries)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(oracle.url)
+    for index in range(len(ids)):
+        radio(page, index, 5).click()
+    submitted = lambda r: r.method == "POST" and r.url.endswith("/submit")  # noqa: E731
+    with page.expect_request(submitted):
+        page.get_by_role("button", name="Submit ratings").click(no_wait_after=True)
+    context.close()  # the tab and its connections go away while the submission is in flight
+    assert oracle.wait(timeout_s=30) == human.EXIT_OK, oracle.stderr()
+    assert read_rewards(oracle.rewards) == dict.fromkeys(ids, 5.0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -464,3 +466,161 @@ def test_rewards_file_hash_is_stable(tmp_path: Path, queries: Path) -> None:
     run_oracle(script(tmp_path, "good"), queries, a, 30, None)
     run_oracle(script(tmp_path, "good"), queries, b, 30, None)
     assert hashlib.md5(a.read_bytes()).digest() == hashlib.md5(b.read_bytes()).digest()
+
+
+# ----------------------------------------------------------------------------------------------
+# hardening (issue 13): every process of the oracle dies with its job; bounded inputs and logs
+
+# A hanging oracle: records its pid, starts a grandchild in a new session (``setsid``) that keeps
+# stderr open, records its pid, and writes a stray temporary rewards file a few seconds later.
+SETSID_ORACLE = """
+import os, subprocess, sys, time
+pids, mode = sys.argv[1], sys.argv[2]
+rewards = sys.argv[-1]
+grandchild = subprocess.Popen(
+    [sys.executable, "-c",
+     "import sys, time; time.sleep(float(sys.argv[1])); open(sys.argv[2], 'w').write('stray')",
+     "3", rewards + ".stray"],
+    start_new_session=True,
+)
+with open(pids, "w") as f:
+    f.write(f"{os.getpid()} {grandchild.pid}")
+if mode == "exit":  # answer well, leave the grandchild behind holding stderr
+    import numpy as np
+    ids = np.load(sys.argv[-2])["id"]
+    with open(rewards, "w") as f:
+        f.write("id,reward\\n" + "".join(f"{i},1\\n" for i in ids))
+    sys.exit(0)
+time.sleep(600)
+"""
+
+RUNNER = """
+import sys
+from prefalign.oracle import run_oracle
+run_oracle(sys.argv[4:], sys.argv[1], sys.argv[2], None, sys.argv[3])
+"""
+
+
+def _setsid_oracle(tmp_path: Path, mode: str) -> tuple[list[str], Path]:
+    path, pids = tmp_path / "oracle_setsid.py", tmp_path / "oracle_pids.txt"
+    path.write_text(SETSID_ORACLE)
+    return [sys.executable, str(path), str(pids), mode], pids
+
+
+def _wait_pids(pids: Path, timeout_s: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline, "the oracle did not start"
+        time.sleep(0.02)
+    return [int(p) for p in pids.read_text().split()]
+
+
+def _all_gone(pids: list[int], timeout_s: float = 5) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return all(process_gone(p) for p in pids)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_to_the_runner_kills_the_oracle_and_its_setsid_grandchild(
+    tmp_path: Path, queries: Path, sig: signal.Signals
+) -> None:
+    """SIGTERM (scancel, a CI time-out, Snakemake stopping a job) or SIGINT to the process that
+    runs the oracle used to leave the oracle running (its own session), holding the page's port,
+    and its grandchild later wrote a stray temporary file."""
+    argv, pids = _setsid_oracle(tmp_path, "hang")
+    rewards, log = tmp_path / "rewards.csv", tmp_path / "oracle.log"
+    env = {**os.environ, "PYTHONPATH": str(Path(oracle.__file__).parents[1])}
+    runner = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(queries), str(rewards), str(log), *argv], env=env
+    )
+    try:
+        leader, grandchild = _wait_pids(pids)
+        runner.send_signal(sig)
+        code = runner.wait(timeout=20)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert code != 0
+    assert _all_gone([leader, grandchild]), "a process of the oracle outlived its job"
+    time.sleep(3.5)  # the grandchild would have written its stray file by now
+    only_expected_files(tmp_path, "queries.npz", "oracle.log")
+
+
+def test_timeout_kills_a_setsid_grandchild(tmp_path: Path, queries: Path) -> None:
+    """The time-out killed the oracle's process group only: a grandchild that called setsid
+    survived it."""
+    argv, pids = _setsid_oracle(tmp_path, "hang")
+    with pytest.raises(OracleError, match="timed out"):
+        run_oracle(argv, queries, tmp_path / "rewards.csv", 1.0, tmp_path / "oracle.log")
+    assert _all_gone(_wait_pids(pids))
+    time.sleep(3.5)
+    only_expected_files(tmp_path, "queries.npz", "oracle.log")
+
+
+def test_grandchild_holding_stderr_open_does_not_delay_the_return(
+    tmp_path: Path, queries: Path
+) -> None:
+    """An oracle that answers and exits, leaving a setsid grandchild with its stderr open: the
+    runner waited for the pipe's end (5 s) and left the grandchild running."""
+    argv, pids = _setsid_oracle(tmp_path, "exit")
+    start = time.monotonic()
+    run_oracle(argv, queries, tmp_path / "rewards.csv", 30, tmp_path / "oracle.log")
+    assert time.monotonic() - start < 3.0
+    assert _all_gone(_wait_pids(pids))
+    time.sleep(3.5)
+    only_expected_files(tmp_path, "queries.npz", "rewards.csv", "oracle.log")
+
+
+def test_oracle_output_in_the_log_is_capped(tmp_path: Path, queries: Path) -> None:
+    """40 MB of oracle output went to the log uncapped."""
+    loud = tmp_path / "oracle_loud.py"
+    loud.write_text(
+        textwrap.dedent(
+            """
+            import sys, numpy as np
+            block = b"x" * (1 << 20)
+            for _ in range(20):
+                sys.stdout.buffer.write(block); sys.stderr.buffer.write(block)
+            ids = np.load(sys.argv[-2])["id"]
+            with open(sys.argv[-1], "w") as f:
+                f.write("id,reward\\n" + "".join(f"{i},1\\n" for i in ids))
+            """
+        )
+    )
+    log = tmp_path / "oracle.log"
+    run_oracle([sys.executable, str(loud)], queries, tmp_path / "rewards.csv", 60, log)
+    size = log.stat().st_size
+    assert size <= (8 << 20) + 4096, size  # oracle.MAX_LOG_BYTES and a few lines of its own
+    assert "the rest is not logged" in log.read_text()[-500:]
+
+
+def test_rewards_file_over_the_size_limit_is_refused_unread(tmp_path: Path, queries: Path) -> None:
+    """A 30 MB rewards file was read whole into memory (and reported as unknown ids)."""
+    big = tmp_path / "big.csv"
+    with big.open("w") as fh:
+        fh.write("id,reward\n")
+        fh.write("r1-0000,1\nr1-0001,1\nr1-0002,1\n")
+        fh.write("x,1\n" * 7_500_000)
+    with pytest.raises(OracleError, match=r"larger than the limit of \d+ bytes"):
+        read_rewards(big, IDS)
+    writer = tmp_path / "oracle_big.py"
+    writer.write_text(f"import shutil, sys\nshutil.copyfile({str(big)!r}, sys.argv[-1])\n")
+    with pytest.raises(OracleError, match=r"larger than the limit of \d+ bytes"):
+        run_oracle([sys.executable, str(writer)], queries, tmp_path / "rewards.csv", 60, None)
+    assert not (tmp_path / "rewards.csv").exists()
+    assert oracle.rewards_size_limit(IDS) < 2 << 20  # a few rows: about a megabyte, no more
+
+
+def test_oracle_log_is_private(tmp_path: Path, queries: Path) -> None:
+    """oracle.log holds the human oracle's URL with its token; it was 0644 (and a log the shell
+    redirection created first kept the umask's mode)."""
+    log = tmp_path / "oracle.log"
+    log.write_text("")
+    log.chmod(0o644)
+    run_oracle(script(tmp_path, "good"), queries, tmp_path / "r.csv", 30, log)
+    assert log.stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "fresh.log"
+    run_oracle(script(tmp_path, "good"), queries, tmp_path / "r2.csv", 30, fresh)
+    assert fresh.stat().st_mode & 0o777 == 0o600

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -374,4 +375,50 @@ def test_shape_mismatch_with_metadata_raises(checkpoint):
     meta["normalisation"]["x_mean"] = [0.0, 0.0, 0.0]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(SurrogateCheckpointError, match=str(meta_path)):
+        load_surrogate(checkpoint)
+
+
+# hardening (issue 13): meta.json is checked before anything it describes is built
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("hidden", 10**6), ("layers", 10**4), ("ensemble", 10**5)]
+)
+def test_huge_architecture_in_meta_is_refused_before_allocating(checkpoint, key, value):
+    """`hidden: 10**6` in meta.json tried to allocate 4 TB before the weights were checked."""
+    meta_path = checkpoint / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"][key] = value
+    meta_path.write_text(json.dumps(meta))
+    start = time.perf_counter()
+    with pytest.raises(SurrogateCheckpointError, match=rf"{key} = {value} exceeds the limit"):
+        load_surrogate(checkpoint)
+    assert time.perf_counter() - start < 5
+
+
+def test_architecture_within_limits_but_not_the_weights_is_refused_unbuilt(checkpoint, monkeypatch):
+    """Within the limits, the module is compared with the weights on the meta device first."""
+    meta_path = checkpoint / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["hidden"] = 16384
+    meta["config"]["layers"] = 64  # ~17 GB of float32 if it were built
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(SurrogateCheckpointError, match=r"model\.safetensors does not match"):
+        load_surrogate(checkpoint)
+
+
+def test_deeply_nested_meta_is_a_checkpoint_error(checkpoint):
+    """A meta.json nested 100,000 deep raised RecursionError."""
+    meta_path = checkpoint / "meta.json"
+    meta_path.write_text(
+        '{"format": "prefalign-surrogate", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
+    with pytest.raises(SurrogateCheckpointError, match="nested too deeply"):
+        load_surrogate(checkpoint)
+
+
+def test_oversized_meta_is_refused_unread(checkpoint):
+    meta_path = checkpoint / "meta.json"
+    meta_path.write_bytes(b" " * (17 << 20) + b"{}")
+    with pytest.raises(SurrogateCheckpointError, match="over the limit"):
         load_surrogate(checkpoint)

@@ -280,3 +280,81 @@ def test_snakemake_report_collects_the_figures(reference_run: Path) -> None:
     run_snakemake(reference_run, "--report", "report.html")
     html = (reference_run / "report.html").read_text(errors="ignore")
     assert len(html) > 10_000 and "reward_vs_queries" in html
+
+
+# A round-1 oracle that hangs (mode "hang") after starting a grandchild in a new session that
+# would write a stray temporary rewards file 4 s later; otherwise the built-in simulated user of
+# the tiny config, exactly.
+HANGING_ORACLE = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    import numpy as np
+    mode, pids = open(sys.argv[1]).read().strip(), sys.argv[2]
+    queries, rewards = sys.argv[-2], sys.argv[-1]
+    ids = [str(i) for i in np.load(queries)["id"]]
+    if mode == "hang" and ids[0].startswith("r001"):
+        stray = "import sys, time; time.sleep(4); open(sys.argv[1], 'w').write('stray')"
+        grandchild = subprocess.Popen([sys.executable, "-c", stray, rewards], start_new_session=True)
+        with open(pids, "w") as f:
+            f.write(f"{os.getppid()} {os.getpid()} {grandchild.pid}")
+        time.sleep(600)
+    os.execvp("prefalign", ["prefalign", "oracle", "builtin", "mixture2d", "one-mode", queries, rewards])
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_sigterm_to_a_round_job_kills_the_hanging_oracle_and_resumes_identically(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    """SIGTERM to a round's `prefalign query` job (Snakemake stopping it, scancel, a CI time-out)
+    while its oracle hangs with a setsid grandchild: no process of the oracle survives, no file
+    of the round is left, and the rerun completes with the observations of an uninterrupted
+    run."""
+    script, mode, pids = tmp_path / "oracle.py", tmp_path / "mode.txt", tmp_path / "pids.txt"
+    script.write_text(HANGING_ORACLE)
+    mode.write_text("hang")
+    domain = tiny_config()["domains"]["mixture2d"]
+    domain["oracle"] = [sys.executable, str(script), str(mode), str(pids)]
+    (tmp_path / "wd").mkdir()
+    wd = workdir(tmp_path / "wd", tiny_config(domains={"mixture2d": domain}))
+    proc = subprocess.Popen(
+        snakemake_cmd("--cores", "1"),
+        cwd=wd,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not (pids.exists() and len(pids.read_text().split()) == 3):
+            assert proc.poll() is None and time.monotonic() < deadline, "round 1 never ran"
+            time.sleep(0.05)
+        job, oracle, grandchild = (int(p) for p in pids.read_text().split())
+        round_dir = next(wd.glob("results/campaigns/mixture2d/*/seed0/round1"))
+        os.kill(job, signal.SIGTERM)
+        assert proc.wait(timeout=120) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, (job, oracle, grandchild))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in (job, oracle, grandchild) if _alive(p)] == [], "a process outlived its job"
+    time.sleep(5)  # the grandchild would have written its stray file by now
+    campaign = round_dir.relative_to(wd / "results/campaigns").parent
+    assert sorted(p.name for p in round_dir.iterdir() if "rewards" in p.name) == []
+    assert not (wd / "results/observations" / campaign / "round1.parquet").exists()
+    log = (wd / "logs" / campaign / "round1/oracle.log").read_text()
+    assert "SIGTERM: the oracle and every process it started were killed" in log
+    mode.write_text("good")
+    run_snakemake(wd)
+    assert observation_files(wd) == observation_files(reference_run)

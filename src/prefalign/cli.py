@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -567,6 +568,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except SystemExit as err:  # prefalign.oracle.OracleTerminated (not imported by every step)
+        if not isinstance(getattr(err, "signum", None), int):
+            raise
+        name = signal.Signals(err.signum).name
+        print(
+            f"prefalign {args.command}: {name}: the oracle and every process it started were "
+            "killed; nothing was written",
+            file=sys.stderr,
+        )
+        return int(err.code)
+    except KeyboardInterrupt:  # an oracle it ran was killed first (prefalign.oracle.run_oracle)
+        print(f"prefalign {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as err:
         print(f"prefalign {args.command}: error: {err}", file=sys.stderr)
         return 1

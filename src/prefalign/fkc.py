@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
+from prefalign.progress import tqdm
 from prefalign.sde import VPSDE
 from prefalign.settings import SamplerConfig
 

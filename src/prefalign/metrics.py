@@ -68,7 +68,7 @@ EVALUATION_KEYS = (
     "diversity",
 )
 #: Numeric evaluation columns that describe the run rather than measure it: not aggregated.
-_EVAL_NOT_METRICS = ("seed", "n_queries", "n_samples", "seconds")
+_EVAL_NOT_METRICS = ("seed", "n_queries", "n_samples", "seconds", "eval_ess")
 #: Order of the metrics in the final table; other numeric columns follow, sorted by name.
 _METRIC_ORDER = (
     "mean_reward",

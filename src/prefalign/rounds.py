@@ -465,6 +465,51 @@ def propose_round(
     return {"fit": fit_report, "sample": sample_stats, "queries": table["id"].tolist()}
 
 
+def importance_weights(log_weights: np.ndarray) -> np.ndarray | None:
+    """Self-normalised importance weights of a sample, or None when every log-weight is the same
+    (the particles are then an unweighted sample of the target: after a final resampling, or
+    ``guidance``/``base``).
+
+    Raises:
+        ValueError: a NaN or +inf log-weight, or every weight zero (all ``-inf``).
+    """
+    lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
+    if lw.size == 0 or np.all(lw == lw[0]):
+        if lw.size and not np.isfinite(lw[0]):
+            raise ValueError(f"the evaluation's log-weights are all {lw[0]}")
+        return None
+    if np.isnan(lw).any() or np.isposinf(lw).any():
+        raise ValueError("the evaluation's log-weights hold NaN or +inf")
+    w = np.exp(lw - lw.max())
+    return w / w.sum()
+
+
+def _systematic_indices(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Systematic resampling in numpy: ``len(weights)`` ancestor indices, sorted."""
+    n = len(weights)
+    cumsum = np.cumsum(weights)
+    cumsum[-1] = 1.0
+    positions = (rng.random() + np.arange(n)) / n
+    return np.minimum(np.searchsorted(cumsum, positions, side="right"), n - 1)
+
+
+def _weighted_summary(r: np.ndarray, w: np.ndarray | None, threshold: float) -> dict[str, float]:
+    """Mean, standard deviation and share at or above ``threshold`` of rewards ``r``: plain when
+    ``w`` is None, self-normalised importance-weighted otherwise."""
+    if w is None:
+        return {
+            "mean": float(r.mean()),
+            "std": float(r.std()),
+            "frac": float((r >= threshold).mean()),
+        }
+    mean = float(np.sum(w * r))
+    return {
+        "mean": mean,
+        "std": float(np.sqrt(np.sum(w * (r - mean) ** 2))),
+        "frac": float(np.sum(w * (r >= threshold))),
+    }
+
+
 def evaluate_campaign(
     spec: CampaignSpec,
     surrogate_dir: PathLike,
@@ -476,7 +521,16 @@ def evaluate_campaign(
 ) -> dict:
     """Final evaluation, spending no budget: sample ``eval_particles`` fresh particles with the
     method's evaluation sampler tilted by the last surrogate, and report the oracle's mean
-    reward, the share above ``reward_threshold``, the validity rate and the diversity."""
+    reward, the share above ``reward_threshold``, the validity rate and the diversity.
+
+    When the sampler returns particles whose log-weights are not all equal (``draft``, or
+    ``fkc`` with ``final_resample: false``), the particles are an importance sample of the target,
+    not a sample of it: the mean reward, its standard deviation, the share above the threshold
+    and the validity rate are then self-normalised importance-weighted means
+    (:func:`importance_weights`), and the diversity is computed on a systematic resample by the
+    weights (seeded, same size), so every number describes the weighted distribution. The record
+    says ``"weighted": true`` and gives the weights' ``eval_ess``; ``samples.npz`` also holds the
+    ``log_weight`` of each particle. Uniform weights give the plain means, as before."""
     import torch
 
     from prefalign.surrogate import load_surrogate
@@ -500,7 +554,9 @@ def evaluate_campaign(
     )
     seconds = time.perf_counter() - start
     x = result.x.detach().cpu().float().numpy()
-    _atomic_savez(samples_out, x=x)
+    log_w = result.log_weights.detach().cpu().double().numpy()
+    weights = importance_weights(log_w)
+    _atomic_savez(samples_out, x=x, log_weight=log_w)
     scores: dict[str, float] = {}
     with tempfile.TemporaryDirectory(dir=Path(out_json).parent) as tmp:
         ids = [f"eval-{i:05d}" for i in range(len(x))]
@@ -518,10 +574,17 @@ def evaluate_campaign(
                 argv, queries, Path(tmp) / f"{key}.csv", spec.oracle_timeout_s, log
             )
             r = rewards.loc[ids].to_numpy(np.float64)
-            scores[key] = float(r.mean())
+            summary = _weighted_summary(r, weights, spec.reward_threshold)
+            scores[key] = summary["mean"]
             if key == "mean_reward":
-                scores["reward_std"] = float(r.std())
-                scores["frac_above_threshold"] = float((r >= spec.reward_threshold).mean())
+                scores["reward_std"] = summary["std"]
+                scores["frac_above_threshold"] = summary["frac"]
+    valid = np.asarray(domain.is_valid(x), dtype=np.float64)
+    if weights is None:
+        validity, diverse = float(np.mean(valid)), x
+    else:
+        validity = float(np.sum(weights * valid))
+        diverse = x[_systematic_indices(weights, numpy_rng(spec.seed, 10**6, "evaluate-diversity"))]
     evaluation = {
         "campaign": spec.name,
         "domain": spec.label or spec.domain,
@@ -530,8 +593,10 @@ def evaluate_campaign(
         "n_queries": spec.budget,
         "n_samples": len(x),
         **scores,
-        "validity_rate": float(np.mean(domain.is_valid(x))),
-        "diversity": {k: float(v) for k, v in domain.diversity(x).items()},
+        "validity_rate": validity,
+        "diversity": {k: float(v) for k, v in domain.diversity(diverse).items()},
+        "weighted": weights is not None,
+        "eval_ess": float(1.0 / np.sum(weights**2)) if weights is not None else float(len(x)),
         "eval_oracle": " ".join(spec.eval_oracle or spec.oracle),
         "oracle_in_evaluation": spec.oracle_in_evaluation,
         "seconds": seconds,

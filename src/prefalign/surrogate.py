@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from prefalign.adamw import AdamW
+from prefalign.listing import show
 from prefalign.sde import VPSDE
 from prefalign.settings import SurrogateConfig
 from prefalign.surrogate_nets import build_member
@@ -42,6 +43,15 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "prefalign-surrogate"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
+#: Largest ``meta.json`` read (normalisation statistics of a 3x64x64 MLP input are ~0.5 MB).
+MAX_META_BYTES = 16 << 20
+#: Largest ``model.safetensors`` read.
+MAX_WEIGHTS_BYTES = 1 << 30
+#: Largest architecture values a checkpoint's ``meta.json`` may ask for (a surrogate is small;
+#: these bound what is built before the weights are compared with it).
+META_LIMITS = {"hidden": 1 << 14, "layers": 64, "ensemble": 64}
+#: Largest number of values in one input (``event_shape``).
+MAX_EVENT_SIZE = 1 << 22
 
 _ARCH_FIELDS = ("arch", "hidden", "layers", "ensemble", "activation")
 
@@ -236,7 +246,7 @@ def fit(
     n = xt.shape[0]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from prefalign.progress import tqdm
 
         bar = tqdm(total=config.ensemble * config.epochs, desc="fit surrogate", unit="epoch")
     losses = []
@@ -434,10 +444,17 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
     meta = read_surrogate_meta(directory)
     meta_path = directory / META_FILE
 
-    # 1. rebuild the module described by the metadata
+    # 1. read the metadata's architecture, within limits; nothing is built yet
     try:
         config = SurrogateConfig.from_dict(meta["config"])
+        for key, limit in META_LIMITS.items():
+            if getattr(config, key) > limit:
+                raise ValueError(f"config.{key} = {getattr(config, key)} exceeds the limit {limit}")
         event_shape = tuple(int(s) for s in meta["event_shape"])
+        if not event_shape or min(event_shape) < 1 or math.prod(event_shape) > MAX_EVENT_SIZE:
+            raise ValueError(
+                f"event_shape {event_shape} must be positive sizes, at most {MAX_EVENT_SIZE} values"
+            )
         norm = meta["normalisation"]
         stat_shape = normalisation_shape(config.arch, event_shape)
         x_mean = torch.tensor(np.asarray(norm["x_mean"], dtype=np.float32))
@@ -452,18 +469,29 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
             math.isfinite(v) for v in (y_mean, y_std, x_mean.sum().item(), x_std.sum().item())
         ):
             raise ValueError("normalisation statistics are not finite")
-        surrogate = Surrogate(
-            config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std
-        )
-    except (KeyError, TypeError, ValueError) as err:
+        # the module the metadata describes, on the meta device: shapes only, no memory
+        with torch.device("meta"):
+            probe = Surrogate(
+                config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std
+            )
+        expected = {name: (tuple(t.shape), t.dtype) for name, t in probe.state_dict().items()}
+        del probe
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as err:
         raise SurrogateCheckpointError(
             f"{meta_path} is not a valid surrogate metadata file: {err}"
         ) from err
 
-    # 2. read and check the weights
+    # 2. read the weights and check them against the metadata before anything is allocated
     weights_path = directory / WEIGHTS_FILE
     try:
-        data = weights_path.read_bytes()
+        with open(weights_path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_WEIGHTS_BYTES:
+                raise SurrogateCheckpointError(
+                    f"surrogate weights {weights_path} are {size} bytes, over the limit of "
+                    f"{MAX_WEIGHTS_BYTES}"
+                )
+            data = fh.read(MAX_WEIGHTS_BYTES + 1)
     except OSError as err:
         raise SurrogateCheckpointError(
             f"cannot read surrogate weights {weights_path}: {err}"
@@ -474,20 +502,19 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
         raise SurrogateCheckpointError(
             f"{weights_path} is not a valid safetensors file (corrupt or truncated): {err}"
         ) from err
-    expected = surrogate.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise SurrogateCheckpointError(
-            f"{weights_path} does not match {META_FILE}: missing tensors {missing}, "
-            f"unexpected tensors {unexpected}"
+            f"{weights_path} does not match {META_FILE}: missing tensors [{show(missing)}], "
+            f"unexpected tensors [{show(unexpected)}]"
         )
-    for name, ref in expected.items():
+    for name, (ref_shape, ref_dtype) in expected.items():
         got = tensors[name]
-        if got.shape != ref.shape or got.dtype != ref.dtype:
+        if tuple(got.shape) != ref_shape or got.dtype != ref_dtype:
             raise SurrogateCheckpointError(
                 f"{weights_path}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, "
-                f"but {META_FILE} implies {ref.dtype} {tuple(ref.shape)}"
+                f"but {META_FILE} implies {ref_dtype} {ref_shape}"
             )
     recorded = meta.get("weights_sha256")
     if recorded is not None and recorded != hashlib.sha256(data).hexdigest():
@@ -495,6 +522,10 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
             f"{weights_path} does not match the sha256 recorded in {meta_path} "
             "(corrupt or replaced)"
         )
+    # 3. the metadata and the weights agree: build the module (its size is the file's)
+    surrogate = Surrogate(
+        config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std
+    )
     surrogate.load_state_dict(tensors, strict=True)
     surrogate.eval()
     return surrogate
@@ -504,9 +535,18 @@ def read_surrogate_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """Parse and sanity-check ``directory/meta.json`` (format name and version)."""
     meta_path = Path(directory) / META_FILE
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        with open(meta_path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = fh.read(MAX_META_BYTES + 1)
+        if max(size, len(data)) > MAX_META_BYTES:
+            raise SurrogateCheckpointError(
+                f"{meta_path} is {max(size, len(data))} bytes, over the limit of {MAX_META_BYTES}"
+            )
+        meta = json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise SurrogateCheckpointError(f"surrogate metadata {meta_path} is missing") from None
+    except RecursionError:
+        raise SurrogateCheckpointError(f"{meta_path} is nested too deeply to be metadata") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SurrogateCheckpointError(f"{meta_path} is not valid JSON: {err}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:

@@ -37,12 +37,12 @@ rule aggregate:
     benchmark:
         "results/benchmarks/aggregate/{experiment}.tsv"
     shell:
-        "prefalign aggregate --observations {input.observations} "
-        "--evaluations {input.evaluations} --threshold {params.threshold} "
+        "prefalign aggregate --observations {input.observations:q} "
+        "--evaluations {input.evaluations:q} --threshold {params.threshold} "
         "--benchmarks results/benchmarks "
-        "--out results/experiments/{wildcards.experiment} --title {params.title} "
-        "--page-dir {params.page_dir} "
-        "> {log} 2>&1"
+        "--out results/experiments/{wildcards.experiment:q} --title {params.title} "
+        "--page-dir {params.page_dir:q} "
+        "> {log:q} 2>&1"
 
 
 rule results_page:
@@ -57,5 +57,5 @@ rule results_page:
     benchmark:
         "results/benchmarks/results_page.tsv"
     shell:
-        "prefalign results-page --sections {input} --config-name {params.name} "
-        "--out {output} > {log} 2>&1"
+        "prefalign results-page --sections {input:q} --config-name {params.name} "
+        "--out {output:q} > {log:q} 2>&1"

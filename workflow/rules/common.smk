@@ -99,7 +99,7 @@ def get_final_warm_start(wildcards):
 
 def flag(name, paths):
     """`--name path` for an optional input, or nothing."""
-    return f"--{name} {paths[0]}" if paths else ""
+    return f"--{name} {shlex.quote(paths[0])}" if paths else ""
 
 
 def final_observations(experiment):

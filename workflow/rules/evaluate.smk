@@ -29,9 +29,9 @@ if FUSE_STEPS:
         benchmark:
             "results/benchmarks/{domain}/{method}/seed{seed}/evaluate.tsv"
         shell:
-            "prefalign evaluate --spec {input.spec} --fit {input.observations} {params.previous} "
-            "--surrogate {output.surrogate} --out {output.evaluation} "
-            "--samples {output.samples} --plot {output.plot} --log {log} --quiet >> {log} 2>&1"
+            "prefalign evaluate --spec {input.spec:q} --fit {input.observations:q} {params.previous} "
+            "--surrogate {output.surrogate:q} --out {output.evaluation:q} "
+            "--samples {output.samples:q} --plot {output.plot:q} --log {log:q} --quiet >> {log:q} 2>&1"
 
 else:
 
@@ -52,8 +52,8 @@ else:
         benchmark:
             "results/benchmarks/{domain}/{method}/seed{seed}/fit_final.tsv"
         shell:
-            "prefalign fit --spec {input.spec} --round {params.fitted_on} "
-            "--observations {input.observations} {params.previous} --out {output} > {log} 2>&1"
+            "prefalign fit --spec {input.spec:q} --round {params.fitted_on} "
+            "--observations {input.observations:q} {params.previous} --out {output:q} > {log:q} 2>&1"
 
     rule evaluate:
         input:
@@ -75,6 +75,6 @@ else:
         benchmark:
             "results/benchmarks/{domain}/{method}/seed{seed}/evaluate.tsv"
         shell:
-            "prefalign evaluate --spec {input.spec} --surrogate {input.surrogate} "
-            "--out {output.evaluation} --samples {output.samples} --plot {output.plot} "
-            "--log {log} --quiet >> {log} 2>&1"
+            "prefalign evaluate --spec {input.spec:q} --surrogate {input.surrogate:q} "
+            "--out {output.evaluation:q} --samples {output.samples:q} --plot {output.plot:q} "
+            "--log {log:q} --quiet >> {log:q} 2>&1"

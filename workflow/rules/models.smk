@@ -14,9 +14,9 @@ rule train_digits:
     benchmark:
         "results/benchmarks/models/train_digits.tsv"
     shell:
-        "prefalign train-digits --out {output} --steps {params.steps} "
+        "prefalign train-digits --out {output:q} --steps {params.steps} "
         "--batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} "
-        "> {log} 2>&1"
+        "> {log:q} 2>&1"
 
 
 rule digits_base_samples:
@@ -35,6 +35,6 @@ rule digits_base_samples:
     benchmark:
         "results/benchmarks/models/digits_base_samples.tsv"
     shell:
-        "prefalign base-report --domain digits --domain-option model_dir={input} "
-        "--n-particles 512 --out {output.samples} --plot {output.grid} "
-        "--summary {output.summary} > {log} 2>&1"
+        "prefalign base-report --domain digits --domain-option model_dir={input:q} "
+        "--n-particles 512 --out {output.samples:q} --plot {output.grid:q} "
+        "--summary {output.summary:q} > {log:q} 2>&1"

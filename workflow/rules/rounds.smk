@@ -15,7 +15,7 @@ rule spec:
     benchmark:
         "results/benchmarks/{domain}/{method}/seed{seed}/spec.tsv"
     shell:
-        "prefalign spec --json {params.spec} --out {output} 2> {log}"
+        "prefalign spec --json {params.spec} --out {output:q} 2> {log:q}"
 
 
 if FUSE_STEPS:
@@ -36,9 +36,9 @@ if FUSE_STEPS:
         benchmark:
             "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/propose.tsv"
         shell:
-            "prefalign propose --spec {input.spec} --round {wildcards.round} "
-            "--particles {output.particles} --queries {output.queries} "
-            "--selection {output.selection} > {log} 2>&1"
+            "prefalign propose --spec {input.spec:q} --round {wildcards.round} "
+            "--particles {output.particles:q} --queries {output.queries:q} "
+            "--selection {output.selection:q} > {log:q} 2>&1"
 
     rule propose:
         input:
@@ -61,10 +61,10 @@ if FUSE_STEPS:
         benchmark:
             "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/propose.tsv"
         shell:
-            "prefalign propose --spec {input.spec} --round {wildcards.round} "
-            "--observations {input.observations} {params.previous} --surrogate {output.surrogate} "
-            "--particles {output.particles} --queries {output.queries} "
-            "--selection {output.selection} > {log} 2>&1"
+            "prefalign propose --spec {input.spec:q} --round {wildcards.round} "
+            "--observations {input.observations:q} {params.previous} --surrogate {output.surrogate:q} "
+            "--particles {output.particles:q} --queries {output.queries:q} "
+            "--selection {output.selection:q} > {log:q} 2>&1"
 
 else:
 
@@ -83,8 +83,8 @@ else:
         benchmark:
             "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/sample.tsv"
         shell:
-            "prefalign sample-round --spec {input.spec} --round {wildcards.round} "
-            "{params.surrogate} --out {output} > {log} 2>&1"
+            "prefalign sample-round --spec {input.spec:q} --round {wildcards.round} "
+            "{params.surrogate} --out {output:q} > {log:q} 2>&1"
 
     rule select:
         input:
@@ -98,9 +98,9 @@ else:
         benchmark:
             "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/select.tsv"
         shell:
-            "prefalign select --spec {input.spec} --round {wildcards.round} "
-            "--particles {input.particles} --queries {output.queries} "
-            "--selection {output.selection} > {log} 2>&1"
+            "prefalign select --spec {input.spec:q} --round {wildcards.round} "
+            "--particles {input.particles:q} --queries {output.queries:q} "
+            "--selection {output.selection:q} > {log:q} 2>&1"
 
     rule fit:
         input:
@@ -121,8 +121,8 @@ else:
         benchmark:
             "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/fit.tsv"
         shell:
-            "prefalign fit --spec {input.spec} --round {params.fitted_on} "
-            "--observations {input.observations} {params.previous} --out {output} > {log} 2>&1"
+            "prefalign fit --spec {input.spec:q} --round {params.fitted_on} "
+            "--observations {input.observations:q} {params.previous} --out {output:q} > {log:q} 2>&1"
 
 
 rule oracle:
@@ -136,9 +136,9 @@ rule oracle:
     benchmark:
         "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/oracle.tsv"
     shell:
-        "prefalign query --spec {input.spec} --round {wildcards.round} "
-        "--queries {input.queries} --rewards {output} "
-        "--log {log} 2>> {log}"
+        "prefalign query --spec {input.spec:q} --round {wildcards.round} "
+        "--queries {input.queries:q} --rewards {output:q} "
+        "--log {log:q} 2>> {log:q}"
 
 
 rule observe:
@@ -163,6 +163,6 @@ rule observe:
     benchmark:
         "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/observe.tsv"
     shell:
-        "prefalign observe --spec {input.spec} --round {wildcards.round} {params.previous} "
-        "--queries {input.queries} --selection {input.selection} --rewards {input.rewards} "
-        "--out {output.observations} --plot {output.plot} > {log} 2>&1"
+        "prefalign observe --spec {input.spec:q} --round {wildcards.round} {params.previous} "
+        "--queries {input.queries:q} --selection {input.selection:q} --rewards {input.rewards:q} "
+        "--out {output.observations:q} --plot {output.plot:q} > {log:q} 2>&1"

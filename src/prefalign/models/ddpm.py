@@ -28,8 +28,8 @@ from typing import Literal
 
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-from tqdm.auto import tqdm
 
+from prefalign.progress import tqdm
 from prefalign.sde import VPSDE
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
@@ -408,7 +408,7 @@ def train_ddpm(
                 avg.lerp_(p.detach(), 1.0 - decay)
         losses.append(loss.item())
         if progress and len(losses) % 50 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.4f}")
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.4f}", refresh=False)
 
     # 3. save the EMA weights as a diffusers pipeline, then the training record
     with torch.no_grad():

@@ -34,6 +34,11 @@ What it does, in order:
    whole number of the scale), is refused with a message on the page; nothing is written.
 6. Once every query is rated and submitted, ``REWARDS.csv`` is written atomically (temporary file,
    then :func:`os.replace`), the page says thank you, the server stops and the command exits 0.
+   The submission is durable the moment the file is renamed into place: the round then ends
+   whatever happens to the reply (a tab closed right after Submit, a double click, a reset).
+7. Hardening: the URL file is 0600 (it holds the token); a connection idle for
+   ``--connection-timeout-s`` (default 30 s) is closed; malformed requests (a ``Content-Length``
+   that is not ASCII digits, a draft nested too deeply) get 400; ``--host ''`` is refused.
 
 Exit status: 0 rewards written; 1 unusable input (queries file, rewards folder, URL file,
 address); 2 bad command line; 124 ``--timeout-s`` expired; 130 interrupted (Ctrl-C) or terminated
@@ -60,6 +65,7 @@ import socket
 import sys
 import tempfile
 import threading
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -83,6 +89,10 @@ DISPLAY_PX = 192
 MAX_BODY_BYTES = 1 << 20
 #: Longest scale offered as radio buttons (MAX - MIN).
 MAX_SCALE_STEPS = 10
+#: Seconds a connection may sit idle (no byte sent or taken) before the server closes it.
+CONNECTION_TIMEOUT_S = 30.0
+#: Seconds the round waits, once the rewards are written, for the thank-you page to go out.
+REPLY_GRACE_S = 5.0
 #: Form fields carrying a rating are named ``rating:<query id>``.
 FIELD_PREFIX = "rating:"
 
@@ -140,7 +150,8 @@ def load_queries(path: str | os.PathLike[str]) -> Queries:
             x = npz["x"]
     except QueriesError:
         raise
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        # a truncated or corrupt file: BadZipFile and EOFError are no ValueError
         raise QueriesError(f"cannot read queries file {path}: {error}") from error
 
     if ids_array.ndim != 1 or ids_array.dtype.kind != "U":
@@ -324,8 +335,10 @@ class RatingSession:
     """The server-side state of one round: the ratings entered so far and how the round ended.
 
     All methods are thread-safe. ``outcome`` is ``None`` while open, then ``"submitted"``
-    (REWARDS.csv written) or ``"timed_out"`` (nothing written); ``done`` is set once the
-    thank-you page has been sent.
+    (REWARDS.csv written) or ``"timed_out"`` (nothing written). ``done`` is set the moment
+    REWARDS.csv is renamed into place: the submission is durable then, and the round ends
+    whatever happens to the reply (a closed tab, a reset connection). ``replied`` is set once the
+    thank-you page was sent or its sending failed.
     """
 
     def __init__(self, ids: Sequence[str], scale: tuple[int, int], rewards_path: Path) -> None:
@@ -335,6 +348,7 @@ class RatingSession:
         self.ratings: dict[str, int] = {}
         self.outcome: Literal["submitted", "timed_out"] | None = None
         self.done = threading.Event()
+        self.replied = threading.Event()
         self._index = {query_id: i for i, query_id in enumerate(self.ids)}
         self._lock = threading.Lock()
 
@@ -429,6 +443,7 @@ class RatingSession:
                 return [f"{count} not rated yet. Rate every query, then submit again."]
             write_rewards(self.rewards_path, self.ids, self.ratings)
             self.outcome = "submitted"
+            self.done.set()
             return []
 
     def close_on_timeout(self) -> bool:
@@ -723,6 +738,7 @@ class OracleServer(ThreadingHTTPServer):
         pictures: QueryPictures,
         settings: PageSettings,
         token: str,
+        connection_timeout_s: float = CONNECTION_TIMEOUT_S,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -731,12 +747,27 @@ class OracleServer(ThreadingHTTPServer):
         self.pictures = pictures
         self.settings = settings
         self.token = token
+        self.connection_timeout_s = connection_timeout_s
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        """A client that went away (closed tab, reset) is one line on stderr, not a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            print(f"{PROG}: a connection ended early: {error}", file=sys.stderr)
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: OracleServer
     server_version = "prefalign-human-oracle"
     sys_version = ""
+
+    def setup(self) -> None:
+        # a socket time-out per connection: an idle client (no request line, a body that never
+        # comes, a reply never taken) cannot hold a thread for ever
+        self.timeout = self.server.connection_timeout_s
+        super().setup()
 
     def log_message(self, format: str, *args: object) -> None:
         """Log nothing: request lines hold the token, and stderr ends up in workflow logs."""
@@ -806,6 +837,11 @@ class _Handler(BaseHTTPRequestHandler):
             ratings = request["ratings"]
             if not isinstance(ratings, dict):
                 raise TypeError("'ratings' must be an object")
+        except RecursionError:
+            self._send_json(
+                HTTPStatus.BAD_REQUEST, {"error": "the draft is too deeply nested to be a draft"}
+            )
+            return
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
             self._send_json(
                 HTTPStatus.BAD_REQUEST,
@@ -861,16 +897,34 @@ class _Handler(BaseHTTPRequestHandler):
             page = render_rating_page(session, server.pictures, server.settings, errors)
             self._send_html(HTTPStatus.BAD_REQUEST, page)
             return
-        page = render_thanks_page(server.settings, len(session.ids), session.rewards_path)
-        self._send_html(HTTPStatus.OK, page)
-        session.done.set()
+        # the rewards are in place and session.done is set: the round ends whatever happens to
+        # this reply (the main thread gives it REPLY_GRACE_S to go out)
+        try:
+            page = render_thanks_page(server.settings, len(session.ids), session.rewards_path)
+            self._send_html(HTTPStatus.OK, page)
+        except OSError as error:  # BrokenPipeError, ConnectionResetError, a time-out
+            print(
+                f"{PROG}: the ratings were saved, but the thank-you page could not be sent "
+                f"({error})",
+                file=sys.stderr,
+            )
+            self.close_connection = True
+        finally:
+            session.replied.set()
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _read_body(self) -> bytes | None:
         length_header = self.headers.get("Content-Length")
-        if length_header is None or not length_header.isdigit():
+        if length_header is None:
             self._send_text(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required\n")
+            return None
+        # ASCII digits only: str.isdigit() also takes '²', which int() then refuses
+        if not re.fullmatch(r"[0-9]{1,12}", length_header.strip(), flags=re.ASCII):
+            self._send_text(
+                HTTPStatus.BAD_REQUEST,
+                f"Content-Length must be a whole number of bytes, got {length_header!r}\n",
+            )
             return None
         length = int(length_header)
         if length > MAX_BODY_BYTES:
@@ -929,6 +983,15 @@ def _timeout(text: str) -> float | None:
     return value
 
 
+def _host(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "must not be empty (it would listen on every interface); give 127.0.0.1, or "
+            "0.0.0.0 to listen on every interface on purpose"
+        )
+    return text.strip()
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -975,8 +1038,19 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("rewards", type=Path, metavar="REWARDS.csv", help="rewards file to write")
     parser.add_argument(
         "--host",
+        type=_host,
         default="127.0.0.1",
-        help="address to listen on (default: 127.0.0.1, this machine only)",
+        help=(
+            "address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 or :: for "
+            "every interface)"
+        ),
+    )
+    parser.add_argument(
+        "--connection-timeout-s",
+        type=_timeout,
+        default=CONNECTION_TIMEOUT_S,
+        metavar="SECONDS",
+        help="close a connection idle for this long (default: %(default)g)",
     )
     parser.add_argument(
         "--port", type=_port, default=0, help="port to listen on (default: 0, any free port)"
@@ -1082,9 +1156,10 @@ def _environment_defaults(args: argparse.Namespace) -> list[str]:
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable by its owner only (it holds the token)."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(descriptor, 0o644)
+        os.fchmod(descriptor, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(temporary, path)
@@ -1143,13 +1218,23 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: Marker by which the workflow's oracle runner finds (and kills) the oracle's processes
+#: (``prefalign.oracle.ORACLE_MARKER_ENV``): a browser started by ``--open`` does not carry it,
+#: so it outlives a round that ends normally.
+_ORACLE_MARKER_ENV = "PREFALIGN_ORACLE_RUN"
+
+
 def _open_in_browser(url: str) -> None:
     import webbrowser
 
+    marker = os.environ.pop(_ORACLE_MARKER_ENV, None)
     try:
         opened = webbrowser.open(url, new=2)
     except webbrowser.Error:
         opened = False
+    finally:
+        if marker is not None:
+            os.environ[_ORACLE_MARKER_ENV] = marker
     if not opened:
         print(f"{PROG}: could not open a web browser here; open the URL yourself", file=sys.stderr)
 
@@ -1202,7 +1287,12 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_urlsafe(24)
     try:
         server = OracleServer(
-            (args.host, args.port), session, QueryPictures(queries), settings, token
+            (args.host, args.port),
+            session,
+            QueryPictures(queries),
+            settings,
+            token,
+            connection_timeout_s=args.connection_timeout_s or CONNECTION_TIMEOUT_S,
         )
     except OSError as error:
         return fail(f"cannot listen on {args.host}:{args.port}: {error}")
@@ -1250,8 +1340,10 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_TIMEOUT
-            # A submission won the race against the time-out: let it finish its thank-you page.
-            session.done.wait(10.0)
+            # The rewards are in place (or a submission won the race against the time-out): give
+            # the thank-you page a moment to go out, but never wait on a client that went away.
+            session.done.wait(REPLY_GRACE_S)
+            session.replied.wait(REPLY_GRACE_S)
     except (KeyboardInterrupt, _Terminated) as error:
         if session.close_on_timeout():
             how = "interrupted" if isinstance(error, KeyboardInterrupt) else "terminated"

@@ -1,0 +1,144 @@
+"""Config names never reach a shell (issue 13): the schema restricts domain, method and
+experiment names and ``results_page`` to safe patterns, and every path in a rule's ``shell:`` is
+quoted."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from workflow_helpers import REPO, env, snakemake_cmd, tiny_config, workdir
+
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def _errors(config: dict) -> list[str]:
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    return [e.message for e in validator.iter_errors(config)]
+
+
+def _rename_domain(config: dict, new: str) -> dict:
+    config = copy.deepcopy(config)
+    config["domains"] = {new: config["domains"].pop("mixture2d")}
+    config["experiments"]["E1"]["domains"] = [new]
+    return config
+
+
+def _rename_method(config: dict, new: str) -> dict:
+    config = copy.deepcopy(config)
+    config["methods"][new] = config["methods"].pop("fkc-al")
+    config["experiments"]["E1"]["methods"] = [new, "random"]
+    return config
+
+
+def _rename_experiment(config: dict, new: str) -> dict:
+    config = copy.deepcopy(config)
+    config["experiments"] = {new: config["experiments"].pop("E1")}
+    config["run"] = [new]
+    return config
+
+
+UNSAFE_NAMES = ["a;touch X;b", "m$(touch X)", "../../../../tmp/x", "a b", "x/y", "a..b", "-x", ""]
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES)
+@pytest.mark.parametrize(
+    "rename", [_rename_domain, _rename_method, _rename_experiment], ids=["domain", "method", "exp"]
+)
+def test_schema_rejects_unsafe_names(name: str, rename) -> None:
+    """Domain and method names were free strings: `a;touch X;b` ran a command during `spec`,
+    `../../../../tmp/x` wrote outside results/, `a b` split into two arguments."""
+    assert _errors(rename(tiny_config(), name)), f"{name!r} was accepted"
+
+
+@pytest.mark.parametrize(
+    "page", ["../README.md", "/tmp/page.md", "results/../../x.md", "a b.md", "x;rm.md", ".md"]
+)
+def test_schema_rejects_results_page_outside_the_project(page: str) -> None:
+    """`results_page` was only checked for `.md$`."""
+    assert _errors(tiny_config(results_page=page)), f"{page!r} was accepted"
+
+
+@pytest.mark.parametrize("name", ["mixture2d-two-modes", "E1", "k_4", "v1.2", "n-1024"])
+def test_schema_accepts_safe_names(name: str) -> None:
+    config = _rename_experiment(_rename_method(_rename_domain(tiny_config(), name), name), name)
+    assert _errors(config) == []
+    assert _errors(tiny_config(results_page="docs/results/page.md")) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["config/config.yaml", "config/paper.yaml", "config/human.yaml", ".test/config/config.yaml"],
+)
+def test_shipped_configs_pass_the_schema(path: str) -> None:
+    config = yaml.safe_load((REPO / path).read_text())
+    if path == "config/human.yaml":  # applied over the default config (--configfile)
+        config = _merge(yaml.safe_load((REPO / "config/config.yaml").read_text()), config)
+    assert _errors(config) == []
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Snakemake's --configfile merge: mappings key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _shell_strings(text: str) -> list[str]:
+    """The (concatenated) string of every `shell:` directive of a rules file."""
+    shells = []
+    for match in re.finditer(r"^(\s*)shell:\s*\n((?:\1\s+\".*\"\s*\n)+)", text, flags=re.M):
+        shells.append("".join(re.findall(r'"(.*)"', match.group(2))))
+    return shells
+
+
+def test_every_path_in_a_shell_directive_is_quoted() -> None:
+    """Rules pasted {input}, {output}, {log} and path {params} unquoted into `shell:`."""
+    quoted_params = {"spec", "title", "name", "previous", "surrogate"}  # shlex-quoted by helpers
+    numeric_params = {"threshold", "fitted_on", "steps", "batch_size", "lr", "seed"}
+    checked = 0
+    for path in sorted((REPO / "workflow/rules").glob("*.smk")):
+        for shell in _shell_strings(path.read_text()):
+            for field in re.findall(r"\{([^{}]+)\}", shell):
+                checked += 1
+                name, _, spec = field.partition(":")
+                if name.startswith(("input", "output", "log")) or name in (
+                    "params.page_dir",
+                    "wildcards.experiment",
+                ):
+                    assert spec == "q", f"{path.name}: {{{field}}} is not quoted"
+                elif name.startswith("params."):
+                    param = name.removeprefix("params.")
+                    assert param in quoted_params | numeric_params, f"{path.name}: {field}"
+                else:
+                    assert name == "wildcards.round", f"{path.name}: {{{field}}}"  # digits only
+    assert checked > 50
+
+
+def test_flag_helper_quotes_its_path() -> None:
+    common = (REPO / "workflow/rules/common.smk").read_text()
+    assert 'f"--{name} {shlex.quote(paths[0])}"' in common
+
+
+def test_a_domain_name_with_a_command_runs_nothing(tmp_path: Path) -> None:
+    """`snakemake` on a config whose domain is `a;touch PWNED;b` used to run `touch PWNED` in
+    the spec job; now the schema refuses the config before any job."""
+    config = _rename_domain(tiny_config(), "a;touch PWNED;b")
+    config["experiments"]["E1"]["methods"] = ["random"]
+    wd = workdir(tmp_path, config)
+    target = "results/campaigns/a;touch PWNED;b/random/seed0/spec.json"
+    proc = subprocess.run(
+        snakemake_cmd(target), cwd=wd, env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert not (wd / "PWNED").exists(), "a config name ran a shell command"
+    assert proc.returncode != 0
+    assert "does not match" in proc.stdout + proc.stderr

@@ -54,7 +54,7 @@ X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]], dtype=np.float32)
 
 
 def _fake_draw(log_weights: np.ndarray):
-    def draw(spec, domain, surrogate, n, round_, step, *, progress=False):
+    def draw(spec, domain, surrogate, n, round_, step, *, explore=True, progress=False):
         lw = torch.as_tensor(log_weights, dtype=torch.float64)
         return SampleResult(
             x=torch.as_tensor(X),
@@ -65,6 +65,7 @@ def _fake_draw(log_weights: np.ndarray):
             n_score_evals=0,
             n_reward_evals=0,
             lam=torch.zeros(2, dtype=torch.float64),
+            ancestors=torch.arange(len(X)),
         )
 
     return draw

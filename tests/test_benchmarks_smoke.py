@@ -53,4 +53,12 @@ def test_run_all_quick_prints_every_ratio(tmp_path: Path) -> None:
     missing = [p for p in expected_lines() if not re.search(p, summary)]
     assert not missing, f"ratios missing from the summary: {missing}\n{summary}"
     data = json.loads(results.read_text())
-    assert set(data) >= {"overhead", "feedback", "refit", "workflow", "scaling", "levers", "machine"}
+    assert set(data) >= {
+        "overhead",
+        "feedback",
+        "refit",
+        "workflow",
+        "scaling",
+        "levers",
+        "machine",
+    }

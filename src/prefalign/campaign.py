@@ -218,7 +218,7 @@ def campaign_settings(config: Mapping[str, Any], domain: str, method: str, seed:
         "true_reward": true_reward,
         "seed": int(seed),
         "budget": budget,
-        "k": meth.get("k", config["k"]),
+        "k": meth.get("k", dom.get("k", config["k"])),
         "n_particles": meth.get("n_particles", dom.get("n_particles", config["n_particles"])),
         "oracle": dom["oracle"],
         "oracle_timeout_s": dom.get("oracle_timeout_s"),
@@ -256,7 +256,7 @@ def campaign_rounds(config: Mapping[str, Any], domain: str, method: str) -> int:
     if meth.get("non_adaptive", False):
         return 1
     budget = config["domains"][domain].get("budget", config["budget"])
-    return budget // meth.get("k", config["k"])
+    return budget // meth.get("k", config["domains"][domain].get("k", config["k"]))
 
 
 def write_spec(spec: CampaignSpec, path: str | os.PathLike[str]) -> None:

@@ -35,14 +35,14 @@ GOAL_XHAT0 = 2.0
 #: name -> overrides of the campaign spec's method (over the config's ``fkc-al``)
 LEVERS: dict[str, dict] = {
     "fkc-al (config default)": {},
-    "fkc, draft's batch (top by FK weight)": {"method": {"batch": "top", "score": "fk_weight"}},
-    "fkc, k-center batch": {"method": {"batch": "kcenter"}},
-    "fkc, reward at xhat0": {"method": {"sampler": {"reward_at": "xhat0"}}},
-    "fkc, Thompson (ensemble of 5)": {
+    "draft-al (draft's rule)": {"method": {"batch": "top", "explore_from": "tilted"}},
+    "fkc-al, k-center batch": {"method": {"batch": "kcenter"}},
+    "fkc-al, reward at xhat0": {"method": {"sampler": {"reward_at": "xhat0"}}},
+    "fkc-al, Thompson (ensemble of 5)": {
         "method": {"tilt_member": "thompson"},
         "surrogate": {"ensemble": 5},
     },
-    "fkc, uniform grid, no denoising": {
+    "fkc-al, uniform grid, no denoising": {
         "method": {"sampler": {"time_grid": "uniform", "denoise": False}}
     },
 }

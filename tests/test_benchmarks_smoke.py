@@ -36,7 +36,7 @@ def expected_lines() -> list[str]:
     lines.append(rf"\[4\] wall time, one torch job per round / one job per step .*: {NUMBER}")
     lines.append(rf"\[4\] start-up prefalign select --help / python -c pass: {NUMBER}")
     lines.append(rf"\[6\] one round / base round, digits, fkc-al \(config default\): {NUMBER}")
-    lines.append(rf"\[6\] one round / base round, digits, fkc, reward at xhat0: {NUMBER}")
+    lines.append(rf"\[6\] one round / base round, digits, fkc-al, reward at xhat0: {NUMBER}")
     return lines
 
 

@@ -338,7 +338,12 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 def _cmd_results_page(args: argparse.Namespace) -> int:
     from prefalign.results_page import write_results_page
 
-    write_results_page(args.out, args.sections, config_name=args.config_name)
+    write_results_page(
+        args.out,
+        args.sections,
+        config_name=args.config_name,
+        notes=next((n for n in args.notes if n), None),
+    )
     print(f"wrote {args.out}")
     return 0
 
@@ -537,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("results-page", _cmd_results_page, "Concatenate experiment sections into one page.")
     p.add_argument("--sections", nargs="+", required=True)
     p.add_argument("--config-name", default="config/config.yaml")
+    p.add_argument(
+        "--notes", nargs="*", default=[], help="Markdown shown under the header (findings)"
+    )
     p.add_argument("--out", required=True)
 
     p = add("oracle", lambda a: 2, "Built-in oracle commands (simulated users, a person).")

@@ -71,8 +71,11 @@ def write_section(
     return out
 
 
-def write_results_page(out: StrPath, sections: list[StrPath], *, config_name: str) -> Path:
-    """Concatenate the experiments' sections under a header saying how the page was made."""
+def write_results_page(
+    out: StrPath, sections: list[StrPath], *, config_name: str, notes: StrPath | None = None
+) -> Path:
+    """Concatenate the experiments' sections under a header saying how the page was made, and
+    the ``notes`` file (what the run shows, where the method loses) when given."""
     out = Path(out)
     header = [
         "# Results",
@@ -82,6 +85,8 @@ def write_results_page(out: StrPath, sections: list[StrPath], *, config_name: st
         " every number and figure below comes from that run.",
         "",
     ]
+    if notes is not None:
+        header += [Path(notes).read_text().rstrip(), ""]
     body = [Path(s).read_text().rstrip() + "\n" for s in sections]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(header) + "\n" + "\n".join(body))

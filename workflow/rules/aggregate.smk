@@ -47,7 +47,8 @@ rule aggregate:
 
 rule results_page:
     input:
-        get_experiment_sections(),
+        sections=get_experiment_sections(),
+        notes=get_results_notes(),
     output:
         config.get("results_page", "results/README.md"),
     params:
@@ -57,5 +58,5 @@ rule results_page:
     benchmark:
         "results/benchmarks/results_page.tsv"
     shell:
-        "prefalign results-page --sections {input:q} --config-name {params.name} "
-        "--out {output:q} > {log:q} 2>&1"
+        "prefalign results-page --sections {input.sections:q} --notes {input.notes:q} "
+        "--config-name {params.name} --out {output:q} > {log:q} 2>&1"

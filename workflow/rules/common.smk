@@ -169,3 +169,9 @@ def get_final_outputs():
     if any(config["domains"][d].get("type", d) == "digits" for d in used):
         outputs.append("results/models/digits-base/validity.json")
     return outputs
+
+
+def get_results_notes():
+    """The Markdown notes shown under the results page's header, when the file exists."""
+    path = config.get("results_notes", "config/results-notes.md")
+    return [path] if os.path.exists(path) else []

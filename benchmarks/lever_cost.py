@@ -72,6 +72,7 @@ def run_section(*, quick: bool, out: Path, model_dir: Path | None = None) -> lis
     import _common
 
     from prefalign import rounds
+    from prefalign.campaign import merge_settings
 
     section("6. Cost of one round: each method and lever / a base round (best-of-n), digits")
     mdir = digits_model(out, quick=quick, model_dir=model_dir)
@@ -89,7 +90,7 @@ def run_section(*, quick: bool, out: Path, model_dir: Path | None = None) -> lis
             "digits",
             "fkc-al",
             0,
-            overrides=_common_merge(overrides, change),
+            overrides=merge_settings(overrides, change),
             n_steps=steps,
         )
     with tempfile.TemporaryDirectory() as tmp, _common.in_process_rounds(cache_base_draws=False):
@@ -118,12 +119,6 @@ def run_section(*, quick: bool, out: Path, model_dir: Path | None = None) -> lis
         print(f"{name:40s} {t:6.2f} s  x{ratio:.2f}{note}", flush=True)
     print(f"(N={n}, {steps} steps, fit on {answers} answers, medians of {repeats} alternated runs)")
     return results
-
-
-def _common_merge(a: dict, b: dict) -> dict:
-    from prefalign.campaign import merge_settings
-
-    return merge_settings(a, b)
 
 
 def main() -> None:

@@ -141,6 +141,26 @@ def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).flatten(1).sum(dim=1)
 
 
+def _reward_gradient(
+    r: object, xr: torch.Tensor, n: int, need_grad: bool, what: str, needs: str
+) -> torch.Tensor | None:
+    """Check that a reward returned (N,) values and, if asked, ``grad_xr sum(r)``."""
+    if not isinstance(r, torch.Tensor):
+        raise TypeError(f"reward must return a torch.Tensor; got {type(r).__name__}")
+    if r.shape != (n,):
+        raise ValueError(
+            f"reward returned shape {tuple(r.shape)} for {n} particles; expected ({n},)"
+        )
+    if not need_grad:
+        return None
+    if not r.requires_grad:
+        raise ValueError(
+            f"{what} does not depend differentiably on x; the tilted drift needs {needs}"
+        )
+    (grad,) = torch.autograd.grad(r.sum(), xr)
+    return grad
+
+
 def _checked_reward(
     reward: RewardFn, x: torch.Tensor, t: float, need_grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -149,20 +169,7 @@ def _checked_reward(
     with torch.enable_grad():
         xr = x.detach().requires_grad_(need_grad)
         r = reward(xr)
-        if not isinstance(r, torch.Tensor):
-            raise TypeError(f"reward must return a torch.Tensor; got {type(r).__name__}")
-        if r.shape != (n,):
-            raise ValueError(
-                f"reward returned shape {tuple(r.shape)} for {n} particles; expected ({n},)"
-            )
-        grad = None
-        if need_grad:
-            if not r.requires_grad:
-                raise ValueError(
-                    "reward output does not depend differentiably on x; the tilted drift needs "
-                    "grad_x r(x)"
-                )
-            (grad,) = torch.autograd.grad(r.sum(), xr)
+        grad = _reward_gradient(r, xr, n, need_grad, "reward output", "grad_x r(x)")
     r = r.detach()
     bad = ~torch.isfinite(r)
     if bad.any():
@@ -397,17 +404,15 @@ def _potential_at_xhat0(
         if s.shape != x.shape:
             raise ValueError(f"score returned shape {tuple(s.shape)}; expected {tuple(x.shape)}")
         r = reward(tweedie(xr, s, sde, t))
-        if not isinstance(r, torch.Tensor) or r.shape != (n,):
-            got = tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__
-            raise ValueError(f"reward returned {got} for {n} particles; expected shape ({n},)")
-        grad = None
-        if need_grad:
-            if not r.requires_grad:
-                raise ValueError(
-                    "reward at xhat0 does not depend differentiably on x; the tilted drift needs "
-                    "its gradient (is the score network run under torch.no_grad?)"
-                )
-            (grad,) = torch.autograd.grad(r.sum(), xr)
+        grad = _reward_gradient(
+            r,
+            xr,
+            n,
+            need_grad,
+            "reward at xhat0",
+            "its gradient (is the score network run under torch.no_grad?)",
+        )
+        if grad is not None:
             grad = lam * grad
     s, r = s.detach(), r.detach()
     if not torch.isfinite(s).all():

@@ -504,36 +504,34 @@ def _terminate_raises() -> Iterator[None]:
     """While the oracle runs, SIGTERM and SIGHUP raise :class:`OracleTerminated` (SIGINT raises
     KeyboardInterrupt as always), so the oracle is killed before this process exits. Only on the
     main thread (elsewhere Python cannot install handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: object) -> None:
         raise OracleTerminated(signum)
 
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(ValueError, OSError):
-            previous[sig] = signal.signal(sig, handler)
-    try:
+    with _signal_handlers((signal.SIGTERM, signal.SIGHUP), handler):
         yield
-    finally:
-        for sig, old in previous.items():
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(sig, old)
 
 
 @contextlib.contextmanager
 def _signals_ignored() -> Iterator[None]:
     """SIGTERM, SIGHUP and SIGINT ignored while the oracle is killed: a second Ctrl-C or a
     repeated SIGTERM must not interrupt the clean-up half way."""
+    with _signal_handlers((signal.SIGTERM, signal.SIGHUP, signal.SIGINT), signal.SIG_IGN):
+        yield
+
+
+@contextlib.contextmanager
+def _signal_handlers(signals: tuple[int, ...], handler: object) -> Iterator[None]:
+    """``handler`` for each of ``signals`` inside the block, the previous ones restored after
+    (signals that cannot be set here are left alone); a no-op off the main thread, where Python
+    cannot install handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    for sig in signals:
         with contextlib.suppress(ValueError, OSError):
-            previous[sig] = signal.signal(sig, signal.SIG_IGN)
+            previous[sig] = signal.signal(sig, handler)
     try:
         yield
     finally:

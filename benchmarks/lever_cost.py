@@ -7,7 +7,7 @@ round; every other case is the same round with one lever changed, timed in this 
 alternating the cases, and printed as the ratio of medians. Goals (issue "Feedback efficiency,
 decisively"): the default method at most 1.15x, the reward at the denoised estimate at most 2x.
 
-Usage: python benchmarks/lever_cost.py [--quick] [--methods NAME ...]
+Usage: python benchmarks/lever_cost.py [--quick] [--repeats R] [--only SUBSTRING ...]
 """
 
 from __future__ import annotations
@@ -67,8 +67,16 @@ def _observations(spec, workdir: Path, n_answers: int):
     return obs
 
 
-def run_section(*, quick: bool, out: Path, model_dir: Path | None = None) -> list[dict]:
-    """Section 6 of ``run_all.py``."""
+def run_section(
+    *,
+    quick: bool,
+    out: Path,
+    model_dir: Path | None = None,
+    repeats: int | None = None,
+    only: list[str] | None = None,
+) -> list[dict]:
+    """Section 6 of ``run_all.py``; ``only`` keeps the levers whose names contain one of the
+    substrings (the base round always runs), ``repeats`` overrides the timed runs per case."""
     import _common
 
     from prefalign import rounds
@@ -76,7 +84,8 @@ def run_section(*, quick: bool, out: Path, model_dir: Path | None = None) -> lis
 
     section("6. Cost of one round: each method and lever / a base round (best-of-n), digits")
     mdir = digits_model(out, quick=quick, model_dir=model_dir)
-    n, steps, repeats, answers = (32, 5, 1, 16) if quick else (256, 50, 3, 48)
+    n, steps, default_repeats, answers = (32, 5, 1, 16) if quick else (256, 50, 3, 48)
+    repeats = repeats or default_repeats
     overrides = {
         "domain_options": {"model_dir": str(mdir)},
         "n_particles": n,
@@ -86,6 +95,8 @@ def run_section(*, quick: bool, out: Path, model_dir: Path | None = None) -> lis
     base = campaign_spec("digits", "best-of-n", 0, overrides={**overrides}, n_steps=steps)
     specs = {"base round (best-of-n)": base}
     for name, change in LEVERS.items():
+        if only and not any(part in name for part in only):
+            continue
         specs[name] = campaign_spec(
             "digits",
             "fkc-al",
@@ -126,12 +137,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--model-dir", type=Path)
+    parser.add_argument("--repeats", type=int, help="timed runs per case (default 3)")
+    parser.add_argument("--only", nargs="+", help="levers whose names contain one of these")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     np.seterr(all="ignore")
-    run_section(quick=args.quick, out=args.out, model_dir=args.model_dir)
+    run_section(
+        quick=args.quick,
+        out=args.out,
+        model_dir=args.model_dir,
+        repeats=args.repeats,
+        only=args.only,
+    )
 
 
 if __name__ == "__main__":

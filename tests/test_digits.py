@@ -222,6 +222,34 @@ def test_oracle_noise_is_seeded_per_query(heldout: np.ndarray) -> None:
     assert not np.allclose(make_oracle("thick-3", noise_std=0.1, seed=8)(x), first)
 
 
+def test_torch_users_match_the_scikit_learn_users(heldout: np.ndarray) -> None:
+    """The differentiable users (the `true-reward` upper bound) agree with the black boxes,
+    which are scikit-learn's own predict_proba and np.interp, on real, noisy and clipped inputs."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            heldout[:30],
+            heldout[:30] + rng.normal(0, 0.3, (30, 1, 8, 8)),
+            rng.uniform(-2, 2, (8, 1, 8, 8)),
+        ]
+    )
+    for name in ("thick-3", "digit-7", "thick", "eval-thick-3", "eval-digit-0"):
+        user = make_oracle(name)
+        got = user.torch(torch.as_tensor(x, dtype=torch.float64)).numpy()
+        np.testing.assert_allclose(got, user(x), atol=1e-9, err_msg=name)
+    assert not hasattr(make_oracle("thick-3", noise_std=0.1), "torch")  # noisy users are not
+
+
+def test_torch_user_has_a_gradient_that_raises_the_reward(heldout: np.ndarray) -> None:
+    reward = make_oracle("thick-3").torch
+    x = torch.as_tensor(heldout[:40], dtype=torch.float64) * 0.9
+    x.requires_grad_(True)
+    reward(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    stepped = (x + 0.02 * x.grad / x.grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).detach()
+    assert (reward(stepped) >= reward(x.detach()) - 1e-9).float().mean() > 0.9
+
+
 def test_unknown_oracle_lists_the_valid_names(domain: DigitsDomain) -> None:
     for bad in ("thin", "digit-10", "thick-x", "eval-"):
         with pytest.raises(ValueError, match="digit-K"):

@@ -31,6 +31,10 @@ person sees in the rendering (pixels clipped to [-1, 1], NaN as mid-grey):
 - ``thick-K``: ``digit-K * thick`` ("thick threes" is ``thick-3``, the default preference).
 - ``eval-digit-K``, ``eval-thick``, ``eval-thick-K``: the same with the evaluation classifier.
 
+Each noiseless user also has ``.torch``, the same function in torch (the fitted classifiers'
+weights re-evaluated, the percentile as the same piecewise-linear interpolation), differentiable
+in the samples: the ``true-reward`` upper bound tilts FKC by it.
+
 Rarity under the default base model (512 samples, 100 Euler-Maruyama steps): ``thick-3 > 0.9``
 for 0.6 % of samples (0 % of real held-out digits), ``thick-K > 0.9`` 0-1 % for every K,
 ``digit-K > 0.9`` 5-11 % (too common to be a hard preference), ``thick > 0.9`` 6 %. Hence the
@@ -336,6 +340,69 @@ def digit_probability(x: np.ndarray, digit: int, *, evaluation: bool = False) ->
     return _classifier(digit_models(), evaluation).predict_proba(_pixels(x))[:, digit]
 
 
+def _torch_pixels(x: torch.Tensor) -> torch.Tensor:
+    """:func:`_pixels` in torch: (N, 1, 8, 8) -> (N, 64), clipped to [-1, 1]."""
+    import torch
+
+    return torch.clamp(x.reshape(len(x), 64), -1.0, 1.0)
+
+
+def _torch_digit_probability(x: torch.Tensor, digit: int, *, evaluation: bool) -> torch.Tensor:
+    """:func:`digit_probability` as a differentiable torch function of the samples.
+
+    The fitted scikit-learn classifiers are re-evaluated with their own weights: the oracle's MLP
+    (ReLU hidden layers, softmax output) and the evaluation's multinomial logistic regression.
+    """
+    import torch
+
+    h = _torch_pixels(x)
+    classifier = _classifier(digit_models(), evaluation)
+    dtype, device = h.dtype, h.device
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+
+    if isinstance(classifier, MLPClassifier):
+        if classifier.activation != "relu" or classifier.out_activation_ != "softmax":
+            raise NotImplementedError("only ReLU MLPs with a softmax output are mirrored in torch")
+        layers = list(zip(classifier.coefs_, classifier.intercepts_, strict=True))
+        for i, (w, b) in enumerate(layers):
+            h = h @ tensor(w) + tensor(b)
+            if i < len(layers) - 1:
+                h = torch.relu(h)
+    else:
+        h = h @ tensor(classifier.coef_).T + tensor(classifier.intercept_)
+    return torch.softmax(h, dim=1)[:, digit]
+
+
+def _torch_thickness(x: torch.Tensor) -> torch.Tensor:
+    """:func:`thickness` in torch: the same piecewise-linear percentile (``np.interp``)."""
+    import torch
+
+    reference = torch.as_tensor(digit_models().ink_reference, dtype=x.dtype, device=x.device)
+    levels = torch.linspace(0.0, 1.0, len(reference), dtype=x.dtype, device=x.device)
+    value = ((_torch_pixels(x) + 1.0) / 2.0).mean(dim=1)
+    # the segment [reference[j], reference[j + 1]] holding each value, as np.interp picks it
+    j = (torch.searchsorted(reference, value.detach(), right=True) - 1).clamp(0, len(reference) - 2)
+    x0, x1, y0, y1 = reference[j], reference[j + 1], levels[j], levels[j + 1]
+    width = x1 - x0
+    share = torch.where(width > 0, (value - x0) / torch.where(width > 0, width, 1.0), 1.0)
+    return y0 + share.clamp(0.0, 1.0) * (y1 - y0)
+
+
+def _torch_reward_fn(name: str):
+    """The differentiable torch version of :func:`_reward_fn` (same names)."""
+    evaluation = name.startswith("eval-")
+    base = name.removeprefix("eval-")
+    if base == "thick":
+        return _torch_thickness
+    kind, _, digit = base.partition("-")
+    k = int(digit)
+    if kind == "digit":
+        return lambda x: _torch_digit_probability(x, k, evaluation=evaluation)
+    return lambda x: _torch_digit_probability(x, k, evaluation=evaluation) * _torch_thickness(x)
+
+
 def oracle_names() -> list[str]:
     """All simulated users: ``digit-K``, ``thick``, ``thick-K`` and their ``eval-`` versions."""
     names = [f"digit-{k}" for k in range(10)] + ["thick"] + [f"thick-{k}" for k in range(10)]
@@ -379,6 +446,10 @@ def make_oracle(name: str, *, noise_std: float = 0.0, seed: int = 0) -> OracleFn
         return r
 
     oracle.__name__ = f"digits_{name.replace('-', '_')}"
+    if (
+        noise_std == 0
+    ):  # the exact user is differentiable: the `true-reward` upper bound tilts by it
+        oracle.torch = _torch_reward_fn(name)  # type: ignore[attr-defined]
     return oracle
 
 

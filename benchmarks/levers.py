@@ -14,6 +14,10 @@ t interval.
 Methods are those of ``config/config.yaml`` (or ``--config``); ``--set NAME.KEY=VALUE`` defines
 or changes one (``--set fkc-kc.batch=kcenter --set fkc-kc.base=fkc-al``), keys as in the
 config's ``methods`` section (``sampler.*``/``surrogate.*`` nest).
+
+``--eval-lam LAM`` re-evaluates each campaign's final surrogate (the campaigns are reused when
+finished) with every evaluation sampler's tilt set to ``LAM``, into ``evaluation-lam<LAM>.json``,
+and reports those fresh samples: is a stronger tilt by what the questions taught still aligned?
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def build_config(
 
 def run_campaign(args: tuple) -> dict:
     """One campaign: rounds, final fit, evaluation; returns its summary row."""
-    config, domain, method, seed, out, threshold = args
+    config, domain, method, seed, out, threshold, eval_lam = args
     import torch
 
     from prefalign import rounds
@@ -101,6 +105,8 @@ def run_campaign(args: tuple) -> dict:
             )
         settings.write_text(json.dumps(spec.to_dict()))
         seconds = run.seconds
+    if eval_lam is not None:
+        evaluation = _evaluate_at(spec, work, eval_lam)
     rm = round_metrics(pd.read_parquet(sorted(work.glob("observations-round*.parquet"))[-1]))
     later = rm[rm["round"] >= 1]
     hit = rm.loc[rm["round_mean_reward"] >= threshold, "n_queries"]
@@ -116,6 +122,28 @@ def run_campaign(args: tuple) -> dict:
         "q_to_threshold": float(hit.iloc[0]) if len(hit) else math.nan,
         "seconds": seconds + evaluation["seconds"],
     }
+
+
+def _evaluate_at(spec, work: Path, lam: float) -> dict:
+    """The final surrogate's fresh samples with the evaluation tilt at ``lam`` (cached)."""
+    from dataclasses import replace
+
+    from prefalign import rounds
+
+    out = work / f"evaluation-lam{lam:g}.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    method = spec.method
+    eval_sampler = method.eval_sampler
+    method = replace(
+        method,
+        sampler=replace(method.sampler, lam_max=lam),
+        eval_sampler=None if eval_sampler is None else replace(eval_sampler, lam_max=lam),
+    )
+    final = work / f"surrogate-round{spec.rounds - 1}"
+    return rounds.evaluate_campaign(
+        replace(spec, method=method), final, out, work / f"samples-lam{lam:g}.npz"
+    )
 
 
 def t_interval(d: np.ndarray) -> tuple[float, float, float]:
@@ -145,12 +173,13 @@ def main() -> None:
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", type=Path, default=_common.DEFAULT_OUT / "levers")
+    p.add_argument("--eval-lam", type=float, help="re-evaluate the final surrogates at this tilt")
     args = p.parse_args()
     config = build_config(
         args.config, args.sets, args.domain, args.budget, args.k, args.domain_sets
     )
     tasks = [
-        (config, args.domain, m, s, str(args.out), args.threshold)
+        (config, args.domain, m, s, str(args.out), args.threshold, args.eval_lam)
         for m in args.methods
         for s in args.seeds
     ]
@@ -158,7 +187,8 @@ def main() -> None:
         rows = list(pool.map(run_campaign, tasks))
     df = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "campaigns.csv", index=False)
+    suffix = "" if args.eval_lam is None else f"-lam{args.eval_lam:g}"
+    df.to_csv(args.out / f"campaigns{suffix}.csv", index=False)
     cols = [
         c
         for c in (

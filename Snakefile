@@ -10,6 +10,11 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+check_campaigns()  # every campaign of the run resolved at plan time: a bad setting stops here
+
+
 include: "workflow/rules/models.smk"
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/evaluate.smk"

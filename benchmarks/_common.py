@@ -13,16 +13,16 @@ import copy
 import functools
 import json
 import resource
-import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+
+from prefalign.loop import CampaignRun, run_campaign
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "out"
@@ -115,7 +115,7 @@ def fitted_surrogate(
     digits); checkpointed to ``save_to`` when given."""
     import torch
 
-    from prefalign.fkc import SamplerConfig, sample
+    from prefalign.sampling import SamplerConfig, sample
     from prefalign.settings import SurrogateConfig
     from prefalign.surrogate import fit, save_surrogate, training_set_hash
 
@@ -286,16 +286,6 @@ def in_process_rounds(cache_base_draws: bool = True) -> Iterator[dict[str, int]]
         )
 
 
-@dataclass
-class CampaignRun:
-    """What :func:`run_rounds` did."""
-
-    metrics: Any  # prefalign.metrics.round_metrics of the observations, one row per round run
-    surrogate: Path | None  # the last surrogate checkpoint fitted (None if none was)
-    fit_seconds: float  # sum of the fits' own wall times (FitReport.seconds)
-    seconds: float  # wall time of the whole campaign
-
-
 def run_rounds(
     spec: Any,
     workdir: Path,
@@ -304,45 +294,16 @@ def run_rounds(
     fit_last: bool = False,
     stop: Callable[[Any], bool] | None = None,
 ) -> CampaignRun:
-    """Run a campaign in this process, round by round, as the workflow's rules would:
-    ``sample_round -> select_round -> oracle -> observe_round -> fit_round``.
-
-    Args:
-        spec: the campaign.
-        workdir: emptied, then holds each round's files.
-        fit: fit a surrogate after each round (``False``: every round samples the base model).
-        fit_last: also fit after the last round (what the final evaluation needs).
-        stop: called with the round metrics after each round; ``True`` ends the campaign.
-    """
-    from prefalign import rounds
-    from prefalign.metrics import round_metrics
-
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    start = time.perf_counter()
-    prev_obs: Path | None = None
-    prev_sur: Path | None = None
-    metrics = None
-    fit_seconds = 0.0
-    for r in range(spec.rounds):
-        d = workdir / f"round{r}"
-        d.mkdir()
-        particles, queries = d / "particles.npz", d / "queries.npz"
-        selection, rewards = d / "selection.csv", d / "rewards.csv"
-        rounds.sample_round(spec, r, prev_sur, particles)
-        rounds.select_round(spec, r, particles, queries, selection)
-        answer_queries(spec.oracle, queries, rewards)
-        obs = workdir / f"observations-round{r}.parquet"
-        df = rounds.observe_round(spec, r, prev_obs, queries, selection, rewards, obs)
-        prev_obs = obs
-        metrics = round_metrics(df)
-        if stop is not None and stop(metrics):
-            break
-        if fit and (fit_last or r + 1 < spec.rounds):
-            sur = workdir / f"surrogate-round{r}"
-            fit_seconds += rounds.fit_round(spec, r, obs, prev_sur, sur)["seconds"]
-            prev_sur = sur
-    return CampaignRun(metrics, prev_sur, fit_seconds, time.perf_counter() - start)
+    """The library's Algorithm 1 (:func:`prefalign.loop.run_campaign`) with built-in users
+    answering in this process (:func:`answer_queries`: the same CSV as the oracle command)."""
+    return run_campaign(
+        spec,
+        workdir,
+        answer=lambda s, queries, rewards: answer_queries(s.oracle, queries, rewards),
+        fit=fit,
+        fit_last=fit_last,
+        stop=stop,
+    )
 
 
 def section(title: str) -> None:

@@ -67,7 +67,7 @@ def measure(case: OverheadCase, model_dir: Path | None) -> dict:
     On mixture2d a third case, ``fkc`` tilted by the simulated user's exact differentiable reward
     (the ``true-reward`` upper bound; a few elementwise ops), separates the sampler's own
     overhead from the cost of the surrogate's forward and backward pass."""
-    from prefalign.fkc import SamplerConfig, sample
+    from prefalign.sampling import SamplerConfig, sample
 
     domain = build_domain(case.domain, model_dir)
     surrogate = fitted_surrogate(domain, case.domain, n=64, steps=case.steps)

@@ -1,8 +1,9 @@
-"""A/B check of a change to the sampler: the current ``prefalign.fkc`` against a reference copy
-of ``fkc.py`` (e.g. ``git show 09c75ec:src/prefalign/fkc.py > /tmp/fkc_ref.py``).
+"""A/B check of a change to the sampler: the current ``prefalign.sampling`` against a reference
+copy of the sampler module (e.g. ``git show 679249c:src/prefalign/fkc.py > /tmp/fkc_ref.py``, the
+one-file sampler before the ``sampling`` package).
 
-1. Bit-identity: every variant x chunking x schedule x tilt start x resampling mode x tilt, on
-   mixture2d (and, unless ``--no-digits``, a few on digits with a CNN surrogate), same seed; every
+1. Bit-identity: every variant x chunking x schedule x tilt start x resampling mode x tilt x time
+   grid x final denoising x reward at x or x̂0, on mixture2d (and, unless ``--no-digits``, a few on digits with a CNN surrogate), same seed; every
    field of the result (particles, weights, path weights, ESS, counts) must be equal, sign of
    zero included.
 2. Speed: both samplers timed side by side (interleaved repetitions, medians), as a ratio.
@@ -29,7 +30,11 @@ COUNTS = ("n_resamples", "n_score_evals", "n_reward_evals")
 
 
 def load_reference(path: Path) -> ModuleType:
-    """Import a copy of ``fkc.py`` from ``path`` as the module ``fkc_reference``."""
+    """Import a copy of ``fkc.py`` from ``path`` as the module ``fkc_reference`` (its
+    ``prefalign.sde`` import resolved to today's ``prefalign.sampling.sde``)."""
+    import prefalign.sampling.sde
+
+    sys.modules.setdefault("prefalign.sde", prefalign.sampling.sde)
     spec = importlib.util.spec_from_file_location("fkc_reference", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -51,13 +56,16 @@ def identical(a, b) -> bool:
 
 def check_identity(reference: ModuleType, domain, reward, grid: dict, n: int, steps: int) -> int:
     """Run every combination of ``grid`` with both samplers; returns the number that differ."""
-    from prefalign import fkc
+    from prefalign import sampling
     from prefalign.settings import SamplerConfig
 
     differ = 0
     keys = list(grid)
     for values in itertools.product(*grid.values()):
-        config = SamplerConfig(n_steps=steps, **dict(zip(keys, values, strict=True)))
+        try:
+            config = SamplerConfig(n_steps=steps, **dict(zip(keys, values, strict=True)))
+        except ValueError:  # a combination the settings refuse (x̂0 with the draft's weights)
+            continue
         out = [
             module.sample(
                 domain.score,
@@ -68,7 +76,7 @@ def check_identity(reference: ModuleType, domain, reward, grid: dict, n: int, st
                 config=config,
                 generator=torch.Generator().manual_seed(3),
             )
-            for module in (reference, fkc)
+            for module in (reference, sampling)
         ]
         if not identical(*out):
             differ += 1
@@ -76,9 +84,23 @@ def check_identity(reference: ModuleType, domain, reward, grid: dict, n: int, st
     return differ
 
 
+def _n_valid(grid: dict) -> int:
+    """The combinations of ``grid`` that the settings accept."""
+    from prefalign.settings import SamplerConfig
+
+    n = 0
+    for values in itertools.product(*grid.values()):
+        try:
+            SamplerConfig(**dict(zip(grid, values, strict=True)))
+        except ValueError:
+            continue
+        n += 1
+    return n
+
+
 def time_both(reference: ModuleType, domain, reward, n: int, steps: int, repeats: int) -> dict:
     """Median wall time of one fkc round with each sampler, side by side."""
-    from prefalign import fkc
+    from prefalign import sampling
     from prefalign.settings import SamplerConfig
 
     config = SamplerConfig(variant="fkc", n_steps=steps, lam_max=8.0)
@@ -94,7 +116,7 @@ def time_both(reference: ModuleType, domain, reward, n: int, steps: int, repeats
             generator=torch.Generator().manual_seed(0),
         )
 
-    times = interleaved({"reference": run(reference), "current": run(fkc)}, repeats)
+    times = interleaved({"reference": run(reference), "current": run(sampling)}, repeats)
     return {k: median(v) for k, v in times.items()}
 
 
@@ -119,10 +141,13 @@ def main() -> None:
         "tilt_start": [0.0, 0.3],
         "resample": ["ess", "always", "never"],
         "lam_max": [0.0, 8.0],
+        "time_grid": ["uniform", "quadratic"],
+        "denoise": [False, True],
+        "reward_at": ["x", "xhat0"],
     }
     if args.quick:
         grid.update(chunk_size=[None, 64], resample=["ess"], tilt_start=[0.0])
-    n_configs = len(list(itertools.product(*grid.values())))
+    n_configs = _n_valid(grid)
     print(f"bit-identity, mixture2d (MLP surrogate, N=300, 30 steps): {n_configs} configurations")
     differ = check_identity(reference, mixture, mlp, grid, 300, 30)
     print(f"  {n_configs - differ} identical, {differ} differ")
@@ -130,10 +155,16 @@ def main() -> None:
     if not args.no_digits:
         digits = get_domain("digits", {"model_dir": str(digits_model(args.out, quick=args.quick))})
         cnn = fitted_surrogate(digits, "digits", n=64, steps=20)
-        small = {"variant": ["fkc", "draft", "base"], "chunk_size": [None, 16], "lam_max": [8.0]}
-        print("bit-identity, digits (CNN surrogate, N=40, 10 steps): 6 configurations")
+        small = {
+            "variant": ["fkc", "draft", "base"],
+            "chunk_size": [None, 16],
+            "lam_max": [8.0],
+            "reward_at": ["x", "xhat0"],
+        }
+        n_small = _n_valid(small)
+        print(f"bit-identity, digits (CNN surrogate, N=40, 10 steps): {n_small} configurations")
         d = check_identity(reference, digits, cnn, small, 40, 10)
-        print(f"  {6 - d} identical, {d} differ")
+        print(f"  {n_small - d} identical, {d} differ")
         differ += d
         cases.append(("digits", digits, cnn, 256, 100, 2 if args.quick else 5))
     for name, domain, reward, n, steps, repeats in cases:

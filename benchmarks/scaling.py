@@ -70,7 +70,7 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     from prefalign.domains import get_domain
-    from prefalign.fkc import SamplerConfig, sample
+    from prefalign.sampling import SamplerConfig, sample
     from prefalign.surrogate import load_surrogate
 
     torch.set_num_threads(1)

@@ -142,3 +142,32 @@ def test_a_domain_name_with_a_command_runs_nothing(tmp_path: Path) -> None:
     assert not (wd / "PWNED").exists(), "a config name ran a shell command"
     assert proc.returncode != 0
     assert "does not match" in proc.stdout + proc.stderr
+
+
+def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> None:
+    """The schema checks a config before any job; the settings dataclasses are what the steps
+    build from it: neither may know a key or a choice that the other does not."""
+    import dataclasses
+
+    from prefalign import acquisition, campaign, settings
+
+    defs = SCHEMA["$defs"]
+    for name, cls in (("sampler", settings.SamplerConfig), ("surrogate", settings.SurrogateConfig)):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert set(defs[name]["properties"]) == fields, name
+    choices = {
+        ("sampler", "variant"): list(settings.VARIANTS),
+        ("sampler", "schedule"): list(settings.SCHEDULES),
+        ("sampler", "resample"): list(settings.RESAMPLE_MODES),
+        ("sampler", "time_grid"): list(settings.TIME_GRIDS),
+        ("sampler", "reward_at"): list(settings.REWARD_AT),
+        ("surrogate", "arch"): list(settings.ARCHS),
+        ("surrogate", "activation"): list(settings.ACTIVATION_NAMES),
+        ("method", "selection"): list(campaign.SELECTIONS),
+        ("method", "score"): list(campaign.SCORES),
+        ("method", "batch"): list(acquisition.BATCH_RULES),
+        ("method", "tilt_member"): list(campaign.TILT_MEMBERS),
+        ("method", "explore_from"): list(campaign.EXPLORE_FROM),
+    }
+    for (where, key), valid in choices.items():
+        assert sorted(defs[where]["properties"][key]["enum"]) == sorted(valid), (where, key)

@@ -15,7 +15,7 @@ import torch
 
 from prefalign import rounds
 from prefalign.campaign import CampaignSpec, campaign_settings
-from prefalign.fkc import SampleResult
+from prefalign.sampling import SampleResult
 
 # the oracle's reward is the first coordinate of each point
 ORACLE = textwrap.dedent(

@@ -10,8 +10,8 @@ import torch
 
 from prefalign.distances import energy_distance
 from prefalign.domains.mixture import GaussianMixture
-from prefalign.fkc import SamplerConfig, effective_sample_size, sample, systematic_resample
-from prefalign.sde import VPSDE
+from prefalign.sampling import SamplerConfig, effective_sample_size, sample, systematic_resample
+from prefalign.sampling.sde import VPSDE
 
 N = 1500  # particles per run and exact samples per comparison
 STEPS = 200
@@ -271,7 +271,7 @@ def test_quadratic_grid_and_denoising_reach_the_target(
 
 
 def test_time_grid_ends_at_t_min_and_refines_near_zero() -> None:
-    from prefalign.fkc import time_grid
+    from prefalign.sampling import time_grid
 
     uni = time_grid(SamplerConfig(n_steps=10, time_grid="uniform"))
     quad = time_grid(SamplerConfig(n_steps=10, time_grid="quadratic"))
@@ -334,3 +334,78 @@ def test_ancestors_are_the_lineages_of_resampled_copies() -> None:
 def test_reward_at_xhat0_is_rejected_for_the_draft_variant() -> None:
     with pytest.raises(ValueError, match="reward_at 'xhat0' works with the variants"):
         SamplerConfig(variant="draft", reward_at="xhat0")
+
+
+# ---------------------------------------------------------------------------------------------
+# one step, and the one registry of variants
+# ---------------------------------------------------------------------------------------------
+
+
+def test_one_fkc_step_is_the_vp_specialisation_of_fkc_math() -> None:
+    """fkc-math.md, "One Euler–Maruyama step", VP specialisation: drift = b/2 x + b (s + lam/2 gr)
+    and dlogw = [dlam/dtau r + lam b/2 <gr, s + x>] dtau, here with the standard normal's score
+    s = -x and a linear reward r = <a, x> (gr = a), every term written out by hand."""
+    from prefalign.sampling import fkc_step
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 2, generator=gen, dtype=torch.float64)
+    z = torch.randn(7, 2, generator=gen, dtype=torch.float64)
+    t, dtau, lam, dlam = 0.6, 0.01, 2.0, 0.05
+    b = SDE.beta(t)
+    out = fkc_step(
+        lambda xs, _t: -xs,
+        SDE,
+        x,
+        z,
+        t=t,
+        dtau=dtau,
+        lam=lam,
+        dlam=dlam,
+        noise_scale=math.sqrt(b * dtau),
+        update_weights=True,
+        reward=linear_reward,
+    )
+    s, gr, r = -x, A.expand_as(x), x @ A
+    drift = b / 2 * x + b * (s + lam / 2 * gr)
+    torch.testing.assert_close(out.x, x + drift * dtau + math.sqrt(b * dtau) * z)
+    expected = (dlam / dtau * r + lam * b / 2 * ((s + x) * gr).sum(1)) * dtau
+    torch.testing.assert_close(out.log_weight_increment, expected)
+    assert (out.n_score_evals, out.n_reward_evals) == (7, 7)
+    chunked = fkc_step(
+        lambda xs, _t: -xs,
+        SDE,
+        x,
+        z,
+        t=t,
+        dtau=dtau,
+        lam=lam,
+        dlam=dlam,
+        noise_scale=math.sqrt(b * dtau),
+        update_weights=True,
+        reward=linear_reward,
+        chunk_size=3,
+    )
+    assert torch.equal(chunked.x, out.x)
+    assert torch.equal(chunked.log_weight_increment, out.log_weight_increment)
+
+
+def test_variant_names_come_from_one_registry() -> None:
+    """The settings, the command line and the workflow's schema accept exactly the registry's
+    variants, and a wrong name is refused with the valid ones listed."""
+    from pathlib import Path
+
+    import yaml
+
+    from prefalign.cli import build_parser
+    from prefalign.settings import VARIANTS
+
+    repo = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    enum = schema["$defs"]["sampler"]["properties"]["variant"]["enum"]
+    assert enum == list(VARIANTS)
+    parser = build_parser()
+    sample_cmd = parser._subparsers._group_actions[0].choices["sample"]
+    (action,) = [a for a in sample_cmd._actions if a.dest == "variant"]
+    assert list(action.choices) == list(VARIANTS)
+    with pytest.raises(ValueError, match="'fkc', 'draft', 'guidance', 'base'"):
+        SamplerConfig(variant="tilted")

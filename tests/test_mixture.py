@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prefalign.domains.mixture import GaussianMixture
-from prefalign.sde import VPSDE
+from prefalign.sampling.sde import VPSDE
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from prefalign.sde import VPSDE
+from prefalign.sampling.sde import VPSDE
 from prefalign.surrogate import (
     FitReport,
     Surrogate,

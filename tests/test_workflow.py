@@ -216,6 +216,12 @@ def test_failing_oracles_fail_the_round_and_leave_observations_unchanged(tmp_pat
         (lambda c: c["domains"]["mixture2d"]["sampler"].update(lam_maxx=2.0), "lam_maxx"),
         (lambda c: c.update(k=0), "k"),
         (lambda c: c["methods"]["fkc-al"].update(selection="best"), "selection"),
+        # plan-time errors of the resolved campaigns (the schema alone accepts these)
+        (lambda c: c["domains"]["mixture2d"].update(budget=10), "must be a multiple of k"),
+        (
+            lambda c: c["methods"]["random"].update(selection="greedy", score="fk_weight"),
+            "score 'fk_weight' needs a variant with FK weights",
+        ),
     ],
 )
 def test_schema_violations_are_rejected_before_any_job(tmp_path: Path, mutate, key: str) -> None:

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from prefalign.acquisition import BATCH_RULES
 from prefalign.atomic import write_text
-from prefalign.settings import SamplerConfig, SurrogateConfig
+from prefalign.settings import VARIANTS, SamplerConfig, SurrogateConfig
 
 if TYPE_CHECKING:  # torch is imported only by the steps that sample or fit
     import torch
 
 SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
 SELECTIONS: tuple[str, ...] = ("eps_greedy", "greedy", "random", "ucb")
-BATCH_RULES: tuple[str, ...] = ("top", "lineage", "kcenter")  # = acquisition.BATCH_RULES
 TILT_MEMBERS: tuple[str, ...] = ("mean", "thompson")
 EXPLORE_FROM: tuple[str, ...] = ("tilted", "base")
 
@@ -109,6 +109,18 @@ class MethodSpec:
             )
         if self.epsilon is not None and not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"method {self.name!r}: epsilon must lie in [0, 1]")
+        queries_after_round0 = self.cold_start_queries is None and self.selection != "random"
+        if queries_after_round0 and self.score == "fk_weight" and not self.sampler_weighted:
+            raise ValueError(
+                f"method {self.name!r}: score 'fk_weight' needs a variant with FK weights "
+                f"({', '.join(v for v, spec in VARIANTS.items() if spec.weighted)}); variant "
+                f"{self.sampler.variant!r} has none: set score to 'surrogate'"
+            )
+
+    @property
+    def sampler_weighted(self) -> bool:
+        """Whether the sampler's variant accumulates FK path weights (the ``fk_weight`` score)."""
+        return VARIANTS[self.sampler.variant].weighted
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,11 @@ class CampaignSpec:
             raise ValueError(f"n_particles ({self.n_particles}) must be >= k ({self.k})")
         if not self.oracle:
             raise ValueError("oracle must be a non-empty argv list")
+        if self.method.tilt_member == "thompson" and self.surrogate.ensemble < 2:
+            raise ValueError(
+                f"method {self.method.name!r}: tilt_member 'thompson' needs an ensemble surrogate "
+                f"(surrogate.ensemble >= 2); got {self.surrogate.ensemble}"
+            )
 
     @property
     def name(self) -> str:

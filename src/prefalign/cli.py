@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from prefalign.settings import VARIANTS
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -38,7 +40,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     from prefalign.campaign import resolve_device
     from prefalign.domains import get_domain
-    from prefalign.fkc import SamplerConfig, sample
+    from prefalign.sampling import SamplerConfig, sample
     from prefalign.surrogate import load_surrogate
 
     torch.set_num_threads(args.threads)
@@ -127,7 +129,7 @@ def _cmd_base_report(args: argparse.Namespace) -> int:
 
     from prefalign import render
     from prefalign.domains import get_domain
-    from prefalign.fkc import SamplerConfig, sample
+    from prefalign.sampling import SamplerConfig, sample
 
     torch.set_num_threads(args.threads)
     domain = get_domain(args.domain, _parse_options(args.domain_option))
@@ -417,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("sample", _cmd_sample, "Sample a domain with the FKC sampler; write particles to .npz.")
     p.add_argument("--domain", default="mixture2d")
     p.add_argument("--domain-option", action="append", metavar="KEY=VALUE", help="domain option")
-    p.add_argument("--variant", default="fkc", choices=["fkc", "draft", "guidance", "base"])
+    p.add_argument("--variant", default="fkc", choices=list(VARIANTS))
     p.add_argument("--user", help="tilt by this built-in simulated user's (differentiable) reward")
     p.add_argument("--surrogate", help="tilt by the surrogate checkpoint in this directory")
     p.add_argument("--lam-max", type=float, default=1.0, help="tilt strength at the data end")

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import torch
 
     from prefalign.domains.base import Domain
-    from prefalign.fkc import SampleResult
+    from prefalign.sampling import SampleResult
     from prefalign.surrogate import Surrogate
 
 PathLike = str | os.PathLike[str]
@@ -77,7 +77,7 @@ def draw_particles(
     the round, and ``lam_ramp_queries`` scales the tilt by the answers seen so far; the final
     evaluation (``explore=False``) tilts by the ensemble mean at ``lam_max``.
     """
-    from prefalign.fkc import sample
+    from prefalign.sampling import sample
 
     device = resolve_device(spec.device)
     config = spec.method.sampler

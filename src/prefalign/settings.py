@@ -16,7 +16,27 @@ ResampleMode = Literal["ess", "always", "never"]
 TimeGrid = Literal["uniform", "quadratic"]
 RewardAt = Literal["x", "xhat0"]
 
-VARIANTS: tuple[str, ...] = ("fkc", "draft", "guidance", "base")
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a sampler variant does: the one registry of variants (:data:`VARIANTS`) that the
+    sampler, the settings, the command line and the workflow's schema all read."""
+
+    tilted: bool  # the drift carries the reward gradient (when lam_max > 0)
+    weighted: bool  # accumulates Feynman-Kac log-weights (when lam_max > 0)
+    resampled: bool  # resamples on those weights
+    clipped: bool  # the draft paper's clipped weights
+    description: str
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    "fkc": VariantSpec(True, True, True, False, "exact FK weights, systematic resampling"),
+    "draft": VariantSpec(
+        True, True, False, True, "the draft's Algorithm 2: clipped, never resampled"
+    ),
+    "guidance": VariantSpec(True, False, False, False, "tilted drift, no weights (biased)"),
+    "base": VariantSpec(False, False, False, False, "no tilt: the base model"),
+}
 SCHEDULES: tuple[str, ...] = ("linear", "constant")
 RESAMPLE_MODES: tuple[str, ...] = ("ess", "always", "never")
 TIME_GRIDS: tuple[str, ...] = ("uniform", "quadratic")
@@ -85,12 +105,12 @@ class SamplerConfig:
     @property
     def tilted(self) -> bool:
         """Whether the drift carries the reward gradient."""
-        return self.variant != "base" and self.lam_max > 0
+        return VARIANTS[self.variant].tilted and self.lam_max > 0
 
     @property
     def weighted(self) -> bool:
         """Whether the variant accumulates log-weights."""
-        return self.variant in ("fkc", "draft") and self.lam_max > 0
+        return VARIANTS[self.variant].weighted and self.lam_max > 0
 
     def lam(self, progress: float) -> float:
         """Tilt strength at sampling progress ``u`` in [0, 1] (``u = 1`` at the last step).

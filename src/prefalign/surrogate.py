@@ -34,7 +34,7 @@ from torch import nn
 
 from prefalign.adamw import AdamW
 from prefalign.listing import show
-from prefalign.sde import VPSDE
+from prefalign.sampling.sde import VPSDE
 from prefalign.settings import SurrogateConfig
 from prefalign.surrogate_nets import build_member
 

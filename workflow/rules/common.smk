@@ -5,7 +5,7 @@ import shlex
 
 from snakemake.utils import validate
 
-from prefalign.campaign import campaign_rounds, campaign_settings
+from prefalign.campaign import CampaignSpec, campaign_rounds, campaign_settings
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -138,6 +138,20 @@ def experiments():
     if unknown:
         raise ValueError(f"run: unknown experiment(s) {unknown}; defined: {list(config['experiments'])}")
     return names
+
+
+def check_campaigns():
+    """Resolve every campaign of the run once, at plan time: an invalid one (budget not a multiple
+    of k, a score its sampler cannot give, ...) stops `snakemake -n` with the setting named,
+    before any job."""
+    for experiment in experiments():
+        for domain, method, seed in experiment_campaigns(experiment):
+            try:
+                CampaignSpec.from_dict(json.loads(json.dumps(campaign_spec(domain, method, seed))))
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(
+                    f"config: experiment {experiment!r}, campaign {domain}/{method}: {err}"
+                ) from None
 
 
 def get_experiment_sections(wildcards=None):

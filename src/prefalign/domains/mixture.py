@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from prefalign.sde import VPSDE
+from prefalign.sampling.sde import VPSDE
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from prefalign.progress import tqdm
-from prefalign.sde import VPSDE
+from prefalign.sampling.sde import VPSDE
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction", "sample")

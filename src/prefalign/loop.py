@@ -1,0 +1,108 @@
+"""Algorithm 1 of the draft paper ("Budget-Constrained Feynman-Kac Diffusion") in one process.
+
+:func:`run_campaign` runs a campaign's rounds with the same per-round functions the workflow's
+jobs call (:mod:`prefalign.rounds`: ``sample_round``, ``select_round``, ``oracle_round`` /
+an in-process answer, ``observe_round``, ``fit_round``), writing the same files; the workflow
+runs each round as DAG stages instead (``propose`` -> ``oracle`` -> ``observe``). Line by line:
+
+============================================================  =====================================
+Algorithm 1                                                    here
+============================================================  =====================================
+Initialize CNN f_θ; total_steps <- B / k                      ``spec.surrogate``; ``spec.rounds``
+Cold start: sample k particles, baseline diffusion             round 0: ``sample_round`` (base
+                                                               model), ``select_round`` (random k)
+Observe true rewards                                           ``answer`` + ``observe_round``
+Train CNN: f_θ <- optimize(...)                                ``fit_round`` (round 0's data)
+while B > 0: sample N particles with FKC (Algorithm 2)         ``sample_round(spec, r, surrogate)``
+  (:func:`prefalign.sampling.step.fkc_step` per time step)
+ε-greedy selection: ε = 0.8 - 0.7 step / total_steps, top by   ``select_round`` (the method's rule,
+  w, random rest                                               :mod:`prefalign.acquisition`)
+Observe true rewards; update CNN                               ``answer`` + ``observe_round``;
+                                                               ``fit_round`` (warm start)
+B <- B - k, step <- step + 1                                   the next ``r``
+return f_θ                                                     ``CampaignRun.surrogate``
+============================================================  =====================================
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefalign.campaign import CampaignSpec
+
+#: ``answer(spec, queries_npz, rewards_csv)``: write the oracle's ``id,reward`` CSV for the queries.
+Answer = Callable[[CampaignSpec, Path, Path], None]
+
+
+@dataclass
+class CampaignRun:
+    """What :func:`run_campaign` did."""
+
+    metrics: Any  # prefalign.metrics.round_metrics of the observations, one row per round run
+    surrogate: Path | None  # the last surrogate checkpoint fitted (None if none was)
+    fit_seconds: float  # sum of the fits' own wall times (FitReport.seconds)
+    seconds: float  # wall time of the whole campaign
+
+
+def run_oracle_command(spec: CampaignSpec, queries: Path, rewards: Path) -> None:
+    """The workflow's answer: the campaign's oracle command, run and validated by
+    :func:`prefalign.oracle.run_oracle` (the ``oracle`` rule's step)."""
+    from prefalign.oracle import run_oracle
+
+    run_oracle(spec.oracle, queries, rewards, spec.oracle_timeout_s)
+
+
+def run_campaign(
+    spec: CampaignSpec,
+    workdir: Path,
+    *,
+    answer: Answer = run_oracle_command,
+    fit: bool = True,
+    fit_last: bool = False,
+    stop: Callable[[Any], bool] | None = None,
+) -> CampaignRun:
+    """Algorithm 1: ``spec.rounds`` rounds of sample -> select -> answer -> observe -> fit.
+
+    Args:
+        spec: the campaign.
+        workdir: emptied, then holds ``round<r>/`` (particles, queries, selection, rewards),
+            ``observations-round<r>.parquet`` and ``surrogate-round<r>/`` (fitted on rounds 0..r).
+        answer: writes the rewards of a round's queries (default: the oracle command).
+        fit: fit a surrogate after each round (``False``: every round samples the base model).
+        fit_last: also fit after the last round (what the final evaluation needs).
+        stop: called with the round metrics after each round; ``True`` ends the campaign.
+    """
+    from prefalign import rounds
+    from prefalign.metrics import round_metrics
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    start = time.perf_counter()
+    prev_obs: Path | None = None
+    prev_sur: Path | None = None
+    metrics = None
+    fit_seconds = 0.0
+    for r in range(spec.rounds):
+        d = workdir / f"round{r}"
+        d.mkdir()
+        particles, queries = d / "particles.npz", d / "queries.npz"
+        selection, rewards = d / "selection.csv", d / "rewards.csv"
+        rounds.sample_round(spec, r, prev_sur, particles)  # FKC tilted by f_θ (round 0: base)
+        rounds.select_round(spec, r, particles, queries, selection)
+        answer(spec, queries, rewards)
+        obs = workdir / f"observations-round{r}.parquet"
+        df = rounds.observe_round(spec, r, prev_obs, queries, selection, rewards, obs)
+        prev_obs = obs
+        metrics = round_metrics(df)
+        if stop is not None and stop(metrics):
+            break
+        if fit and (fit_last or r + 1 < spec.rounds):
+            sur = workdir / f"surrogate-round{r}"
+            fit_seconds += rounds.fit_round(spec, r, obs, prev_sur, sur)["seconds"]
+            prev_sur = sur
+    return CampaignRun(metrics, prev_sur, fit_seconds, time.perf_counter() - start)

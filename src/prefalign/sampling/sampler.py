@@ -1,0 +1,356 @@
+"""The reward-tilted Feynman–Kac corrector (FKC) sampler: the loop over :mod:`.step`
+(``shared/docs/fkc-math.md``).
+
+The target at forward time t (sampling time ``tau = 1 - t``) is::
+
+    p_t(x) ∝ q_t(x) exp(lam(tau) r(x)),
+
+reached by an Euler–Maruyama discretisation of the reverse SDE with a reward-tilted drift and
+Feynman–Kac log-weights (Skreta et al., ICML 2025, Prop. 3.4, eqs. 29–30). Four variants
+(:data:`prefalign.settings.VARIANTS`, the one registry):
+
+- ``fkc``: exact log-weights, systematic resampling (adaptive on ESS, every step, or never) and,
+  by default, one final resampling so the returned population is equally weighted.
+- ``draft``: the draft paper's Algorithm 2 with its drift fixed but its clipping kept
+  (``dw`` clipped to ±0.1, ``w`` to [0.1, 10]), never resampled; kept for the ablation.
+- ``guidance``: tilted drift, no weights (biased: it does not reach the tilted target).
+- ``base``: no tilt; samples the base model.
+
+Options beside the variants (``SamplerConfig``): ``time_grid: quadratic`` refines the steps near
+t = 0; ``denoise`` ends without the last step's noise and returns the Tweedie estimate
+``xhat0(x, t_min)``; ``reward_at: xhat0`` tilts by the reward of the denoised estimate
+``r(xhat0(x_t, t))`` instead of ``r(x_t)``, with the twisted-SMC weights of fkc-math.md
+("Time-dependent potentials"), see :func:`_sample_xhat0`.
+
+The loop owns the time grid, the tilt schedule, the weights and resampling; one step
+(:func:`prefalign.sampling.step.fkc_step`) sees one time point. Every particle's lineage (the index of
+the initial particle it descends from) is returned in ``SampleResult.ancestors``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from prefalign.progress import tqdm
+from prefalign.sampling.resampling import effective_sample_size, systematic_resample
+from prefalign.sampling.schedule import tilt_schedule, time_grid
+from prefalign.sampling.sde import VPSDE
+from prefalign.sampling.step import (
+    RewardFn,
+    ScoreFn,
+    XHat0Potential,
+    checked_reward,
+    checked_score,
+    fkc_step,
+    noise_scale,
+    standard_normal,
+    tweedie,
+    xhat0_move,
+    xhat0_potential,
+)
+from prefalign.settings import VARIANTS, SamplerConfig
+
+
+@dataclass
+class SampleResult:
+    """Output of :func:`sample`.
+
+    Attributes:
+        x: final particles, (N, *event_shape).
+        log_weights: log-weights since the last resampling, (N,); zeros after a final resampling.
+        path_log_weights: log-weight accumulated along each particle's ancestry, never reset,
+            copied with the particle when it is resampled, (N,). Selection's ``fk_weight`` score.
+        ess: effective sample size after each step's weight update, before resampling, (n_steps,).
+        n_resamples: resampling events during sampling (the final resampling not counted).
+        n_score_evals: score evaluations, counted per particle (N per step).
+        n_reward_evals: reward (and gradient) evaluations, counted per particle.
+        lam: tilt strength used at each step, (n_steps,).
+        ancestors: index of the initial particle each final particle descends from, (N,) int64:
+            copies made by resampling share it (the particle's lineage).
+    """
+
+    x: torch.Tensor
+    log_weights: torch.Tensor
+    path_log_weights: torch.Tensor
+    ess: torch.Tensor
+    n_resamples: int
+    n_score_evals: int
+    n_reward_evals: int
+    lam: torch.Tensor
+    ancestors: torch.Tensor
+
+
+def sample(
+    score: ScoreFn,
+    sde: VPSDE,
+    n_particles: int,
+    event_shape: tuple[int, ...],
+    *,
+    reward: RewardFn | None = None,
+    config: SamplerConfig | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    x_init: torch.Tensor | None = None,
+    progress: bool = False,
+) -> SampleResult:
+    """Sample ``N`` particles from ``q_0(x) exp(lam_max r(x))`` (or the base model).
+
+    Args:
+        score: base-model score ``(x, t) -> grad log q_t(x)``, t the forward time.
+        sde: the VP SDE the score belongs to.
+        n_particles: number of particles N (>= 1).
+        event_shape: shape of one particle, e.g. ``(2,)`` or ``(1, 8, 8)``.
+        reward: differentiable ``r(x) -> (N,)``; required unless the variant is ``base`` or
+            ``lam_max == 0``.
+        config: sampler settings; defaults to :class:`SamplerConfig()`.
+        generator: source of every random draw (prior, noise, resampling).
+        device, dtype: where and in what precision the particles live.
+        x_init: optional initial particles at t = 1 (default: ``N(0, I)``).
+        progress: show a tqdm bar over the steps.
+
+    Returns:
+        A :class:`SampleResult`.
+    """
+    config = config or SamplerConfig()
+    if not isinstance(n_particles, int) or n_particles < 1:
+        raise ValueError(f"n_particles must be an integer >= 1; got {n_particles!r}")
+    if config.tilted and reward is None:
+        raise ValueError(f"variant {config.variant!r} with lam_max > 0 needs a reward function")
+    shape = (n_particles, *event_shape)
+
+    # 1. initial particles x_1 ~ N(0, I)
+    if x_init is not None:
+        if tuple(x_init.shape) != shape:
+            raise ValueError(f"x_init has shape {tuple(x_init.shape)}; expected {shape}")
+        x = x_init.to(device=device, dtype=dtype).clone()
+    else:
+        x = standard_normal(shape, generator, torch.empty(0, device=device, dtype=dtype))
+    if config.tilted and config.reward_at == "xhat0":
+        return _sample_xhat0(score, sde, x, reward, config, generator, progress)
+    return _sample_x(score, sde, x, reward, config, generator, progress)
+
+
+def _sample_x(
+    score: ScoreFn,
+    sde: VPSDE,
+    x: torch.Tensor,
+    reward: RewardFn | None,
+    config: SamplerConfig,
+    generator: torch.Generator | None,
+    progress: bool,
+) -> SampleResult:
+    """The loop with the reward at the noisy state, ``phi = lam_tau r(x)``: one
+    :func:`fkc_step` per time point, then the weights and resampling."""
+    n, shape, device = x.shape[0], tuple(x.shape), x.device
+    variant = VARIANTS[config.variant]
+    logw = torch.zeros(n, device=device, dtype=torch.float64)
+    path_logw = torch.zeros_like(logw)
+    ancestors = torch.arange(n, device=device)
+
+    # time grid t_0 = 1 > ... > t_n = t_min; step i moves from t_i to t_{i+1}.
+    # The tilt schedule reaches lam_max at the pre-step time of the last step, whose weight update
+    # is skipped (fkc-math.md), so the weights target q_t exp(lam_max r) at that time.
+    steps = config.n_steps
+    grid = time_grid(config)
+    lams = tilt_schedule(config, grid)
+    if config.weighted and lams[0] > 0:  # initial log-weights lam(0) r(x_1)
+        r0, _ = checked_reward(reward, x, 1.0, need_grad=False)
+        logw += lams[0] * r0.double()
+        path_logw += lams[0] * r0.double()
+    resampling = variant.resampled and config.weighted
+    ess = torch.empty(steps, dtype=torch.float64)
+    n_resamples = n_score = n_reward = 0
+
+    for i in tqdm(range(steps), disable=not progress, desc=f"{config.variant} sampling"):
+        t, dtau = grid[i], grid[i] - grid[i + 1]
+        last = i == steps - 1
+        update_weights = config.weighted and not last
+        z = standard_normal(shape, generator, x)  # for all N at once: chunking cannot change it
+        step = fkc_step(
+            score,
+            sde,
+            x,
+            z,
+            t=t,
+            dtau=dtau,
+            lam=lams[i] if config.tilted else 0.0,
+            dlam=(lams[i + 1] - lams[i]) if update_weights else 0.0,
+            # the last step adds no noise when denoising: its mean, then Tweedie at t_min
+            noise_scale=0.0 if config.denoise and last else noise_scale(sde, t, dtau),
+            update_weights=update_weights,
+            reward=reward,
+            chunk_size=config.chunk_size,
+        )
+        x, dlogw = step.x, step.log_weight_increment
+        n_score += step.n_score_evals
+        n_reward += step.n_reward_evals
+        if variant.clipped and update_weights:
+            if dlogw is None:  # no reward this step; the draft still clips w
+                dlogw = torch.zeros(n, device=device, dtype=torch.float64)
+            dlogw = dlogw.clamp(-config.draft_dw_clip, config.draft_dw_clip)
+            logw = (logw + dlogw).clamp(config.draft_w_min, config.draft_w_max)
+            path_logw = logw  # the draft never resamples: its path weight is its weight
+        elif dlogw is not None:  # a step without a weight update leaves logw and path_logw as is
+            logw = logw + dlogw
+            path_logw = path_logw + dlogw
+        step_ess = effective_sample_size(logw)
+        ess[i] = step_ess
+
+        # resampling (fkc only): copies carry their path weight, log-weights reset to 0
+        if resampling and not last:
+            due = config.resample == "always" or (
+                config.resample == "ess" and step_ess < config.ess_threshold * n
+            )
+            if due:
+                idx = systematic_resample(logw, generator)
+                x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
+                logw = torch.zeros_like(logw)
+                n_resamples += 1
+
+    if config.denoise:
+        x = _denoised(score, sde, x, config)
+        n_score += n
+    if resampling and config.final_resample:
+        idx = systematic_resample(logw, generator)
+        x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
+        logw = torch.zeros_like(logw)
+
+    return SampleResult(
+        x=x,
+        log_weights=logw,
+        path_log_weights=path_logw,
+        ess=ess,
+        n_resamples=n_resamples,
+        n_score_evals=n_score,
+        n_reward_evals=n_reward,
+        lam=torch.tensor(lams if config.tilted else [0.0] * steps, dtype=torch.float64),
+        ancestors=ancestors,
+    )
+
+
+def _denoised(score: ScoreFn, sde: VPSDE, x: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
+    """Tweedie's estimate at ``t_min``, chunked like the sampler's score calls."""
+    chunk = config.chunk_size or x.shape[0]
+    parts = [
+        tweedie(
+            x[lo : lo + chunk],
+            checked_score(score, x[lo : lo + chunk], config.t_min),
+            sde,
+            config.t_min,
+        )
+        for lo in range(0, x.shape[0], chunk)
+    ]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _sample_xhat0(
+    score: ScoreFn,
+    sde: VPSDE,
+    x: torch.Tensor,
+    reward: RewardFn,
+    config: SamplerConfig,
+    generator: torch.Generator | None,
+    progress: bool,
+) -> SampleResult:
+    """The tilt ``phi_i(x) = lam_i r(xhat0(x, t_i))`` with twisted-SMC weights (fkc-math.md,
+    "Time-dependent potentials", the discrete-time alternative).
+
+    Step i, with every quantity at the pre-step ``x_i``:
+
+    1. ``s_i``, ``phi_i(x_i)`` and ``grad phi_i`` (a backward pass through the score network):
+       :func:`xhat0_potential`;
+    2. ``logw += phi_i(x_i) - phi_{i-1}(x_{i-1}) + log p_base(x_i | x_{i-1}) - log p_prop(x_i |
+       x_{i-1})``: with the proposal's mean shifted by ``d = (g^2 / 2) grad phi dtau`` and noise
+       ``sigma z``, the Gaussian ratio is ``-<z, d> / sigma - |d|^2 / (2 sigma^2)``;
+    3. resampling on those weights (``fkc``), copies carrying everything computed at ``x_i``;
+    4. the move ``x_{i+1} = x_i + (-f + g^2 (s + grad phi / 2)) dtau + sigma z``:
+       :func:`xhat0_move`.
+
+    After the last step the potential is evaluated once more at the final particles (at
+    ``t_min``, where ``xhat0 ~ x``), so the weights target ``q_0 exp(lam_max r)`` of the
+    discretised chain; no score derivative in time is needed. The initial weight is ``phi_0(x_1)``.
+    ``guidance`` moves the same way and keeps no weights.
+    """
+    n, shape, device = x.shape[0], tuple(x.shape), x.device
+    weighted = VARIANTS[config.variant].weighted
+    steps = config.n_steps
+    grid = time_grid(config)
+    lams = tilt_schedule(config, grid)
+    logw = torch.zeros(n, device=device, dtype=torch.float64)
+    path_logw = torch.zeros_like(logw)
+    carry = torch.zeros_like(logw)  # phi_{i-1}(x_{i-1}) - log ratio of the move to x_i
+    ancestors = torch.arange(n, device=device)
+    ess = torch.empty(steps, dtype=torch.float64)
+    n_resamples = n_score = n_reward = 0
+
+    for i in tqdm(range(steps), disable=not progress, desc=f"{config.variant} sampling (xhat0)"):
+        t, lam = grid[i], lams[i]
+        dtau = grid[i] - grid[i + 1]
+        sigma = 0.0 if config.denoise and i == steps - 1 else noise_scale(sde, t, dtau)
+        potential = xhat0_potential(
+            score, reward, sde, x, t=t, lam=lam, need_grad=lam > 0, chunk_size=config.chunk_size
+        )
+        n_score += n
+        n_reward += n
+        if weighted:
+            inc = potential.phi - carry
+            logw, path_logw = logw + inc, path_logw + inc
+            ess[i] = effective_sample_size(logw)
+            due = config.resample == "always" or (
+                config.resample == "ess" and ess[i] < config.ess_threshold * n
+            )
+            if due and i > 0:
+                idx = systematic_resample(logw, generator)
+                x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
+                potential = XHat0Potential(
+                    score=potential.score[idx],
+                    phi=potential.phi[idx],
+                    grad_phi=None if potential.grad_phi is None else potential.grad_phi[idx],
+                )
+                logw = torch.zeros_like(logw)
+                n_resamples += 1
+        else:
+            ess[i] = float(n)
+        z = standard_normal(shape, generator, x)
+        x, next_carry = xhat0_move(
+            sde, x, potential, z, t=t, dtau=dtau, sigma=sigma, weighted=weighted
+        )
+        if weighted:
+            carry = next_carry
+
+    if weighted:  # the final potential lam_max r(xhat0(x, t_min)) closes the last increment
+        final = xhat0_potential(
+            score,
+            reward,
+            sde,
+            x,
+            t=config.t_min,
+            lam=lams[-1],
+            need_grad=False,
+            chunk_size=config.chunk_size,
+        )
+        n_score += n
+        n_reward += n
+        inc = final.phi - carry
+        logw, path_logw = logw + inc, path_logw + inc
+    if config.denoise:
+        x = _denoised(score, sde, x, config)
+        n_score += n
+    if weighted and config.final_resample:
+        idx = systematic_resample(logw, generator)
+        x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
+        logw = torch.zeros_like(logw)
+    return SampleResult(
+        x=x.detach(),
+        log_weights=logw,
+        path_log_weights=path_logw,
+        ess=ess,
+        n_resamples=n_resamples,
+        n_score_evals=n_score,
+        n_reward_evals=n_reward,
+        lam=torch.tensor(lams, dtype=torch.float64),
+        ancestors=ancestors,
+    )

@@ -302,7 +302,7 @@ HANGING_ORACLE = textwrap.dedent(
         stray = "import sys, time; time.sleep(4); open(sys.argv[1], 'w').write('stray')"
         grandchild = subprocess.Popen([sys.executable, "-c", stray, rewards], start_new_session=True)
         with open(pids, "w") as f:
-            f.write(f"{os.getppid()} {os.getpid()} {grandchild.pid}")
+            f.write(f"{os.path.abspath(queries)} {os.getppid()} {os.getpid()} {grandchild.pid}")
         time.sleep(600)
     os.execvp("prefalign", ["prefalign", "oracle", "builtin", "mixture2d", "one-mode", queries, rewards])
     """
@@ -340,11 +340,13 @@ def test_sigterm_to_a_round_job_kills_the_hanging_oracle_and_resumes_identically
     )
     try:
         deadline = time.monotonic() + 600
-        while not (pids.exists() and len(pids.read_text().split()) == 3):
+        while not (pids.exists() and len(pids.read_text().split()) == 4):
             assert proc.poll() is None and time.monotonic() < deadline, "round 1 never ran"
             time.sleep(0.05)
-        job, oracle, grandchild = (int(p) for p in pids.read_text().split())
-        round_dir = next(wd.glob("results/campaigns/mixture2d/*/seed0/round1"))
+        queries, *job_pids = pids.read_text().split()
+        job, oracle, grandchild = (int(p) for p in job_pids)
+        # the campaign whose oracle hangs (either method's round 1 may come first)
+        round_dir = Path(queries).parent
         os.kill(job, signal.SIGTERM)
         assert proc.wait(timeout=120) != 0
     finally:

@@ -352,11 +352,7 @@ def test_one_fkc_step_is_the_vp_specialisation_of_fkc_math() -> None:
     z = torch.randn(7, 2, generator=gen, dtype=torch.float64)
     t, dtau, lam, dlam = 0.6, 0.01, 2.0, 0.05
     b = SDE.beta(t)
-    out = fkc_step(
-        lambda xs, _t: -xs,
-        SDE,
-        x,
-        z,
+    step = dict(
         t=t,
         dtau=dtau,
         lam=lam,
@@ -365,26 +361,14 @@ def test_one_fkc_step_is_the_vp_specialisation_of_fkc_math() -> None:
         update_weights=True,
         reward=linear_reward,
     )
+    out = fkc_step(lambda xs, _t: -xs, SDE, x, z, **step)
     s, gr, r = -x, A.expand_as(x), x @ A
     drift = b / 2 * x + b * (s + lam / 2 * gr)
     torch.testing.assert_close(out.x, x + drift * dtau + math.sqrt(b * dtau) * z)
     expected = (dlam / dtau * r + lam * b / 2 * ((s + x) * gr).sum(1)) * dtau
     torch.testing.assert_close(out.log_weight_increment, expected)
     assert (out.n_score_evals, out.n_reward_evals) == (7, 7)
-    chunked = fkc_step(
-        lambda xs, _t: -xs,
-        SDE,
-        x,
-        z,
-        t=t,
-        dtau=dtau,
-        lam=lam,
-        dlam=dlam,
-        noise_scale=math.sqrt(b * dtau),
-        update_weights=True,
-        reward=linear_reward,
-        chunk_size=3,
-    )
+    chunked = fkc_step(lambda xs, _t: -xs, SDE, x, z, **step, chunk_size=3)
     assert torch.equal(chunked.x, out.x)
     assert torch.equal(chunked.log_weight_increment, out.log_weight_increment)
 

@@ -390,37 +390,27 @@ def _torch_thickness(x: torch.Tensor) -> torch.Tensor:
     return y0 + share.clamp(0.0, 1.0) * (y1 - y0)
 
 
-def _torch_reward_fn(name: str):
-    """The differentiable torch version of :func:`_reward_fn` (same names)."""
-    evaluation = name.startswith("eval-")
-    base = name.removeprefix("eval-")
-    if base == "thick":
-        return _torch_thickness
-    kind, _, digit = base.partition("-")
-    k = int(digit)
-    if kind == "digit":
-        return lambda x: _torch_digit_probability(x, k, evaluation=evaluation)
-    return lambda x: _torch_digit_probability(x, k, evaluation=evaluation) * _torch_thickness(x)
-
-
 def oracle_names() -> list[str]:
     """All simulated users: ``digit-K``, ``thick``, ``thick-K`` and their ``eval-`` versions."""
     names = [f"digit-{k}" for k in range(10)] + ["thick"] + [f"thick-{k}" for k in range(10)]
     return names + [f"eval-{name}" for name in names]
 
 
-def _reward_fn(name: str):
-    """The noiseless reward function called ``name``."""
+def _reward_fn(name: str, *, differentiable: bool = False):
+    """The noiseless reward function called ``name``: on numpy arrays, or (``differentiable``)
+    its torch mirror built from :func:`_torch_digit_probability` and :func:`_torch_thickness`."""
     evaluation = name.startswith("eval-")
     base = name.removeprefix("eval-")
+    thick = _torch_thickness if differentiable else thickness
+    probability = _torch_digit_probability if differentiable else digit_probability
     if base == "thick":
-        return thickness
+        return thick
     kind, _, digit = base.partition("-")
     if kind in ("digit", "thick") and digit.isdigit() and int(digit) in range(10):
         k = int(digit)
         if kind == "digit":
-            return lambda x: digit_probability(x, k, evaluation=evaluation)
-        return lambda x: digit_probability(x, k, evaluation=evaluation) * thickness(x)
+            return lambda x: probability(x, k, evaluation=evaluation)
+        return lambda x: probability(x, k, evaluation=evaluation) * thick(x)
     raise ValueError(
         f"unknown digits oracle {name!r}; must be one of digit-K, thick, thick-K (K in 0..9), "
         "optionally prefixed by 'eval-'"
@@ -449,7 +439,7 @@ def make_oracle(name: str, *, noise_std: float = 0.0, seed: int = 0) -> OracleFn
     if (
         noise_std == 0
     ):  # the exact user is differentiable: the `true-reward` upper bound tilts by it
-        oracle.torch = _torch_reward_fn(name)  # type: ignore[attr-defined]
+        oracle.torch = _reward_fn(name, differentiable=True)  # type: ignore[attr-defined]
     return oracle
 
 

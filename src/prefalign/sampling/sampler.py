@@ -210,13 +210,10 @@ def _sample_x(
                 logw = torch.zeros_like(logw)
                 n_resamples += 1
 
-    if config.denoise:
-        x = _denoised(score, sde, x, config)
-        n_score += n
-    if resampling and config.final_resample:
-        idx = systematic_resample(logw, generator)
-        x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
-        logw = torch.zeros_like(logw)
+    x, logw, path_logw, ancestors = _final_population(
+        score, sde, x, logw, path_logw, ancestors, config, generator, resample=resampling
+    )
+    n_score += n if config.denoise else 0
 
     return SampleResult(
         x=x,
@@ -229,6 +226,30 @@ def _sample_x(
         lam=torch.tensor(lams if config.tilted else [0.0] * steps, dtype=torch.float64),
         ancestors=ancestors,
     )
+
+
+def _final_population(
+    score: ScoreFn,
+    sde: VPSDE,
+    x: torch.Tensor,
+    logw: torch.Tensor,
+    path_logw: torch.Tensor,
+    ancestors: torch.Tensor,
+    config: SamplerConfig,
+    generator: torch.Generator | None,
+    *,
+    resample: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The end of both loops: Tweedie's estimate at ``t_min`` (``denoise``, one more score call
+    per particle), then (``resample`` and ``final_resample``) one systematic resampling so the
+    population is equally weighted. Returns ``x, logw, path_logw, ancestors``."""
+    if config.denoise:
+        x = _denoised(score, sde, x, config)
+    if resample and config.final_resample:
+        idx = systematic_resample(logw, generator)
+        x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
+        logw = torch.zeros_like(logw)
+    return x, logw, path_logw, ancestors
 
 
 def _denoised(score: ScoreFn, sde: VPSDE, x: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
@@ -336,13 +357,10 @@ def _sample_xhat0(
         n_reward += n
         inc = final.phi - carry
         logw, path_logw = logw + inc, path_logw + inc
-    if config.denoise:
-        x = _denoised(score, sde, x, config)
-        n_score += n
-    if weighted and config.final_resample:
-        idx = systematic_resample(logw, generator)
-        x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
-        logw = torch.zeros_like(logw)
+    x, logw, path_logw, ancestors = _final_population(
+        score, sde, x, logw, path_logw, ancestors, config, generator, resample=weighted
+    )
+    n_score += n if config.denoise else 0
     return SampleResult(
         x=x.detach(),
         log_weights=logw,

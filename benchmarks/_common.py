@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from prefalign.loop import CampaignRun, run_campaign
+from prefalign.loop.campaign import CampaignRun, run_campaign
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "out"
@@ -115,9 +115,10 @@ def fitted_surrogate(
     digits); checkpointed to ``save_to`` when given."""
     import torch
 
+    from prefalign.learning.checkpoint import save_surrogate
+    from prefalign.learning.surrogate import fit, training_set_hash
     from prefalign.sampling import SamplerConfig, sample
     from prefalign.settings import SurrogateConfig
-    from prefalign.surrogate import fit, save_surrogate, training_set_hash
 
     cfg = load_config()["domains"][label]
     base = sample(
@@ -144,7 +145,7 @@ def fitted_surrogate(
 
 
 # ---------------------------------------------------------------------------------------------
-# campaign specs, as the workflow builds them (prefalign.campaign.campaign_settings)
+# campaign specs, as the workflow builds them (prefalign.loop.spec.campaign_settings)
 
 
 @functools.cache
@@ -166,10 +167,10 @@ def campaign_spec(
     n_steps: int | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> Any:
-    """A :class:`~prefalign.campaign.CampaignSpec` from ``config/config.yaml``, with top-level
+    """A :class:`~prefalign.loop.spec.CampaignSpec` from ``config/config.yaml``, with top-level
     spec keys (``budget``, ``n_particles``, ``domain_options``, ``surrogate``, ...) merged over,
     and ``n_steps`` (if given) set in the method's sampler and evaluation sampler."""
-    from prefalign.campaign import CampaignSpec, campaign_settings, merge_settings
+    from prefalign.loop.spec import CampaignSpec, campaign_settings, merge_settings
 
     data = campaign_settings(config or load_config(), domain, method, seed)
     data = merge_settings(data, overrides)
@@ -203,7 +204,8 @@ def answer_queries(argv: list[str], queries: Path, rewards: Path) -> None:
     ``id,reward`` CSV (``%.17g``); falls back to running the command for any other oracle."""
     import pandas as pd
 
-    from prefalign.oracle import read_queries, run_oracle
+    from prefalign.io.oracle_command import run_oracle
+    from prefalign.io.queries import read_queries
 
     oracle = builtin_oracle(tuple(argv))
     if oracle is None:
@@ -217,7 +219,7 @@ def answer_queries(argv: list[str], queries: Path, rewards: Path) -> None:
 
 @contextlib.contextmanager
 def in_process_rounds(cache_base_draws: bool = True) -> Iterator[dict[str, int]]:
-    """Patch :mod:`prefalign.rounds` for in-process campaigns, without changing any result:
+    """Patch :mod:`prefalign.loop.steps` for in-process campaigns, without changing any result:
 
     - built-in oracles answer in this process (no interpreter start per query batch);
     - each domain is built once (the digits UNet is loaded once, not once per round);
@@ -228,15 +230,15 @@ def in_process_rounds(cache_base_draws: bool = True) -> Iterator[dict[str, int]]
 
     Yields a dict counting base draws computed and reused.
     """
-    import prefalign.rounds as rounds
-    from prefalign.oracle import read_queries, read_rewards
+    from prefalign.io.queries import read_queries, read_rewards
+    from prefalign.loop import steps
     from prefalign.settings import SamplerConfig
 
     stats = {"base_draws": 0, "base_draws_reused": 0}
     original_draw, original_domain, original_run = (
-        rounds.draw_particles,
-        rounds.campaign_domain,
-        rounds.run_oracle,
+        steps.draw_particles,
+        steps.campaign_domain,
+        steps.run_oracle,
     )
     domains: dict[str, Any] = {}
     draws: dict[str, Any] = {}
@@ -271,7 +273,7 @@ def in_process_rounds(cache_base_draws: bool = True) -> Iterator[dict[str, int]]
         ids, _ = read_queries(queries_path)
         return read_rewards(rewards_path, list(ids))
 
-    rounds.draw_particles, rounds.campaign_domain, rounds.run_oracle = (
+    steps.draw_particles, steps.campaign_domain, steps.run_oracle = (
         draw_particles,
         campaign_domain,
         run_oracle,
@@ -279,7 +281,7 @@ def in_process_rounds(cache_base_draws: bool = True) -> Iterator[dict[str, int]]
     try:
         yield stats
     finally:
-        rounds.draw_particles, rounds.campaign_domain, rounds.run_oracle = (
+        steps.draw_particles, steps.campaign_domain, steps.run_oracle = (
             original_draw,
             original_domain,
             original_run,
@@ -294,7 +296,7 @@ def run_rounds(
     fit_last: bool = False,
     stop: Callable[[Any], bool] | None = None,
 ) -> CampaignRun:
-    """The library's Algorithm 1 (:func:`prefalign.loop.run_campaign`) with built-in users
+    """The library's Algorithm 1 (:func:`prefalign.loop.campaign.run_campaign`) with built-in users
     answering in this process (:func:`answer_queries`: the same CSV as the oracle command)."""
     return run_campaign(
         spec,

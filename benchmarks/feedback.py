@@ -1,8 +1,8 @@
 """Feedback efficiency: oracle queries each method needs before the user is satisfied.
 
-Campaigns run in this process through the round functions of :mod:`prefalign.rounds`
+Campaigns run in this process through the round functions of :mod:`prefalign.loop.steps`
 (``sample_round -> select_round -> oracle -> observe_round -> fit_round``) with
-:class:`~prefalign.campaign.CampaignSpec` s built by ``prefalign.campaign.campaign_settings`` (as the workflow builds them) from
+:class:`~prefalign.loop.spec.CampaignSpec` s built by ``prefalign.loop.spec.campaign_settings`` (as the workflow builds them) from
 ``config/config.yaml`` (k, N, sampler, surrogate of each domain and method), except for a larger
 budget, so that ``random`` has a chance to reach the threshold. The simulated user of the config
 answers in this process (the same CSV as ``prefalign oracle builtin``).

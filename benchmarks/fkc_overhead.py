@@ -2,7 +2,7 @@
 and steps, on mixture2d (exact mixture score) and digits (the trained UNet score).
 
 The reward of the ``fkc`` round is what a round uses: a surrogate from
-:func:`prefalign.surrogate.fit` (the config's MLP on mixture2d, its CNN on digits) fitted to base
+:func:`prefalign.learning.surrogate.fit` (the config's MLP on mixture2d, its CNN on digits) fitted to base
 samples answered by the config's simulated user. Both variants run in this process, alternating,
 and the ratio of medians is printed (goal: at most 1.5 on CPU).
 

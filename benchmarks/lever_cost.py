@@ -52,16 +52,16 @@ def _observations(spec, workdir: Path, n_answers: int):
     """A base round of ``n_answers`` queries answered by the config's user: the fit's data."""
     from dataclasses import replace
 
-    from prefalign import rounds
+    from prefalign.loop import steps
 
     spec0 = replace(spec, k=n_answers, budget=n_answers)
     d = workdir / "round0"
     d.mkdir(parents=True)
-    rounds.sample_round(spec0, 0, None, d / "particles.npz")
-    rounds.select_round(spec0, 0, d / "particles.npz", d / "queries.npz", d / "selection.csv")
+    steps.sample_round(spec0, 0, None, d / "particles.npz")
+    steps.select_round(spec0, 0, d / "particles.npz", d / "queries.npz", d / "selection.csv")
     answer_queries(spec0.oracle, d / "queries.npz", d / "rewards.csv")
     obs = workdir / "observations-round0.parquet"
-    rounds.observe_round(
+    steps.observe_round(
         spec0, 0, None, d / "queries.npz", d / "selection.csv", d / "rewards.csv", obs
     )
     return obs
@@ -79,12 +79,12 @@ def run_section(
     substrings (the base round always runs), ``repeats`` overrides the timed runs per case."""
     import _common
 
-    from prefalign import rounds
-    from prefalign.campaign import merge_settings
+    from prefalign.loop import steps
+    from prefalign.loop.spec import merge_settings
 
     section("6. Cost of one round: each method and lever / a base round (best-of-n), digits")
     mdir = digits_model(out, quick=quick, model_dir=model_dir)
-    n, steps, default_repeats, answers = (32, 5, 1, 16) if quick else (256, 50, 3, 48)
+    n, n_steps, default_repeats, answers = (32, 5, 1, 16) if quick else (256, 50, 3, 48)
     repeats = repeats or default_repeats
     overrides = {
         "domain_options": {"model_dir": str(mdir)},
@@ -92,7 +92,7 @@ def run_section(
         "k": 12,
         "budget": 120,
     }
-    base = campaign_spec("digits", "best-of-n", 0, overrides={**overrides}, n_steps=steps)
+    base = campaign_spec("digits", "best-of-n", 0, overrides={**overrides}, n_steps=n_steps)
     specs = {"base round (best-of-n)": base}
     for name, change in LEVERS.items():
         if only and not any(part in name for part in only):
@@ -102,7 +102,7 @@ def run_section(
             "fkc-al",
             0,
             overrides=merge_settings(overrides, change),
-            n_steps=steps,
+            n_steps=n_steps,
         )
     with tempfile.TemporaryDirectory() as tmp, _common.in_process_rounds(cache_base_draws=False):
         tmp = Path(tmp)
@@ -112,9 +112,9 @@ def run_section(
             spec = specs[name]
             d = tmp / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
             d.mkdir(exist_ok=True)
-            rounds.fit_round(spec, 0, obs, None, d / "surrogate")
-            rounds.sample_round(spec, 1, d / "surrogate", d / "particles.npz")
-            rounds.select_round(spec, 1, d / "particles.npz", d / "q.npz", d / "s.csv")
+            steps.fit_round(spec, 0, obs, None, d / "surrogate")
+            steps.sample_round(spec, 1, d / "surrogate", d / "particles.npz")
+            steps.select_round(spec, 1, d / "particles.npz", d / "q.npz", d / "s.csv")
 
         times = interleaved({name: (lambda n=name: one_round(n)) for name in specs}, repeats)
     med = {name: median(t) for name, t in times.items()}
@@ -128,7 +128,7 @@ def run_section(
             "" if goal is None else f"  (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})"
         )
         print(f"{name:40s} {t:6.2f} s  x{ratio:.2f}{note}", flush=True)
-    print(f"(N={n}, {steps} steps, fit on {answers} answers, medians of {repeats} alternated runs)")
+    print(f"(N={n}, {n_steps} steps, fit on {answers} answers, medians of {repeats} alternated runs)")
     return results
 
 

@@ -85,9 +85,9 @@ def run_campaign(args: tuple) -> dict:
     config, domain, method, seed, out, threshold, eval_lam = args
     import torch
 
-    from prefalign import rounds
-    from prefalign.campaign import CampaignSpec, campaign_settings
-    from prefalign.metrics import round_metrics
+    from prefalign.loop import steps
+    from prefalign.loop.spec import CampaignSpec, campaign_settings
+    from prefalign.reporting.metrics import round_metrics
 
     torch.set_num_threads(1)
     spec = CampaignSpec.from_dict(
@@ -100,7 +100,7 @@ def run_campaign(args: tuple) -> dict:
     else:
         with _common.in_process_rounds(cache_base_draws=False):
             run = _common.run_rounds(spec, work, fit_last=True)
-            evaluation = rounds.evaluate_campaign(
+            evaluation = steps.evaluate_campaign(
                 spec, run.surrogate, work / "evaluation.json", work / "samples.npz"
             )
         settings.write_text(json.dumps(spec.to_dict()))
@@ -128,7 +128,7 @@ def _evaluate_at(spec, work: Path, lam: float) -> dict:
     """The final surrogate's fresh samples with the evaluation tilt at ``lam`` (cached)."""
     from dataclasses import replace
 
-    from prefalign import rounds
+    from prefalign.loop import steps
 
     out = work / f"evaluation-lam{lam:g}.json"
     if out.is_file():
@@ -141,7 +141,7 @@ def _evaluate_at(spec, work: Path, lam: float) -> dict:
         eval_sampler=None if eval_sampler is None else replace(eval_sampler, lam_max=lam),
     )
     final = work / f"surrogate-round{spec.rounds - 1}"
-    return rounds.evaluate_campaign(
+    return steps.evaluate_campaign(
         replace(spec, method=method), final, out, work / f"samples-lam{lam:g}.npz"
     )
 

@@ -7,7 +7,7 @@ in this process through the round functions; the arms of a seed run one after an
 order that alternates with the seed. For each arm:
 
 - fit time: the sum of the rounds' ``FitReport.seconds``;
-- reward reached: the final evaluation of :func:`prefalign.rounds.evaluate_campaign` (mean oracle
+- reward reached: the final evaluation of :func:`prefalign.loop.steps.evaluate_campaign` (mean oracle
   reward of fresh FKC samples tilted by the last surrogate; no budget spent);
 - fit quality: RMSE of the last surrogate against the oracle on held-out points, the evaluation
   samples of all arms of that seed pooled (where the tilted samplers put their mass; no surrogate
@@ -79,8 +79,8 @@ def run_domain(domain: str, sizes: RefitSizes, out: Path, model_dir: Path | None
     """Every arm x seed of one domain."""
     import torch
 
-    from prefalign import rounds
-    from prefalign.surrogate import load_surrogate
+    from prefalign.learning.checkpoint import load_surrogate
+    from prefalign.loop import steps
 
     per_arm: dict[str, dict[str, list[float]]] = {
         a: {"fit_s": [], "eval_reward": [], "rmse": []} for a in ARMS
@@ -97,7 +97,7 @@ def run_domain(domain: str, sizes: RefitSizes, out: Path, model_dir: Path | None
             wd = out / "refit" / domain / arm / f"seed{seed}"
             run = run_rounds(spec, wd, fit=True, fit_last=True)
             assert run.surrogate is not None
-            evaluation = rounds.evaluate_campaign(
+            evaluation = steps.evaluate_campaign(
                 spec, run.surrogate, wd / "evaluation.json", wd / "samples.npz"
             )
             per_arm[arm]["fit_s"].append(run.fit_seconds)
@@ -134,7 +134,7 @@ def _ratio(a: float, b: float) -> float:
 def _warm_up(domain: str, sizes: RefitSizes, model_dir: Path | None) -> None:
     """One throwaway fit of the domain's surrogate, so that the first arm timed does not pay
     for first-call costs (lazy imports, allocator growth) that the others do not."""
-    from prefalign.surrogate import fit
+    from prefalign.learning.surrogate import fit
 
     spec = arm_spec("warm", domain, 0, sizes, model_dir)
     shape = (2,) if domain == "mixture2d" else (1, 8, 8)

@@ -31,10 +31,10 @@ COUNTS = ("n_resamples", "n_score_evals", "n_reward_evals")
 
 def load_reference(path: Path) -> ModuleType:
     """Import a copy of ``fkc.py`` from ``path`` as the module ``fkc_reference`` (its
-    ``prefalign.sde`` import resolved to today's ``prefalign.sampling.sde``)."""
-    import prefalign.sampling.sde
+    ``prefalign.sde`` import resolved to today's ``prefalign.models.sde``)."""
+    import prefalign.models.sde
 
-    sys.modules.setdefault("prefalign.sde", prefalign.sampling.sde)
+    sys.modules.setdefault("prefalign.sde", prefalign.models.sde)
     spec = importlib.util.spec_from_file_location("fkc_reference", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -70,8 +70,8 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     from prefalign.domains import get_domain
+    from prefalign.learning.checkpoint import load_surrogate
     from prefalign.sampling import SamplerConfig, sample
-    from prefalign.surrogate import load_surrogate
 
     torch.set_num_threads(1)
     options = {"model_dir": args.model_dir} if args.domain == "digits" else {}

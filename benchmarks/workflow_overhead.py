@@ -43,9 +43,9 @@ CORES = 2  # what tests/workflow_helpers.snakemake_cmd passes
 TORCH_RULES = frozenset({"cold_start", "propose", "sample", "fit", "fit_final", "evaluate"})
 LAYOUTS = {"fused": True, "split": False}  # the config's fuse_steps
 TWO_PROCESS_RULES = frozenset({"oracle"})  # `prefalign query` starts the oracle command
-TORCH_IMPORTS = "import prefalign.cli, prefalign.rounds, prefalign.sampling, prefalign.surrogate"
+TORCH_IMPORTS = "import prefalign.cli, prefalign.loop.steps, prefalign.sampling, prefalign.learning.surrogate"
 LIGHT_IMPORTS = (
-    "import prefalign.cli, prefalign.rounds, prefalign.observations, prefalign.oracle, "
+    "import prefalign.cli, prefalign.loop.steps, prefalign.io.observations, prefalign.io.oracle_command, "
     "prefalign.acquisition"
 )
 

@@ -1,4 +1,4 @@
-"""prefalign.adamw.AdamW against torch.optim.AdamW: the same parameters, bit for bit."""
+"""prefalign.learning.adamw.AdamW against torch.optim.AdamW: the same parameters, bit for bit."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from prefalign.adamw import AdamW
+from prefalign.learning.adamw import AdamW
 
 
 def _nets(seed: int) -> tuple[nn.Module, nn.Module]:
@@ -77,7 +77,7 @@ def test_a_fit_does_not_import_the_compiler_stack():
     code = (
         "import sys, numpy as np\n"
         "from prefalign.settings import SurrogateConfig\n"
-        "from prefalign.surrogate import fit\n"
+        "from prefalign.learning.surrogate import fit\n"
         "x = np.random.default_rng(0).normal(size=(20, 2)); y = x.sum(1)\n"
         "fit(x, y, SurrogateConfig(hidden=8, epochs=3), seed=0)\n"
         "print('torch._dynamo' in sys.modules)\n"

@@ -26,7 +26,7 @@ from prefalign.domains.digits import (
     validity_checks,
 )
 from prefalign.models.ddpm import ModelLoadError, training_record
-from prefalign.sampling.sde import VPSDE
+from prefalign.models.sde import VPSDE
 
 TINY = {"steps": 4, "batch_size": 8, "lr": 1e-3, "seed": 0}
 WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"

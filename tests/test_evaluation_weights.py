@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from prefalign import rounds
-from prefalign.campaign import CampaignSpec, campaign_settings
+from prefalign.loop import steps
+from prefalign.loop.spec import CampaignSpec, campaign_settings
 from prefalign.sampling import SampleResult
 
 # the oracle's reward is the first coordinate of each point
@@ -77,16 +77,16 @@ def _fake_draw(log_weights: np.ndarray):
 def test_non_uniform_weights_give_weighted_metrics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str, sampler: dict
 ) -> None:
-    """The evaluation averaged `x` unweighted (rounds.py:367): the draft-weights ablation was
+    """The evaluation averaged `x` unweighted (the evaluation step): the draft-weights ablation was
     scored on the wrong distribution."""
     log_w = np.log(np.array([0.1, 0.1, 0.2, 0.6]))
-    monkeypatch.setattr(rounds, "draw_particles", _fake_draw(log_w))
-    import prefalign.surrogate
+    monkeypatch.setattr(steps, "draw_particles", _fake_draw(log_w))
+    import prefalign.learning.checkpoint
 
-    monkeypatch.setattr(prefalign.surrogate, "load_surrogate", lambda path: None)
+    monkeypatch.setattr(prefalign.learning.checkpoint, "load_surrogate", lambda path: None)
     spec = _spec(tmp_path, variant, **sampler)
     out, samples = tmp_path / "eval.json", tmp_path / "samples.npz"
-    evaluation = rounds.evaluate_campaign(spec, tmp_path / "surrogate", out, samples)
+    evaluation = steps.evaluate_campaign(spec, tmp_path / "surrogate", out, samples)
     w = np.array([0.1, 0.1, 0.2, 0.6])
     r = X[:, 0].astype(np.float64)
     assert evaluation["mean_reward"] == pytest.approx(float(w @ r))  # 2.3, not the plain 1.5
@@ -102,12 +102,12 @@ def test_non_uniform_weights_give_weighted_metrics(
 def test_uniform_weights_keep_the_plain_means(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rounds, "draw_particles", _fake_draw(np.zeros(4)))
-    import prefalign.surrogate
+    monkeypatch.setattr(steps, "draw_particles", _fake_draw(np.zeros(4)))
+    import prefalign.learning.checkpoint
 
-    monkeypatch.setattr(prefalign.surrogate, "load_surrogate", lambda path: None)
+    monkeypatch.setattr(prefalign.learning.checkpoint, "load_surrogate", lambda path: None)
     spec = _spec(tmp_path, "fkc")
-    evaluation = rounds.evaluate_campaign(
+    evaluation = steps.evaluate_campaign(
         spec, tmp_path / "surrogate", tmp_path / "e.json", tmp_path / "s.npz"
     )
     assert evaluation["mean_reward"] == 1.5
@@ -116,9 +116,9 @@ def test_uniform_weights_keep_the_plain_means(
 
 
 def test_importance_weights() -> None:
-    assert rounds.importance_weights(np.zeros(5)) is None
-    assert rounds.importance_weights(np.full(3, -7.0)) is None
-    w = rounds.importance_weights(np.array([0.0, np.log(3.0), -np.inf]))
+    assert steps.importance_weights(np.zeros(5)) is None
+    assert steps.importance_weights(np.full(3, -7.0)) is None
+    w = steps.importance_weights(np.array([0.0, np.log(3.0), -np.inf]))
     np.testing.assert_allclose(w, [0.25, 0.75, 0.0])
     with pytest.raises(ValueError, match="NaN"):
-        rounds.importance_weights(np.array([0.0, np.nan]))
+        steps.importance_weights(np.array([0.0, np.nan]))

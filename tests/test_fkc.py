@@ -8,10 +8,10 @@ import statistics
 import pytest
 import torch
 
-from prefalign.distances import energy_distance
 from prefalign.domains.mixture import GaussianMixture
+from prefalign.models.sde import VPSDE
+from prefalign.reporting.distances import energy_distance
 from prefalign.sampling import SamplerConfig, effective_sample_size, sample, systematic_resample
-from prefalign.sampling.sde import VPSDE
 
 N = 1500  # particles per run and exact samples per comparison
 STEPS = 200

@@ -34,10 +34,10 @@ import yaml
 from test_human_oracle import CHROMIUM, CHROMIUM_ARGS, _browser_missing, radio
 from workflow_helpers import REPO, env, snakemake_cmd, workdir
 
-from prefalign.campaign import read_spec
-from prefalign.observations import COLUMNS, read_observations
-from prefalign.oracle import run_oracle
-from prefalign.rounds import observe_round
+from prefalign.io.observations import COLUMNS, read_observations
+from prefalign.io.oracle_command import run_oracle
+from prefalign.loop.spec import read_spec
+from prefalign.loop.steps import observe_round
 
 DOMAIN, METHOD = "digits-human", "fkc-al"
 #: The campaign's name (PREFALIGN_CAMPAIGN, shown on the page) and its folder under results/.

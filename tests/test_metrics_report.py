@@ -15,7 +15,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from prefalign.metrics import (
+from prefalign.io.observations import append_round, new_round_frame, write_observations
+from prefalign.reporting.figures import (
+    METHOD_COLORS,
+    method_palette,
+    plot_final_metrics,
+    plot_learning_curves,
+    plot_reward_vs_queries,
+    write_tables,
+)
+from prefalign.reporting.metrics import (
     MetricsError,
     campaign_round_metrics,
     ci95,
@@ -23,15 +32,6 @@ from prefalign.metrics import (
     load_evaluations,
     queries_to_threshold,
     round_metrics,
-)
-from prefalign.observations import append_round, new_round_frame, write_observations
-from prefalign.report import (
-    METHOD_COLORS,
-    method_palette,
-    plot_final_metrics,
-    plot_learning_curves,
-    plot_reward_vs_queries,
-    write_tables,
 )
 
 DOMAIN = "mixture2d"
@@ -401,8 +401,8 @@ def test_method_colours_are_fixed() -> None:
 def test_paired_differences_pair_by_seed_with_t_intervals(tmp_path) -> None:
     from scipy import stats
 
-    from prefalign.metrics import paired_differences
-    from prefalign.report import write_paired_table
+    from prefalign.reporting.figures import write_paired_table
+    from prefalign.reporting.metrics import paired_differences
 
     rows = []
     for seed, (ref, new) in enumerate([(0.5, 0.7), (0.3, 0.4), (0.6, 0.55), (0.2, 0.5)]):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prefalign.domains.mixture import GaussianMixture
-from prefalign.sampling.sde import VPSDE
+from prefalign.models.sde import VPSDE
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from prefalign import observations as obs
-from prefalign.observations import (
+from prefalign.io import observations as obs
+from prefalign.io.observations import (
     COLUMNS,
     ObservationError,
     append_round,

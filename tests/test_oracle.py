@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefalign import oracle
-from prefalign.oracle import OracleError, read_queries, read_rewards, run_oracle, write_queries
+from prefalign.io import oracle_command
+from prefalign.io import queries as queries_file
+from prefalign.io.oracle_command import run_oracle
+from prefalign.io.queries import OracleError, read_queries, read_rewards, write_queries
 
 IDS = ["r1-0000", "r1-0001", "r1-0002"]
 
@@ -79,7 +81,7 @@ def test_write_queries_failure_keeps_previous_file(
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(oracle.np.lib.format, "write_array", boom)
+    monkeypatch.setattr(queries_file.np.lib.format, "write_array", boom)
     with pytest.raises(OSError, match="disk full"):
         write_queries(queries, ["other"], x[:1])
     assert queries.read_bytes() == before
@@ -418,7 +420,7 @@ def test_run_oracle_timeout_kills_process_group(tmp_path: Path, queries: Path) -
 def test_run_oracle_timeout_when_sigterm_is_ignored(
     tmp_path: Path, queries: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(oracle, "_KILL_GRACE_S", 0.5)
+    monkeypatch.setattr(oracle_command, "_KILL_GRACE_S", 0.5)
     stubborn = tmp_path / "oracle_stubborn.py"
     stubborn.write_text(
         "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
@@ -496,7 +498,7 @@ time.sleep(600)
 
 RUNNER = """
 import sys
-from prefalign.oracle import run_oracle
+from prefalign.io.oracle_command import run_oracle
 run_oracle(sys.argv[4:], sys.argv[1], sys.argv[2], None, sys.argv[3])
 """
 
@@ -531,7 +533,7 @@ def test_signal_to_the_runner_kills_the_oracle_and_its_setsid_grandchild(
     and its grandchild later wrote a stray temporary file."""
     argv, pids = _setsid_oracle(tmp_path, "hang")
     rewards, log = tmp_path / "rewards.csv", tmp_path / "oracle.log"
-    env = {**os.environ, "PYTHONPATH": str(Path(oracle.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(queries_file.__file__).parents[2])}
     runner = subprocess.Popen(
         [sys.executable, "-c", RUNNER, str(queries), str(rewards), str(log), *argv], env=env
     )
@@ -592,7 +594,7 @@ def test_oracle_output_in_the_log_is_capped(tmp_path: Path, queries: Path) -> No
     log = tmp_path / "oracle.log"
     run_oracle([sys.executable, str(loud)], queries, tmp_path / "rewards.csv", 60, log)
     size = log.stat().st_size
-    assert size <= (8 << 20) + 4096, size  # oracle.MAX_LOG_BYTES and a few lines of its own
+    assert size <= (8 << 20) + 4096, size  # oracle_command.MAX_LOG_BYTES and a few lines of its own
     assert "the rest is not logged" in log.read_text()[-500:]
 
 
@@ -610,7 +612,7 @@ def test_rewards_file_over_the_size_limit_is_refused_unread(tmp_path: Path, quer
     with pytest.raises(OracleError, match=r"larger than the limit of \d+ bytes"):
         run_oracle([sys.executable, str(writer)], queries, tmp_path / "rewards.csv", 60, None)
     assert not (tmp_path / "rewards.csv").exists()
-    assert oracle.rewards_size_limit(IDS) < 2 << 20  # a few rows: about a megabyte, no more
+    assert queries_file.rewards_size_limit(IDS) < 2 << 20  # a few rows: about a megabyte, no more
 
 
 def test_oracle_log_is_private(tmp_path: Path, queries: Path) -> None:

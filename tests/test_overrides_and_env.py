@@ -15,7 +15,7 @@ import pytest
 import yaml
 from workflow_helpers import REPO, env
 
-from prefalign.campaign import campaign_rounds
+from prefalign.loop.spec import campaign_rounds
 
 DEFAULT = REPO / "config" / "config.yaml"
 DOCS = [REPO / "README.md", REPO / "config" / "README.md", REPO / "dvc.yaml"]

@@ -22,7 +22,7 @@ from prefalign.domains.pretrained import (
     jpeg_compressibility,
 )
 from prefalign.models.ddpm import ModelLoadError
-from prefalign.sampling.sde import VPSDE
+from prefalign.models.sde import VPSDE
 
 
 def tiny_unet(channels: int = 3, size: int = 8) -> UNet2DModel:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from prefalign.progress import LOG_LINES, tqdm
+from prefalign.io.progress import LOG_LINES, tqdm
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prefalign.render import save_grid, save_points, to_display
+from prefalign.reporting.render import save_grid, save_points, to_display
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

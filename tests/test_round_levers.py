@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefalign import rounds
-from prefalign.campaign import CampaignSpec, campaign_settings
+from prefalign.loop import steps
+from prefalign.loop.spec import CampaignSpec, campaign_settings
 
 
 def _spec(**method) -> CampaignSpec:
@@ -40,17 +40,17 @@ def _round_one(spec: CampaignSpec, tmp: Path) -> tuple[dict, pd.DataFrame, dict]
 
     d0 = tmp / "r0"
     d0.mkdir()
-    rounds.sample_round(spec, 0, None, d0 / "p.npz")
-    rounds.select_round(spec, 0, d0 / "p.npz", d0 / "q.npz", d0 / "s.csv")
+    steps.sample_round(spec, 0, None, d0 / "p.npz")
+    steps.select_round(spec, 0, d0 / "p.npz", d0 / "q.npz", d0 / "s.csv")
     with np.load(d0 / "q.npz") as q:
         ids, x = q["id"], q["x"]
     user = get_oracle("mixture2d", "one-mode")
     pd.DataFrame({"id": ids, "reward": user(x)}).to_csv(d0 / "r.csv", index=False)
     obs = tmp / "obs0.parquet"
-    rounds.observe_round(spec, 0, None, d0 / "q.npz", d0 / "s.csv", d0 / "r.csv", obs)
-    rounds.fit_round(spec, 0, obs, None, tmp / "sur")
-    stats = rounds.sample_round(spec, 1, tmp / "sur", tmp / "p1.npz")
-    table = rounds.select_round(spec, 1, tmp / "p1.npz", tmp / "q1.npz", tmp / "s1.csv")
+    steps.observe_round(spec, 0, None, d0 / "q.npz", d0 / "s.csv", d0 / "r.csv", obs)
+    steps.fit_round(spec, 0, obs, None, tmp / "sur")
+    stats = steps.sample_round(spec, 1, tmp / "sur", tmp / "p1.npz")
+    table = steps.select_round(spec, 1, tmp / "p1.npz", tmp / "q1.npz", tmp / "s1.csv")
     with np.load(tmp / "p1.npz") as data:
         particles = {key: data[key] for key in data.files}
     return stats, table, particles

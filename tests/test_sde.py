@@ -9,7 +9,7 @@ import torch
 from diffusers import DDPMScheduler
 from scipy.integrate import quad
 
-from prefalign.sampling.sde import VPSDE
+from prefalign.models.sde import VPSDE
 
 
 @pytest.mark.parametrize("t", [0.0, 0.01, 0.3, 0.7, 1.0])

@@ -30,7 +30,7 @@ import yaml
 from slurm_cluster import SlurmCluster, slurm_cluster_fixture
 from workflow_helpers import env, observation_files, snakemake_cmd, tiny_config, workdir
 
-from prefalign.observations import read_observations
+from prefalign.io.observations import read_observations
 
 pytestmark = pytest.mark.slow
 

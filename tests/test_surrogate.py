@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from prefalign.sampling.sde import VPSDE
-from prefalign.surrogate import (
+from prefalign.learning.checkpoint import SurrogateCheckpointError, load_surrogate, save_surrogate
+from prefalign.learning.surrogate import (
     FitReport,
     Surrogate,
-    SurrogateCheckpointError,
     SurrogateConfig,
     fit,
-    load_surrogate,
-    save_surrogate,
     training_set_hash,
 )
+from prefalign.models.sde import VPSDE
 
 CENTRE = np.array([0.5, -1.0])
 

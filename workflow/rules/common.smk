@@ -5,7 +5,7 @@ import shlex
 
 from snakemake.utils import validate
 
-from prefalign.campaign import CampaignSpec, campaign_rounds, campaign_settings
+from prefalign.loop.spec import CampaignSpec, campaign_rounds, campaign_settings
 
 
 validate(config, "../schemas/config.schema.yaml")

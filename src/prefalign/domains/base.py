@@ -10,7 +10,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from prefalign.sampling.sde import VPSDE
+    from prefalign.models.sde import VPSDE
 
 #: A simulated user: maps a batch of samples (N, *event_shape) to rewards (N,).
 OracleFn = Callable[[np.ndarray], np.ndarray]

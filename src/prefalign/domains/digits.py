@@ -64,7 +64,7 @@ from prefalign.domains.base import OracleFn
 if TYPE_CHECKING:
     import torch
 
-    from prefalign.sampling.sde import VPSDE
+    from prefalign.models.sde import VPSDE
 
 EVENT_SHAPE: tuple[int, int, int] = (1, 8, 8)
 SPLIT_SEED = 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from prefalign.sampling.sde import VPSDE
+from prefalign.models.sde import VPSDE
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the simulated users run without torch, so the oracle comman
     import torch
 
     from prefalign.domains.mixture import GaussianMixture
-    from prefalign.sampling.sde import VPSDE
+    from prefalign.models.sde import VPSDE
 
 ORACLES: tuple[str, ...] = ("one-mode", "two-modes", "off-manifold")
 
@@ -91,7 +91,7 @@ class Mixture2D:
 
     @property
     def sde(self) -> VPSDE:
-        from prefalign.sampling.sde import VPSDE
+        from prefalign.models.sde import VPSDE
 
         return VPSDE(self.b_min, self.b_max)
 

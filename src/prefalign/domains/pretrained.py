@@ -36,7 +36,7 @@ from PIL import Image
 from prefalign.domains import answer_noise
 from prefalign.domains.base import OracleFn
 from prefalign.models.ddpm import ModelLoadError, UNetScore, load_noise_schedule, load_unet
-from prefalign.sampling.sde import VPSDE
+from prefalign.models.sde import VPSDE
 
 MAX_ABS_VALUE = 1.5  # validity: values beyond this are outside the data range
 MIN_IN_RANGE = 0.99  # validity: share of values that must lie within +-MAX_ABS_VALUE

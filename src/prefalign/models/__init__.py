@@ -1,21 +1,8 @@
-"""Base diffusion models: small diffusers DDPMs (training, loading, score)."""
+"""Base diffusion models and the noise process they were trained with.
 
-from prefalign.models.ddpm import (
-    DDPMSettings,
-    ModelLoadError,
-    NoiseSchedule,
-    UNetScore,
-    load_noise_schedule,
-    load_unet,
-    train_ddpm,
-)
+- :mod:`.sde`: the VP SDE of fkc-math.md (``beta(t)``, ``alpha(t)``, ``sigma(t)``), shared by
+  every domain's score model and by the sampler;
+- :mod:`.ddpm`: small diffusers DDPMs (training, loading, the score of a ``UNet2DModel``).
 
-__all__ = [
-    "DDPMSettings",
-    "ModelLoadError",
-    "NoiseSchedule",
-    "UNetScore",
-    "load_noise_schedule",
-    "load_unet",
-    "train_ddpm",
-]
+Nothing is imported here: :mod:`.sde` is needed without diffusers (and its start-up cost).
+"""

@@ -29,8 +29,8 @@ from typing import Literal
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from prefalign.progress import tqdm
-from prefalign.sampling.sde import VPSDE
+from prefalign.io.progress import tqdm
+from prefalign.models.sde import VPSDE
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction", "sample")

@@ -1009,7 +1009,7 @@ def _port(text: str) -> int:
     return value
 
 
-#: Environment variables the workflow sets for every oracle (``prefalign.rounds.oracle_round``);
+#: Environment variables the workflow sets for every oracle (``prefalign.loop.steps.oracle_round``);
 #: they are the defaults of ``--campaign``, ``--round``, ``--rounds`` and ``--budget-left``.
 ENV_CAMPAIGN = "PREFALIGN_CAMPAIGN"
 ENV_ROUND = "PREFALIGN_ROUND"
@@ -1219,7 +1219,7 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 #: Marker by which the workflow's oracle runner finds (and kills) the oracle's processes
-#: (``prefalign.oracle.ORACLE_MARKER_ENV``): a browser started by ``--open`` does not carry it,
+#: (``prefalign.io.oracle_command.ORACLE_MARKER_ENV``): a browser started by ``--open`` does not carry it,
 #: so it outlives a round that ends normally.
 _ORACLE_MARKER_ENV = "PREFALIGN_ORACLE_RUN"
 

@@ -10,10 +10,10 @@
 The variants (``fkc``, ``draft``, ``guidance``, ``base``) are :data:`prefalign.settings.VARIANTS`.
 """
 
+from prefalign.models.sde import VPSDE
 from prefalign.sampling.resampling import effective_sample_size, systematic_resample
 from prefalign.sampling.sampler import SampleResult, sample
 from prefalign.sampling.schedule import tilt_schedule, time_grid
-from prefalign.sampling.sde import VPSDE
 from prefalign.sampling.step import FKCStepOutput, fkc_step, tweedie
 from prefalign.settings import VARIANTS, SamplerConfig
 

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 import torch
 
-from prefalign.progress import tqdm
+from prefalign.io.progress import tqdm
+from prefalign.models.sde import VPSDE
 from prefalign.sampling.resampling import effective_sample_size, systematic_resample
 from prefalign.sampling.schedule import tilt_schedule, time_grid
-from prefalign.sampling.sde import VPSDE
 from prefalign.sampling.step import (
     RewardFn,
     ScoreFn,

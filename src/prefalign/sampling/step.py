@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from prefalign.models.sde import VPSDE
 from prefalign.sampling.resampling import generator_device
-from prefalign.sampling.sde import VPSDE
 
 #: ``score(x, t) -> grad log q_t(x)`` for a batch ``x`` of shape (N, *event_shape).
 ScoreFn = Callable[[torch.Tensor, float], torch.Tensor]

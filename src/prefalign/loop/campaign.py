@@ -1,7 +1,7 @@
 """Algorithm 1 of the draft paper ("Budget-Constrained Feynman-Kac Diffusion") in one process.
 
 :func:`run_campaign` runs a campaign's rounds with the same per-round functions the workflow's
-jobs call (:mod:`prefalign.rounds`: ``sample_round``, ``select_round``, ``oracle_round`` /
+jobs call (:mod:`prefalign.loop.steps`: ``sample_round``, ``select_round``, ``oracle_round`` /
 an in-process answer, ``observe_round``, ``fit_round``), writing the same files; the workflow
 runs each round as DAG stages instead (``propose`` -> ``oracle`` -> ``observe``). Line by line:
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefalign.campaign import CampaignSpec
+from prefalign.loop.spec import CampaignSpec
 
 #: ``answer(spec, queries_npz, rewards_csv)``: write the oracle's ``id,reward`` CSV for the queries.
 Answer = Callable[[CampaignSpec, Path, Path], None]
@@ -43,7 +43,7 @@ Answer = Callable[[CampaignSpec, Path, Path], None]
 class CampaignRun:
     """What :func:`run_campaign` did."""
 
-    metrics: Any  # prefalign.metrics.round_metrics of the observations, one row per round run
+    metrics: Any  # prefalign.reporting.metrics.round_metrics of the observations, one row per round run
     surrogate: Path | None  # the last surrogate checkpoint fitted (None if none was)
     fit_seconds: float  # sum of the fits' own wall times (FitReport.seconds)
     seconds: float  # wall time of the whole campaign
@@ -51,8 +51,8 @@ class CampaignRun:
 
 def run_oracle_command(spec: CampaignSpec, queries: Path, rewards: Path) -> None:
     """The workflow's answer: the campaign's oracle command, run and validated by
-    :func:`prefalign.oracle.run_oracle` (the ``oracle`` rule's step)."""
-    from prefalign.oracle import run_oracle
+    :func:`prefalign.io.oracle_command.run_oracle` (the ``oracle`` rule's step)."""
+    from prefalign.io.oracle_command import run_oracle
 
     run_oracle(spec.oracle, queries, rewards, spec.oracle_timeout_s)
 
@@ -77,8 +77,8 @@ def run_campaign(
         fit_last: also fit after the last round (what the final evaluation needs).
         stop: called with the round metrics after each round; ``True`` ends the campaign.
     """
-    from prefalign import rounds
-    from prefalign.metrics import round_metrics
+    from prefalign.loop import steps
+    from prefalign.reporting.metrics import round_metrics
 
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -92,17 +92,17 @@ def run_campaign(
         d.mkdir()
         particles, queries = d / "particles.npz", d / "queries.npz"
         selection, rewards = d / "selection.csv", d / "rewards.csv"
-        rounds.sample_round(spec, r, prev_sur, particles)  # FKC tilted by f_θ (round 0: base)
-        rounds.select_round(spec, r, particles, queries, selection)
+        steps.sample_round(spec, r, prev_sur, particles)  # FKC tilted by f_θ (round 0: base)
+        steps.select_round(spec, r, particles, queries, selection)
         answer(spec, queries, rewards)
         obs = workdir / f"observations-round{r}.parquet"
-        df = rounds.observe_round(spec, r, prev_obs, queries, selection, rewards, obs)
+        df = steps.observe_round(spec, r, prev_obs, queries, selection, rewards, obs)
         prev_obs = obs
         metrics = round_metrics(df)
         if stop is not None and stop(metrics):
             break
         if fit and (fit_last or r + 1 < spec.rounds):
             sur = workdir / f"surrogate-round{r}"
-            fit_seconds += rounds.fit_round(spec, r, obs, prev_sur, sur)["seconds"]
+            fit_seconds += steps.fit_round(spec, r, obs, prev_sur, sur)["seconds"]
             prev_sur = sur
     return CampaignRun(metrics, prev_sur, fit_seconds, time.perf_counter() - start)

@@ -38,10 +38,10 @@ def _parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
 def _cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
-    from prefalign.campaign import resolve_device
     from prefalign.domains import get_domain
+    from prefalign.learning.checkpoint import load_surrogate
+    from prefalign.loop.spec import resolve_device
     from prefalign.sampling import SamplerConfig, sample
-    from prefalign.surrogate import load_surrogate
 
     torch.set_num_threads(args.threads)
     domain = get_domain(args.domain, _parse_options(args.domain_option))
@@ -112,7 +112,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _plot_samples(domain: Any, x: np.ndarray, user: str | None, path: str, title: str) -> None:
-    from prefalign import render
+    from prefalign.reporting import render
 
     rewards = domain.oracle(user)(x) if user else None
     if x.ndim == 2 and x.shape[1] == 2:
@@ -127,8 +127,8 @@ def _plot_samples(domain: Any, x: np.ndarray, user: str | None, path: str, title
 def _cmd_base_report(args: argparse.Namespace) -> int:
     import torch
 
-    from prefalign import render
     from prefalign.domains import get_domain
+    from prefalign.reporting import render
     from prefalign.sampling import SamplerConfig, sample
 
     torch.set_num_threads(args.threads)
@@ -168,20 +168,20 @@ def _cmd_base_report(args: argparse.Namespace) -> int:
 # workflow steps
 # --------------------------------------------------------------------------------------------
 def _cmd_spec(args: argparse.Namespace) -> int:
-    from prefalign.campaign import CampaignSpec, write_spec
+    from prefalign.loop.spec import CampaignSpec, write_spec
 
     write_spec(CampaignSpec.from_dict(json.loads(args.json)), args.out)
     return 0
 
 
 def _spec(args: argparse.Namespace):
-    from prefalign.campaign import read_spec
+    from prefalign.loop.spec import read_spec
 
     return read_spec(args.spec)
 
 
 def _cmd_sample_round(args: argparse.Namespace) -> int:
-    from prefalign.rounds import sample_round
+    from prefalign.loop.steps import sample_round
 
     stats = sample_round(_spec(args), args.round, args.surrogate, args.out, progress=not args.quiet)
     print(json.dumps(stats))
@@ -189,7 +189,7 @@ def _cmd_sample_round(args: argparse.Namespace) -> int:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from prefalign.rounds import select_round
+    from prefalign.loop.steps import select_round
 
     table = select_round(_spec(args), args.round, args.particles, args.queries, args.selection)
     print(table.to_string(index=False))
@@ -197,7 +197,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from prefalign.rounds import oracle_round
+    from prefalign.loop.steps import oracle_round
 
     rewards = oracle_round(_spec(args), args.round, args.queries, args.rewards, args.log)
     print(f"oracle answered {len(rewards)} queries; mean reward {rewards.mean():.4f}")
@@ -205,15 +205,15 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_observe(args: argparse.Namespace) -> int:
-    from prefalign.rounds import observe_round
+    from prefalign.loop.steps import observe_round
 
     df = observe_round(
         _spec(args), args.round, args.previous, args.queries, args.selection, args.rewards, args.out
     )
     print(f"{len(df)} observations after round {args.round}; best reward {df['reward'].max():.4f}")
     if args.plot:
-        from prefalign import render
-        from prefalign.oracle import read_queries, read_rewards
+        from prefalign.io.queries import read_queries, read_rewards
+        from prefalign.reporting import render
 
         ids, x = read_queries(args.queries)
         rewards = read_rewards(args.rewards, list(ids)).to_numpy()
@@ -226,7 +226,7 @@ def _cmd_observe(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from prefalign.rounds import fit_round
+    from prefalign.loop.steps import fit_round
 
     report = fit_round(
         _spec(args), args.round, args.observations, args.previous, args.out, progress=not args.quiet
@@ -236,7 +236,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_propose(args: argparse.Namespace) -> int:
-    from prefalign.rounds import propose_round
+    from prefalign.loop.steps import propose_round
 
     done = propose_round(
         _spec(args),
@@ -254,7 +254,7 @@ def _cmd_propose(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from prefalign.rounds import campaign_domain, evaluate_campaign, fit_round
+    from prefalign.loop.steps import campaign_domain, evaluate_campaign, fit_round
 
     spec = _spec(args)
     if args.fit:  # the last round's fit, in this process (the workflow's default layout)
@@ -281,8 +281,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_aggregate(args: argparse.Namespace) -> int:
     import shutil
 
-    from prefalign import cost, metrics, report
-    from prefalign.results_page import write_section
+    from prefalign.reporting import cost, metrics
+    from prefalign.reporting import figures as report
+    from prefalign.reporting.results_page import write_section
 
     out = Path(args.out)
     figures, tables = out / "figures", out / "tables"
@@ -338,7 +339,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def _cmd_results_page(args: argparse.Namespace) -> int:
-    from prefalign.results_page import write_results_page
+    from prefalign.reporting.results_page import write_results_page
 
     write_results_page(
         args.out,
@@ -357,7 +358,7 @@ def _cmd_oracle_builtin(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from prefalign.domains import get_oracle
-    from prefalign.oracle import read_queries
+    from prefalign.io.queries import read_queries
 
     oracle = get_oracle(
         args.domain,
@@ -578,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except SystemExit as err:  # prefalign.oracle.OracleTerminated (not imported by every step)
+    except SystemExit as err:  # prefalign.io.oracle_command.OracleTerminated (not imported by every step)
         if not isinstance(getattr(err, "signum", None), int):
             raise
         name = signal.Signals(err.signum).name
@@ -588,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(err.code)
-    except KeyboardInterrupt:  # an oracle it ran was killed first (prefalign.oracle.run_oracle)
+    except KeyboardInterrupt:  # an oracle it ran was killed first (prefalign.io.oracle_command.run_oracle)
         print(f"prefalign {args.command}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError) as err:

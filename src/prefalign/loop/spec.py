@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from prefalign.acquisition import BATCH_RULES
-from prefalign.atomic import write_text
+from prefalign.io.atomic import write_text
 from prefalign.settings import VARIANTS, SamplerConfig, SurrogateConfig
 
 if TYPE_CHECKING:  # torch is imported only by the steps that sample or fit

@@ -1,7 +1,7 @@
 """The networks behind the surrogate reward: an MLP for vectors and a small CNN for images.
 
 Each network maps *normalised* inputs (N, *event_shape) to a *standardised* reward (N,); the
-normalisation lives in :class:`prefalign.surrogate.Surrogate`. Activations are smooth because the
+normalisation lives in :class:`prefalign.learning.surrogate.Surrogate`. Activations are smooth because the
 FKC sampler differentiates the surrogate with respect to its input.
 """
 

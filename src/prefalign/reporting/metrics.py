@@ -2,7 +2,7 @@
 
 Two sources feed the metrics of a campaign (domain × method × seed):
 
-- its final observation dataset (:mod:`prefalign.observations`), from which :func:`round_metrics`
+- its final observation dataset (:mod:`prefalign.io.observations`), from which :func:`round_metrics`
   derives one row per round: what the user saw while teaching (``round_mean_reward``) and the best
   rewards found so far (``best_so_far``, ``top10_mean``);
 - its evaluation JSON, written after the last round from ``M`` fresh samples of the final
@@ -13,7 +13,7 @@ Two sources feed the metrics of a campaign (domain × method × seed):
 :func:`final_table` aggregates both over seeds: per group (default ``domain``, ``method``) the
 mean of each metric and the half-width of its 95% confidence interval, Student t over seeds
 (:func:`ci95`). Everything here is pure pandas/numpy; figures and files live in
-:mod:`prefalign.report`.
+:mod:`prefalign.reporting.figures`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from prefalign.listing import show
-from prefalign.observations import read_observations
+from prefalign.io.listing import show
+from prefalign.io.observations import read_observations
 
 __all__ = [
     "EVALUATION_KEYS",
@@ -53,7 +53,7 @@ StrPath = str | os.PathLike[str]
 
 #: How many of the best observed rewards ``top10_mean`` averages.
 TOP_N = 10
-#: Per-round metrics :mod:`prefalign.report` draws as learning curves, in this order.
+#: Per-round metrics :mod:`prefalign.reporting.figures` draws as learning curves, in this order.
 LEARNING_CURVE_METRICS = ("round_mean_reward", "best_so_far", "top10_mean")
 #: Keys every evaluation JSON must have.
 EVALUATION_KEYS = (
@@ -199,7 +199,7 @@ def round_metrics(obs: pd.DataFrame, *, k: int | None = None) -> pd.DataFrame:
     """One row per round of each campaign in an observation dataset.
 
     Args:
-        obs: observations (:func:`prefalign.observations.read_observations`), of one campaign or
+        obs: observations (:func:`prefalign.io.observations.read_observations`), of one campaign or
             several concatenated; needs columns campaign, seed, round, reward, selected_by.
         k: when given, every round must hold exactly ``k`` queries.
 
@@ -248,7 +248,7 @@ def campaign_round_metrics(paths: Sequence[StrPath], *, k: int | None = None) ->
 
     Raises:
         MetricsError: no paths, or two files holding the same campaign and seed.
-        prefalign.observations.ObservationError: an unreadable or invalid file (names it).
+        prefalign.io.observations.ObservationError: an unreadable or invalid file (names it).
     """
     if len(paths) == 0:
         raise MetricsError("no observation files given")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from prefalign.report import DPI, method_palette
+from prefalign.reporting.figures import DPI, method_palette
 
 StrPath = str | os.PathLike[str]
 _ROUND = re.compile(r"round(\d+)$")

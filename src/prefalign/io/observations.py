@@ -36,8 +36,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefalign.atomic import atomic_path
-from prefalign.listing import duplicates, show
+from prefalign.io.atomic import atomic_path
+from prefalign.io.listing import duplicates, show
 
 __all__ = [
     "COLUMNS",
@@ -280,7 +280,7 @@ def new_round_frame(
         ids: the query ids, unique, one per row of ``x``.
         x: the queried samples, shape ``(n, *event_shape)``; stored flattened as float32.
         rewards: the oracle's answers: a series indexed by id (as from
-            :func:`prefalign.oracle.read_rewards`; aligned by id, must cover exactly ``ids``), or
+            :func:`prefalign.io.queries.read_rewards`; aligned by id, must cover exactly ``ids``), or
             a sequence in the order of ``ids``. Must be finite.
         selected_by: how each query was chosen (``top``/``random``/``ucb``...), one string for all
             or one per query.

@@ -1,8 +1,8 @@
-"""Figures and tables from :mod:`prefalign.metrics`.
+"""Figures and tables from :mod:`prefalign.reporting.metrics`.
 
 Every figure is written as a PNG (``dpi`` ≥ 120) with the numbers it shows as a CSV beside it
 (same path, ``.csv``). Error bands and bars are 95% Student t confidence intervals of the mean over
-seeds (:func:`prefalign.metrics.ci95`) — the same intervals as the tables, not bootstrap: with a
+seeds (:func:`prefalign.reporting.metrics.ci95`) — the same intervals as the tables, not bootstrap: with a
 handful of seeds a bootstrap or ``1.96·SE`` interval is far too narrow. Each method keeps its
 colour in every figure (:func:`method_palette`).
 
@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from prefalign.metrics import LEARNING_CURVE_METRICS, ci95
+from prefalign.reporting.metrics import LEARNING_CURVE_METRICS, ci95
 
 __all__ = [
     "DPI",
@@ -209,7 +209,7 @@ def plot_reward_vs_queries(
     one line per value of ``hue`` (method) with a 95% Student t band over seeds.
 
     Args:
-        round_metrics: from :func:`prefalign.metrics.round_metrics` (one row per seed and round).
+        round_metrics: from :func:`prefalign.reporting.metrics.round_metrics` (one row per seed and round).
         path: the PNG to write; the plotted numbers go to ``path.with_suffix('.csv')``.
         metric: a per-round column or several (rows of the figure).
         hue: column that tells the lines apart.
@@ -332,8 +332,8 @@ def plot_final_metrics(
     method that wins by leaving the data manifold or by collapsing onto one mode.
 
     Args:
-        final_or_evals: :func:`prefalign.metrics.final_table` (aggregated, with ``n_seeds`` and
-            ``<metric>_ci95``) or :func:`prefalign.metrics.load_evaluations` (one row per seed).
+        final_or_evals: :func:`prefalign.reporting.metrics.final_table` (aggregated, with ``n_seeds`` and
+            ``<metric>_ci95``) or :func:`prefalign.reporting.metrics.load_evaluations` (one row per seed).
         path: the PNG to write; the plotted numbers go to ``path.with_suffix('.csv')``.
         diversity_key: diversity column to show (``modes_covered`` or
             ``diversity_modes_covered``); default ``modes_covered`` when present, else the first.
@@ -430,7 +430,7 @@ def _table_layout(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     if not metrics:
         raise ValueError(
             "the table has no '<metric>' / '<metric>_ci95' column pairs; build it with "
-            "prefalign.metrics.final_table"
+            "prefalign.reporting.metrics.final_table"
         )
     return group, metrics
 
@@ -492,7 +492,7 @@ def write_tables(table: pd.DataFrame, stem: StrPath) -> dict[str, Path]:
     - LaTeX: the same with ``$\\pm$``, a booktabs ``tabular`` (pandas ``Styler.to_latex``).
 
     Args:
-        table: from :func:`prefalign.metrics.final_table`.
+        table: from :func:`prefalign.reporting.metrics.final_table`.
         stem: path without suffix.
 
     Returns:
@@ -518,7 +518,7 @@ def write_tables(table: pd.DataFrame, stem: StrPath) -> dict[str, Path]:
 
 
 def write_paired_table(paired: pd.DataFrame, stem: StrPath) -> dict[str, Path]:
-    """Paired differences (:func:`prefalign.metrics.paired_differences`) as ``stem.csv`` and a
+    """Paired differences (:func:`prefalign.reporting.metrics.paired_differences`) as ``stem.csv`` and a
     Markdown table ``stem.md``: one row per domain and method, one column per metric, each cell
     ``mean [low, high] (wins/pairs)``; an empty table says there is no reference method."""
     stem = Path(stem)

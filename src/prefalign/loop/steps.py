@@ -24,16 +24,17 @@ import numpy as np
 import pandas as pd
 
 from prefalign import acquisition
-from prefalign.atomic import atomic_path, write_text
-from prefalign.campaign import CampaignSpec, numpy_rng, resolve_device, torch_generator
-from prefalign.observations import (
+from prefalign.io.atomic import atomic_path, write_text
+from prefalign.io.observations import (
     append_round,
     new_round_frame,
     observations_xy,
     read_observations,
     write_observations,
 )
-from prefalign.oracle import read_queries, read_rewards, run_oracle, write_queries
+from prefalign.io.oracle_command import run_oracle
+from prefalign.io.queries import read_queries, read_rewards, write_queries
+from prefalign.loop.spec import CampaignSpec, numpy_rng, resolve_device, torch_generator
 from prefalign.settings import SamplerConfig
 
 # select, oracle and observe never import torch: each is its own short-lived process, and torch's
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
     import torch
 
     from prefalign.domains.base import Domain
+    from prefalign.learning.surrogate import Surrogate
     from prefalign.sampling import SampleResult
-    from prefalign.surrogate import Surrogate
 
 PathLike = str | os.PathLike[str]
 
@@ -167,7 +168,7 @@ def sample_round(
     """
     import torch
 
-    from prefalign.surrogate import load_surrogate
+    from prefalign.learning.checkpoint import load_surrogate
 
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)
@@ -405,7 +406,8 @@ def fit_round(
     round's checkpoint when the config asks) and checkpoint it."""
     import torch
 
-    from prefalign.surrogate import fit, load_surrogate, save_surrogate, training_set_hash
+    from prefalign.learning.checkpoint import load_surrogate, save_surrogate
+    from prefalign.learning.surrogate import fit, training_set_hash
 
     torch.set_num_threads(spec.torch_threads)
     df, shape = read_observations(observations)
@@ -533,7 +535,7 @@ def evaluate_campaign(
     ``log_weight`` of each particle. Uniform weights give the plain means, as before."""
     import torch
 
-    from prefalign.surrogate import load_surrogate
+    from prefalign.learning.checkpoint import load_surrogate
 
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)

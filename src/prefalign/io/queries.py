@@ -1,0 +1,283 @@
+"""A round's queries file and the oracle's rewards file (``shared/docs/design.md``, "Contracts").
+
+- queries: ``.npz`` with arrays ``id`` (unicode strings, unique) and ``x`` (float32, shape
+  ``(n, *event_shape)``), written by :func:`write_queries`, read by :func:`read_queries`;
+  the same queries give the same bytes.
+- rewards: CSV with header exactly ``id,reward`` and one row per query id, finite floats, read
+  and validated by :func:`read_rewards`; a file over :func:`rewards_size_limit` is refused before
+  it is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prefalign.io.atomic import atomic_path
+from prefalign.io.listing import MAX_SHOWN, duplicates, shorten, show
+
+__all__ = ["REWARDS_HEADER", "OracleError", "read_queries", "read_rewards", "rewards_size_limit", "write_queries"]
+
+StrPath = str | os.PathLike[str]
+
+#: Header the rewards CSV must have, exactly.
+REWARDS_HEADER = ("id", "reward")
+#: A rewards file may hold this many bytes, plus :data:`_REWARDS_BYTES_PER_ROW` per query and
+#: its id's length (a row is ``id,reward``; 64 bytes leave room for any float and CRLF).
+_REWARDS_BASE_BYTES = 1 << 20
+_REWARDS_BYTES_PER_ROW = 64
+#: Fixed zip member timestamp, so identical queries give identical bytes.
+_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class OracleError(ValueError):
+    """The oracle failed, or a queries/rewards file breaks the contract."""
+
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _show_ids(ids: Iterable[object]) -> str:
+    """``'a', 'b', 'c'`` for the first few ids, then ``... and N more``."""
+    return show(ids, lambda i: repr(str(i)))
+
+
+# ----------------------------------------------------------------------------------------------
+# queries
+
+
+def _check_queries(ids: np.ndarray, x: np.ndarray, where: str) -> None:
+    if ids.ndim != 1:
+        raise OracleError(f"{where}: `id` must be 1-D, got shape {ids.shape}")
+    if x.ndim < 1:
+        raise OracleError(f"{where}: `x` must have a leading query axis, got a scalar")
+    if ids.shape[0] != x.shape[0]:
+        raise OracleError(f"{where}: {ids.shape[0]} ids but {x.shape[0]} rows of `x`")
+    empty = [i for i, v in enumerate(ids.tolist()) if v == ""]
+    if empty:
+        raise OracleError(f"{where}: empty id at position(s) {empty[:MAX_SHOWN]}")
+    dup = duplicates(ids.tolist())
+    if dup:
+        raise OracleError(f"{where}: duplicate ids {_show_ids(dup)}")
+    if x.size and not np.isfinite(x).all():
+        bad = ids[~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)]
+        raise OracleError(f"{where}: non-finite values in `x` for ids {_show_ids(bad)}")
+
+
+def write_queries(path: StrPath, ids: Sequence[str], x: np.ndarray) -> None:
+    """Write the queries file: an ``.npz`` with arrays ``id`` (unicode) and ``x`` (float32).
+
+    The file is written atomically (a temporary file in the same directory, then
+    :func:`os.replace`) and deterministically (fixed zip timestamps, no compression), so the same
+    queries always give the same bytes.
+
+    Args:
+        path: destination, conventionally ``queries.npz``.
+        ids: one unique, non-empty string per query.
+        x: array of shape ``(len(ids), *event_shape)``; cast to float32, must be finite.
+
+    Raises:
+        OracleError: ids not unique, empty, or not matching ``x``; non-finite ``x``.
+    """
+    path = Path(path)
+    id_arr = np.asarray([str(i) for i in ids], dtype=np.str_)
+    if id_arr.size == 0:
+        id_arr = id_arr.astype("<U1")
+    x_arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    _check_queries(id_arr, x_arr, f"queries for {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as fh,
+        zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED) as zf,
+    ):
+        for name, arr in (("id", id_arr), ("x", x_arr)):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE_TIME)
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            with zf.open(info, mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, arr, allow_pickle=False)
+
+
+def read_queries(path: StrPath) -> tuple[np.ndarray, np.ndarray]:
+    """Read and validate a queries file written by :func:`write_queries` (or by anyone).
+
+    Never unpickles: object arrays are rejected.
+
+    Returns:
+        ``(ids, x)``: ``ids`` a 1-D unicode array of unique strings, ``x`` float32 of shape
+        ``(len(ids), *event_shape)``.
+
+    Raises:
+        OracleError: missing or unreadable file, missing ``id``/``x`` arrays, wrong dtypes,
+            duplicate ids, lengths that differ, non-finite ``x``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OracleError(f"queries file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("id", "x") if k not in npz.files]
+            if missing:
+                raise OracleError(
+                    f"queries file {path} lacks array(s) {missing}; it has {sorted(npz.files)}"
+                )
+            ids = npz["id"]
+            x = npz["x"]
+    except OracleError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise OracleError(f"queries file {path} is not a readable .npz file: {exc}") from exc
+    if ids.dtype.kind != "U":
+        raise OracleError(f"queries file {path}: `id` must be unicode strings, got {ids.dtype}")
+    if x.dtype.kind not in "fiu":
+        raise OracleError(f"queries file {path}: `x` must be numeric, got {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    _check_queries(ids, x, f"queries file {path}")
+    return ids, x
+
+
+# ----------------------------------------------------------------------------------------------
+# rewards
+
+
+def read_rewards(path: StrPath, expected_ids: Sequence[str]) -> pd.Series:
+    """Read and validate a rewards CSV against the ids that were queried.
+
+    The file must have the header ``id,reward`` exactly and one row per expected id, each with a
+    finite float reward. All problems found are reported together in one message that names
+    each problem and the first few offending ids.
+
+    Args:
+        path: the rewards CSV.
+        expected_ids: the query ids (unique), e.g. ``read_queries(...)[0]``.
+
+    Returns:
+        Float64 series named ``reward``, indexed by ``id`` in the order of ``expected_ids``.
+
+    Raises:
+        OracleError: missing or empty file, wrong header, malformed rows, missing, duplicate or
+            unknown ids, non-numeric or non-finite rewards.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OracleError(f"rewards file {path} does not exist")
+    where = f"rewards file {path}"
+    text = read_rewards_text(path, rewards_size_limit(expected_ids), where)
+    return parse_rewards(text, expected_ids, where)
+
+
+def rewards_size_limit(expected_ids: Sequence[str]) -> int:
+    """The largest rewards file accepted for these query ids, in bytes: 1 MiB plus 64 bytes and
+    the id's length per query (a valid file is far smaller; a bigger one is refused unread)."""
+    ids = [str(i) for i in expected_ids]
+    return (
+        _REWARDS_BASE_BYTES
+        + _REWARDS_BYTES_PER_ROW * len(ids)
+        + sum(len(i.encode("utf-8")) for i in ids)
+    )
+
+
+def read_rewards_text(path: Path, limit: int, where: str) -> str:
+    """The text of a rewards file, never reading more than ``limit + 1`` bytes of it."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = fh.read(limit + 1) if size <= limit else b""
+    except OSError as exc:
+        raise OracleError(f"{where} is not readable: {exc}") from exc
+    if size > limit or len(data) > limit:
+        raise OracleError(
+            f"{where} is {max(size, len(data))} bytes, larger than the limit of {limit} bytes "
+            "for this round's queries (one `id,reward` row per query); it was not read"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OracleError(f"{where} is not readable UTF-8 text: {exc}") from exc
+
+
+def parse_rewards(text: str, expected_ids: Sequence[str], where: str) -> pd.Series:
+    """Validate the text of a rewards CSV; ``where`` names its source in error messages."""
+    expected = [str(i) for i in expected_ids]
+    dup_expected = duplicates(expected)
+    if dup_expected:
+        raise ValueError(f"expected_ids contains duplicates: {_show_ids(dup_expected)}")
+    if not text.strip():
+        raise OracleError(f"{where} is empty; expected a header `id,reward` and one row per id")
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as exc:
+        raise OracleError(f"{where} is not valid CSV: {exc}") from exc
+    header, body = rows[0], rows[1:]
+    if tuple(header) != REWARDS_HEADER:
+        raise OracleError(f"{where} has header {','.join(header)!r}; expected exactly 'id,reward'")
+
+    problems: list[str] = []
+    ids: list[str] = []
+    texts: list[str] = []
+    malformed: list[int] = []
+    for line_no, row in enumerate(body, start=2):
+        if not row:  # blank line
+            continue
+        if len(row) != 2:
+            malformed.append(line_no)
+            continue
+        ids.append(row[0])
+        texts.append(row[1])
+    if malformed:
+        problems.append(f"rows without exactly 2 fields on line(s) {malformed[:MAX_SHOWN]}")
+
+    dup = duplicates(ids)
+    if dup:
+        problems.append(f"duplicate ids {_show_ids(dup)}")
+    expected_set = set(expected)
+    unknown = [i for i in dict.fromkeys(ids) if i not in expected_set]
+    if unknown:
+        problems.append(f"unknown ids (not among the queries) {_show_ids(unknown)}")
+    got = set(ids)
+    missing = [i for i in expected if i not in got]
+    if missing:
+        problems.append(f"missing ids {_show_ids(missing)}")
+
+    values: dict[str, float] = {}
+    non_numeric: list[str] = []
+    non_finite: list[str] = []
+    for i, t in zip(ids, texts, strict=True):
+        try:
+            v = float(t)
+        except ValueError:
+            non_numeric.append(f"{i!r} ({t!r})")
+            continue
+        if not math.isfinite(v):
+            non_finite.append(f"{i!r} ({t.strip()})")
+            continue
+        values.setdefault(i, v)
+    if non_numeric:
+        problems.append(f"non-numeric rewards for {shorten(non_numeric)}")
+    if non_finite:
+        problems.append(f"non-finite rewards (NaN/inf) for {shorten(non_finite)}")
+
+    if problems:
+        raise OracleError(f"{where}: " + "; ".join(problems))
+    return pd.Series(
+        [values[i] for i in expected],
+        index=pd.Index(expected, name="id"),
+        name="reward",
+        dtype=np.float64,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# running the oracle

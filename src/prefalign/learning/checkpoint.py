@@ -1,0 +1,246 @@
+"""Surrogate checkpoints: ``model.safetensors`` + ``meta.json`` in one directory.
+
+:func:`save_surrogate` writes both atomically (a temporary directory, then a rename);
+:func:`load_surrogate` reads them back without ever unpickling and checks every field of the
+meta against the weights and the limits below, so a corrupt or foreign checkpoint fails with a
+:class:`SurrogateCheckpointError` naming the path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+
+from prefalign.io.listing import show
+from prefalign.learning.surrogate import FitReport, Surrogate, normalisation_shape
+from prefalign.settings import SurrogateConfig
+
+#: Version of the checkpoint layout written by :func:`save_surrogate`.
+FORMAT_VERSION = 1
+FORMAT_NAME = "prefalign-surrogate"
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "meta.json"
+#: Largest ``meta.json`` read (normalisation statistics of a 3x64x64 MLP input are ~0.5 MB).
+MAX_META_BYTES = 16 << 20
+#: Largest ``model.safetensors`` read.
+MAX_WEIGHTS_BYTES = 1 << 30
+#: Largest architecture values a checkpoint's ``meta.json`` may ask for (a surrogate is small;
+#: these bound what is built before the weights are compared with it).
+META_LIMITS = {"hidden": 1 << 14, "layers": 64, "ensemble": 64}
+#: Largest number of values in one input (``event_shape``).
+MAX_EVENT_SIZE = 1 << 22
+
+
+
+class SurrogateCheckpointError(ValueError):
+    """A surrogate checkpoint directory is missing, corrupt or inconsistent."""
+
+
+
+def save_surrogate(
+    surrogate: Surrogate,
+    directory: str | os.PathLike[str],
+    *,
+    config: SurrogateConfig,
+    report: FitReport,
+    training_set_hash: str,
+) -> Path:
+    """Write ``directory/model.safetensors`` and ``directory/meta.json`` atomically.
+
+    Both files are written into a temporary sibling directory that then replaces ``directory``.
+    An existing ``directory`` is replaced only if it holds nothing but a previous checkpoint.
+    ``config`` must be the config the surrogate was built with (it is recorded in the metadata).
+
+    Returns:
+        The checkpoint directory.
+    """
+    directory = Path(directory)
+    if config != surrogate.config:
+        raise ValueError(
+            f"config does not match the surrogate's own config: {config} vs {surrogate.config}"
+        )
+    if directory.exists():
+        if not directory.is_dir():
+            raise FileExistsError(f"{directory} exists and is not a directory")
+        ours = (WEIGHTS_FILE, META_FILE)
+        extra = sorted(p.name for p in directory.iterdir() if p.name not in ours)
+        if extra:
+            raise FileExistsError(
+                f"refusing to overwrite {directory}: it holds files other than a checkpoint {extra}"
+            )
+    directory.parent.mkdir(parents=True, exist_ok=True)
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in surrogate.state_dict().items()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        weights = tmp / WEIGHTS_FILE
+        safetensors.torch.save_file(tensors, weights, metadata={"format": FORMAT_NAME})
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "config": config.to_dict(),
+            "event_shape": list(surrogate.event_shape),
+            "normalisation": {
+                "x_mean": surrogate.x_mean.tolist(),
+                "x_std": surrogate.x_std.tolist(),
+                "y_mean": float(surrogate.y_mean),
+                "y_std": float(surrogate.y_std),
+            },
+            "training_set_hash": training_set_hash,
+            "fit": report.to_dict(),
+            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp creates 0700
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, old / "ckpt")
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
+    """Load a checkpoint written by :func:`save_surrogate` (never unpickles).
+
+    Raises:
+        SurrogateCheckpointError: naming the path, if the directory or a file is missing, corrupt,
+            truncated, or inconsistent with the metadata.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SurrogateCheckpointError(f"surrogate checkpoint directory {directory} does not exist")
+    meta = read_surrogate_meta(directory)
+    meta_path = directory / META_FILE
+
+    # 1. read the metadata's architecture, within limits; nothing is built yet
+    try:
+        config = SurrogateConfig.from_dict(meta["config"])
+        for key, limit in META_LIMITS.items():
+            if getattr(config, key) > limit:
+                raise ValueError(f"config.{key} = {getattr(config, key)} exceeds the limit {limit}")
+        event_shape = tuple(int(s) for s in meta["event_shape"])
+        if not event_shape or min(event_shape) < 1 or math.prod(event_shape) > MAX_EVENT_SIZE:
+            raise ValueError(
+                f"event_shape {event_shape} must be positive sizes, at most {MAX_EVENT_SIZE} values"
+            )
+        norm = meta["normalisation"]
+        stat_shape = normalisation_shape(config.arch, event_shape)
+        x_mean = torch.tensor(np.asarray(norm["x_mean"], dtype=np.float32))
+        x_std = torch.tensor(np.asarray(norm["x_std"], dtype=np.float32))
+        if tuple(x_mean.shape) != stat_shape or tuple(x_std.shape) != stat_shape:
+            raise ValueError(
+                f"normalisation shapes {tuple(x_mean.shape)}/{tuple(x_std.shape)} "
+                f"do not match {stat_shape}"
+            )
+        y_mean, y_std = float(norm["y_mean"]), float(norm["y_std"])
+        if not all(
+            math.isfinite(v) for v in (y_mean, y_std, x_mean.sum().item(), x_std.sum().item())
+        ):
+            raise ValueError("normalisation statistics are not finite")
+        # the module the metadata describes, on the meta device: shapes only, no memory
+        with torch.device("meta"):
+            probe = Surrogate(
+                config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std
+            )
+        expected = {name: (tuple(t.shape), t.dtype) for name, t in probe.state_dict().items()}
+        del probe
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as err:
+        raise SurrogateCheckpointError(
+            f"{meta_path} is not a valid surrogate metadata file: {err}"
+        ) from err
+
+    # 2. read the weights and check them against the metadata before anything is allocated
+    weights_path = directory / WEIGHTS_FILE
+    try:
+        with open(weights_path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_WEIGHTS_BYTES:
+                raise SurrogateCheckpointError(
+                    f"surrogate weights {weights_path} are {size} bytes, over the limit of "
+                    f"{MAX_WEIGHTS_BYTES}"
+                )
+            data = fh.read(MAX_WEIGHTS_BYTES + 1)
+    except OSError as err:
+        raise SurrogateCheckpointError(
+            f"cannot read surrogate weights {weights_path}: {err}"
+        ) from err
+    try:
+        tensors = safetensors.torch.load(data)
+    except (safetensors.SafetensorError, ValueError, RuntimeError, OSError) as err:
+        raise SurrogateCheckpointError(
+            f"{weights_path} is not a valid safetensors file (corrupt or truncated): {err}"
+        ) from err
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise SurrogateCheckpointError(
+            f"{weights_path} does not match {META_FILE}: missing tensors [{show(missing)}], "
+            f"unexpected tensors [{show(unexpected)}]"
+        )
+    for name, (ref_shape, ref_dtype) in expected.items():
+        got = tensors[name]
+        if tuple(got.shape) != ref_shape or got.dtype != ref_dtype:
+            raise SurrogateCheckpointError(
+                f"{weights_path}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, "
+                f"but {META_FILE} implies {ref_dtype} {ref_shape}"
+            )
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and recorded != hashlib.sha256(data).hexdigest():
+        raise SurrogateCheckpointError(
+            f"{weights_path} does not match the sha256 recorded in {meta_path} "
+            "(corrupt or replaced)"
+        )
+    # 3. the metadata and the weights agree: build the module (its size is the file's)
+    surrogate = Surrogate(
+        config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std
+    )
+    surrogate.load_state_dict(tensors, strict=True)
+    surrogate.eval()
+    return surrogate
+
+
+def read_surrogate_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse and sanity-check ``directory/meta.json`` (format name and version)."""
+    meta_path = Path(directory) / META_FILE
+    try:
+        with open(meta_path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = fh.read(MAX_META_BYTES + 1)
+        if max(size, len(data)) > MAX_META_BYTES:
+            raise SurrogateCheckpointError(
+                f"{meta_path} is {max(size, len(data))} bytes, over the limit of {MAX_META_BYTES}"
+            )
+        meta = json.loads(data.decode("utf-8"))
+    except FileNotFoundError:
+        raise SurrogateCheckpointError(f"surrogate metadata {meta_path} is missing") from None
+    except RecursionError:
+        raise SurrogateCheckpointError(f"{meta_path} is nested too deeply to be metadata") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SurrogateCheckpointError(f"{meta_path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise SurrogateCheckpointError(
+            f"{meta_path} is not a surrogate checkpoint (expected format {FORMAT_NAME!r})"
+        )
+    version = meta.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise SurrogateCheckpointError(
+            f"{meta_path} has format_version {version!r}; this prefalign reads 1..{FORMAT_VERSION}"
+        )
+    return meta

@@ -1,5 +1,6 @@
 # Active preference alignment: every campaign (domain x method x seed) is a chain of rounds
-# propose (fit, sample, select) -> oracle -> observe, then a final evaluation and the aggregation.
+# propose (fit, sample, select) -> query (the oracle) -> observe, then a final evaluation and the
+# aggregation.
 # Run: snakemake --profile profiles/default   (see README.md and config/README.md)
 from snakemake.utils import min_version
 

@@ -2,7 +2,7 @@
 
 Campaigns run in this process through the round functions of :mod:`prefalign.loop.steps`
 (``sample_round -> select_round -> oracle -> observe_round -> fit_round``) with
-:class:`~prefalign.loop.spec.CampaignSpec` s built by ``prefalign.loop.spec.campaign_settings`` (as the workflow builds them) from
+:class:`~prefalign.loop.spec.CampaignSpec` s built by ``prefalign.loop.spec.campaign_spec`` (as the workflow builds them) from
 ``config/config.yaml`` (k, N, sampler, surrogate of each domain and method), except for a larger
 budget, so that ``random`` has a chance to reach the threshold. The simulated user of the config
 answers in this process (the same CSV as ``prefalign oracle builtin``).
@@ -16,7 +16,7 @@ config's ``success_threshold`` (0.5), by two criteria, both reported:
 A campaign that never gets there counts as ``budget + k`` (and is marked ``*``). A campaign stops
 once both criteria are met (later rounds cannot change either number). ``random`` fits no
 surrogate: its queries are uniform draws from base samples and do not depend on one. Base-model
-draws are shared across methods seed by seed (see ``_common.in_process_rounds``).
+draws are shared across methods seed by seed (``prefalign.loop.steps.BaseDrawCache``).
 
 Usage: python benchmarks/feedback.py [--quick] [--seeds 5]
 """
@@ -37,7 +37,6 @@ from _common import (  # noqa: E402
     campaign_spec,
     digits_model,
     goal_text,
-    in_process_rounds,
     load_config,
     run_rounds,
     section,
@@ -71,14 +70,14 @@ def quick_sizes() -> FeedbackSizes:
     return FeedbackSizes((0,), {"mixture2d": 16, "digits": 16}, {"*": small}, n_steps=4)
 
 
-def run_campaign(spec, workdir: Path, threshold: float, *, fit: bool) -> dict:
+def run_campaign(spec, workdir: Path, threshold: float, *, fit: bool, base_draws) -> dict:
     """Run one campaign until both criteria are met or the budget is spent; its queries to
     threshold by each criterion (NaN: not reached)."""
 
     def satisfied(metrics) -> bool:
         return all((metrics[c] >= threshold).any() for c in CRITERIA.values())
 
-    run = run_rounds(spec, workdir, fit=fit, stop=satisfied)
+    run = run_rounds(spec, workdir, fit=fit, stop=satisfied, base_draws=base_draws)
     metrics = run.metrics
     out = {"seconds": run.seconds, "rounds_run": int(metrics["round"].max()) + 1}
     for name, column in CRITERIA.items():
@@ -89,7 +88,7 @@ def run_campaign(spec, workdir: Path, threshold: float, *, fit: bool) -> dict:
 
 
 def run_domain(
-    domain: str, sizes: FeedbackSizes, out: Path, model_dir: Path | None
+    domain: str, sizes: FeedbackSizes, out: Path, model_dir: Path | None, base_draws
 ) -> dict[str, list[dict]]:
     """Every method x seed of one domain; method -> one result per seed."""
     config = load_config()
@@ -106,6 +105,7 @@ def run_domain(
                 out / "feedback" / domain / method / f"seed{seed}",
                 threshold,
                 fit=method != "random",
+                base_draws=base_draws,
             )
             res.update(seed=seed, budget=spec.budget, k=spec.k)
             results[method].append(res)
@@ -176,18 +176,18 @@ def run_section(
         f"so far >= it; {len(sizes.seeds)} seeds; means over seeds"
     )
     summaries = []
-    with in_process_rounds() as stats:
-        for domain in ("mixture2d", "digits"):
-            mdir = (
-                digits_model(out, quick=quick, model_dir=model_dir) if domain == "digits" else None
-            )
-            results = run_domain(domain, sizes, out, mdir)
-            summary = summarise(domain, results)
-            k = results["fkc-al"][0]["k"]
-            report(summary, sizes.budgets[domain], k)
-            summary["results"] = results
-            summaries.append(summary)
-    print(f"base-model draws computed {stats['base_draws']}, reused {stats['base_draws_reused']}")
+    from prefalign.loop.steps import BaseDrawCache
+
+    draws = BaseDrawCache()  # shared by the methods seed by seed (the same particles)
+    for domain in ("mixture2d", "digits"):
+        mdir = digits_model(out, quick=quick, model_dir=model_dir) if domain == "digits" else None
+        results = run_domain(domain, sizes, out, mdir, draws)
+        summary = summarise(domain, results)
+        k = results["fkc-al"][0]["k"]
+        report(summary, sizes.budgets[domain], k)
+        summary["results"] = results
+        summaries.append(summary)
+    print(f"base-model draws computed {draws.computed}, reused {draws.reused}")
     return summaries
 
 

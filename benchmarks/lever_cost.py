@@ -22,7 +22,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DEFAULT_OUT,
-    answer_queries,
     campaign_spec,
     digits_model,
     interleaved,
@@ -53,13 +52,14 @@ def _observations(spec, workdir: Path, n_answers: int):
     from dataclasses import replace
 
     from prefalign.loop import steps
+    from prefalign.oracles.builtin import answer_in_process
 
     spec0 = replace(spec, k=n_answers, budget=n_answers)
     d = workdir / "round0"
     d.mkdir(parents=True)
     steps.sample_round(spec0, 0, None, d / "particles.npz")
     steps.select_round(spec0, 0, d / "particles.npz", d / "queries.npz", d / "selection.csv")
-    answer_queries(spec0.oracle, d / "queries.npz", d / "rewards.csv")
+    answer_in_process(spec0.oracle, d / "queries.npz", d / "rewards.csv")
     obs = workdir / "observations-round0.parquet"
     steps.observe_round(
         spec0, 0, None, d / "queries.npz", d / "selection.csv", d / "rewards.csv", obs
@@ -77,7 +77,6 @@ def run_section(
 ) -> list[dict]:
     """Section 6 of ``run_all.py``; ``only`` keeps the levers whose names contain one of the
     substrings (the base round always runs), ``repeats`` overrides the timed runs per case."""
-    import _common
 
     from prefalign.loop import steps
     from prefalign.loop.spec import merge_settings
@@ -104,7 +103,7 @@ def run_section(
             overrides=merge_settings(overrides, change),
             n_steps=n_steps,
         )
-    with tempfile.TemporaryDirectory() as tmp, _common.in_process_rounds(cache_base_draws=False):
+    with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         obs = _observations(base, tmp / "data", answers)
 
@@ -128,7 +127,9 @@ def run_section(
             "" if goal is None else f"  (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})"
         )
         print(f"{name:40s} {t:6.2f} s  x{ratio:.2f}{note}", flush=True)
-    print(f"(N={n}, {n_steps} steps, fit on {answers} answers, medians of {repeats} alternated runs)")
+    print(
+        f"(N={n}, {n_steps} steps, fit on {answers} answers, medians of {repeats} alternated runs)"
+    )
     return results
 
 

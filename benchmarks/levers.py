@@ -1,7 +1,7 @@
 """Which lever moves which number: in-process campaigns of several methods, paired by seed.
 
 Runs each (method, seed) campaign of one domain in this process family (built-in users answer
-in-process, as ``_common.in_process_rounds`` does; the files are those of the workflow's steps),
+in-process, by ``prefalign.loop.run_campaign``; the files are those of the workflow's steps),
 evaluates the last surrogate by fresh samples, and prints per method: fresh-sample reward, the
 evaluation oracle's reward, validity, classes and pairwise distance of the fresh samples, the
 mean reward of the queries of rounds 1+, and the questions asked until a round's queries first
@@ -85,24 +85,26 @@ def run_campaign(args: tuple) -> dict:
     config, domain, method, seed, out, threshold, eval_lam = args
     import torch
 
-    from prefalign.loop import steps
-    from prefalign.loop.spec import CampaignSpec, campaign_settings
+    from prefalign.loop.evaluation import evaluate_campaign
+    from prefalign.loop.spec import campaign_spec
+    from prefalign.oracles.builtin import answer_in_process
     from prefalign.reporting.metrics import round_metrics
 
     torch.set_num_threads(1)
-    spec = CampaignSpec.from_dict(
-        json.loads(json.dumps(campaign_settings(config, domain, method, seed)))
-    )
+    spec = campaign_spec(config, domain, method, seed)
     work = Path(out) / method / f"seed{seed}"
     done, settings = work / "evaluation.json", work / "spec.json"
     if done.is_file() and settings.is_file() and json.loads(settings.read_text()) == spec.to_dict():
         evaluation, seconds = json.loads(done.read_text()), math.nan  # a finished campaign
     else:
-        with _common.in_process_rounds(cache_base_draws=False):
-            run = _common.run_rounds(spec, work, fit_last=True)
-            evaluation = steps.evaluate_campaign(
-                spec, run.surrogate, work / "evaluation.json", work / "samples.npz"
-            )
+        run = _common.run_rounds(spec, work, fit_last=True)
+        evaluation = evaluate_campaign(
+            spec,
+            run.surrogate,
+            work / "evaluation.json",
+            work / "samples.npz",
+            runner=answer_in_process,
+        )
         settings.write_text(json.dumps(spec.to_dict()))
         seconds = run.seconds
     if eval_lam is not None:
@@ -128,7 +130,8 @@ def _evaluate_at(spec, work: Path, lam: float) -> dict:
     """The final surrogate's fresh samples with the evaluation tilt at ``lam`` (cached)."""
     from dataclasses import replace
 
-    from prefalign.loop import steps
+    from prefalign.loop.evaluation import evaluate_campaign
+    from prefalign.oracles.builtin import answer_in_process
 
     out = work / f"evaluation-lam{lam:g}.json"
     if out.is_file():
@@ -141,8 +144,9 @@ def _evaluate_at(spec, work: Path, lam: float) -> dict:
         eval_sampler=None if eval_sampler is None else replace(eval_sampler, lam_max=lam),
     )
     final = work / f"surrogate-round{spec.rounds - 1}"
-    return steps.evaluate_campaign(
-        replace(spec, method=method), final, out, work / f"samples-lam{lam:g}.npz"
+    samples = work / f"samples-lam{lam:g}.npz"
+    return evaluate_campaign(
+        replace(spec, method=method), final, out, samples, runner=answer_in_process
     )
 
 

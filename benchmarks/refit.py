@@ -7,7 +7,7 @@ in this process through the round functions; the arms of a seed run one after an
 order that alternates with the seed. For each arm:
 
 - fit time: the sum of the rounds' ``FitReport.seconds``;
-- reward reached: the final evaluation of :func:`prefalign.loop.steps.evaluate_campaign` (mean oracle
+- reward reached: the final evaluation of :func:`prefalign.loop.evaluation.evaluate_campaign` (mean oracle
   reward of fresh FKC samples tilted by the last surrogate; no budget spent);
 - fit quality: RMSE of the last surrogate against the oracle on held-out points, the evaluation
   samples of all arms of that seed pooled (where the tilted samplers put their mass; no surrogate
@@ -28,13 +28,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     DEFAULT_OUT,
-    builtin_oracle,
     campaign_spec,
     digits_model,
-    in_process_rounds,
     load_config,
     run_rounds,
-    section,
+    section,  # noqa: E402
 )
 
 ARMS: tuple[str, ...] = ("scratch", "warm", "warm-1/3")
@@ -75,12 +73,15 @@ def arm_spec(arm: str, domain: str, seed: int, sizes: RefitSizes, model_dir: Pat
     return campaign_spec(domain, method, seed, overrides=overrides, n_steps=sizes.n_steps)
 
 
-def run_domain(domain: str, sizes: RefitSizes, out: Path, model_dir: Path | None) -> dict:
+def run_domain(
+    domain: str, sizes: RefitSizes, out: Path, model_dir: Path | None, base_draws
+) -> dict:
     """Every arm x seed of one domain."""
     import torch
 
     from prefalign.learning.checkpoint import load_surrogate
-    from prefalign.loop import steps
+    from prefalign.loop.evaluation import evaluate_campaign
+    from prefalign.oracles.builtin import answer_in_process, user_function
 
     per_arm: dict[str, dict[str, list[float]]] = {
         a: {"fit_s": [], "eval_reward": [], "rmse": []} for a in ARMS
@@ -95,10 +96,14 @@ def run_domain(domain: str, sizes: RefitSizes, out: Path, model_dir: Path | None
             spec = arm_spec(arm, domain, seed, sizes, model_dir)
             epochs[arm] = spec.surrogate.epochs
             wd = out / "refit" / domain / arm / f"seed{seed}"
-            run = run_rounds(spec, wd, fit=True, fit_last=True)
+            run = run_rounds(spec, wd, fit=True, fit_last=True, base_draws=base_draws)
             assert run.surrogate is not None
-            evaluation = steps.evaluate_campaign(
-                spec, run.surrogate, wd / "evaluation.json", wd / "samples.npz"
+            evaluation = evaluate_campaign(
+                spec,
+                run.surrogate,
+                wd / "evaluation.json",
+                wd / "samples.npz",
+                runner=answer_in_process,
             )
             per_arm[arm]["fit_s"].append(run.fit_seconds)
             per_arm[arm]["eval_reward"].append(evaluation["mean_reward"])
@@ -106,7 +111,7 @@ def run_domain(domain: str, sizes: RefitSizes, out: Path, model_dir: Path | None
             with np.load(wd / "samples.npz") as data:
                 samples.append(data["x"])
         held_out = np.concatenate(samples)
-        truth = builtin_oracle(tuple(spec.oracle))(held_out)
+        truth = user_function(tuple(spec.oracle))(held_out)
         for arm, path in surrogates.items():
             with torch.no_grad():
                 pred = load_surrogate(path)(torch.as_tensor(held_out)).double().numpy()
@@ -158,18 +163,18 @@ def run_section(*, quick: bool, out: Path, model_dir: Path | None = None) -> lis
     """Section 3 of ``run_all.py``."""
     import torch
 
+    from prefalign.loop.steps import BaseDrawCache
+
     section("3. Surrogate refit: warm start vs from scratch (time, held-out fit, reward reached)")
     torch.set_num_threads(1)
     sizes = quick_sizes() if quick else full_sizes()
     summaries = []
-    with in_process_rounds():
-        for domain in ("mixture2d", "digits"):
-            mdir = (
-                digits_model(out, quick=quick, model_dir=model_dir) if domain == "digits" else None
-            )
-            summary = run_domain(domain, sizes, out, mdir)
-            report(summary, len(sizes.seeds[domain]))
-            summaries.append(summary)
+    draws = BaseDrawCache()  # the arms share their base draws seed by seed
+    for domain in ("mixture2d", "digits"):
+        mdir = digits_model(out, quick=quick, model_dir=model_dir) if domain == "digits" else None
+        summary = run_domain(domain, sizes, out, mdir, draws)
+        report(summary, len(sizes.seeds[domain]))
+        summaries.append(summary)
     return summaries
 
 

@@ -87,16 +87,11 @@ def summary_lines(results: dict) -> list[str]:
     w = results.get("workflow")
     if w:
         st = w["startup_s"]
-        for name, n in w["layouts"].items():
-            lines.append(
-                f"[4] share of wall x cores outside the rules' own work ({name} layout, "
-                f"{n['jobs']} jobs): {n['outside_work_share']:.2f} (outside any job "
-                f"{n['outside_jobs_share']:.2f}, start-up {n['startup_share']:.2f}; Snakemake's "
-                f"own start-up {n['snakemake_startup_share']:.2f})"
-            )
         lines.append(
-            f"[4] wall time, one torch job per round / one job per step (fused / split): "
-            f"{w['wall_ratio_fused_split']:.2f}"
+            f"[4] share of wall x cores outside the rules' own work ({w['jobs']} jobs): "
+            f"{w['outside_work_share']:.2f} (outside any job {w['outside_jobs_share']:.2f}, "
+            f"start-up {w['startup_share']:.2f}; Snakemake's own start-up "
+            f"{w['snakemake_startup_share']:.2f})"
         )
         base = st["python -c pass"]
         lines.append(

@@ -31,10 +31,12 @@ COUNTS = ("n_resamples", "n_score_evals", "n_reward_evals")
 
 def load_reference(path: Path) -> ModuleType:
     """Import a copy of ``fkc.py`` from ``path`` as the module ``fkc_reference`` (its
-    ``prefalign.sde`` import resolved to today's ``prefalign.models.sde``)."""
+    ``prefalign.sde`` and ``prefalign.progress`` imports resolved to today's modules)."""
+    import prefalign.io.progress
     import prefalign.models.sde
 
     sys.modules.setdefault("prefalign.sde", prefalign.models.sde)
+    sys.modules.setdefault("prefalign.progress", prefalign.io.progress)
     spec = importlib.util.spec_from_file_location("fkc_reference", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -54,6 +56,15 @@ def identical(a, b) -> bool:
     return all(getattr(a, c) == getattr(b, c) for c in COUNTS)
 
 
+def _draw(module: ModuleType, domain, reward, n: int, config, seed: int):
+    """``module.sample`` of ``n`` particles of ``domain`` tilted by ``reward``, seeded."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = tuple(domain.event_shape)
+    return module.sample(
+        domain.score, domain.sde, n, shape, reward=reward, config=config, generator=generator
+    )
+
+
 def check_identity(reference: ModuleType, domain, reward, grid: dict, n: int, steps: int) -> int:
     """Run every combination of ``grid`` with both samplers; returns the number that differ."""
     from prefalign import sampling
@@ -66,18 +77,7 @@ def check_identity(reference: ModuleType, domain, reward, grid: dict, n: int, st
             config = SamplerConfig(n_steps=steps, **dict(zip(keys, values, strict=True)))
         except ValueError:  # a combination the settings refuse (x̂0 with the draft's weights)
             continue
-        out = [
-            module.sample(
-                domain.score,
-                domain.sde,
-                n,
-                tuple(domain.event_shape),
-                reward=reward,
-                config=config,
-                generator=torch.Generator().manual_seed(3),
-            )
-            for module in (reference, sampling)
-        ]
+        out = [_draw(module, domain, reward, n, config, 3) for module in (reference, sampling)]
         if not identical(*out):
             differ += 1
             print(f"  DIFFERS: {config}")
@@ -106,15 +106,7 @@ def time_both(reference: ModuleType, domain, reward, n: int, steps: int, repeats
     config = SamplerConfig(variant="fkc", n_steps=steps, lam_max=8.0)
 
     def run(module: ModuleType):
-        return lambda: module.sample(
-            domain.score,
-            domain.sde,
-            n,
-            tuple(domain.event_shape),
-            reward=reward,
-            config=config,
-            generator=torch.Generator().manual_seed(0),
-        )
+        return lambda: _draw(module, domain, reward, n, config, 0)
 
     times = interleaved({"reference": run(reference), "current": run(sampling)}, repeats)
     return {k: median(v) for k, v in times.items()}

@@ -1,26 +1,24 @@
-"""Workflow overhead: the share of a Snakemake run's wall time spent outside the rules' own work,
-in the workflow's two job layouts side by side.
+"""Workflow overhead: the share of a Snakemake run's wall time spent outside the rules' own work.
 
 Runs the tiny CI config (``.test/config/config.yaml``, its budget raised to four rounds of
 ``k``) with Snakemake (``--cores 2``) in a temporary copy of the workflow (as
-``tests/workflow_helpers.py`` does), once per layout and run, alternating: ``fuse_steps: true``
-(the default: one ``propose`` job per round fits, samples and selects; the last fit runs inside
-``evaluate``) and ``fuse_steps: false`` (``fit``, ``sample``, ``select``, ``fit_final`` as jobs of
-their own). The ratio of the wall times (medians) is the fix's effect. Per layout it compares
+``tests/workflow_helpers.py`` does), ``--runs`` times. A round is three jobs (``propose``: fit,
+sample, select in one torch process; ``query``: the oracle; ``observe``), round 0 is
+``cold_start``, and the last fit runs inside ``evaluate``. It compares
 
 - the run's wall time ``W`` with the sum ``S`` of the jobs' own wall times (``s`` in
-  ``results/benchmarks/**.tsv``) divided by the cores ``C``: ``1 - S / (C W)`` is the share of the
-  cores' time not inside any job (Snakemake's start-up, DAG and scheduling, job spawning, and
-  cores left idle where the DAG has only one job ready);
+  ``results/benchmarks/**.tsv``, also given per rule) divided by the cores ``C``:
+  ``1 - S / (C W)`` is the share of the cores' time not inside any job (Snakemake's start-up, DAG
+  and scheduling, job spawning, and cores left idle where the DAG has only one job ready);
 - the Python start-up inside each job: ``python -c pass``, ``prefalign select --help``, the
-  imports of a light step (select, observe, oracle, spec: numpy, pandas, no torch) and of a torch
-  step (cold_start, propose, sample, fit, fit_final, evaluate), timed side by side; with them (an ``oracle`` job starts two
+  imports of a light step (query, observe, spec: numpy, pandas, no torch) and of a torch step
+  (cold_start, propose, evaluate), timed side by side; with them (a ``query`` job starts two
   processes: ``prefalign query`` and the oracle command), the share of ``C W`` that is neither
   Snakemake nor start-up: the rules' own work;
 - Snakemake's own start-up: a dry run of the finished workflow (nothing to do) and, once, the
   import of ``snakemake.api`` (which imports every installed executor plugin).
 
-Usage: python benchmarks/workflow_overhead.py [--quick]
+Usage: python benchmarks/workflow_overhead.py [--quick] [--runs N] [--repeats N]
 """
 
 from __future__ import annotations
@@ -38,12 +36,16 @@ from types import ModuleType
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, interleaved, median, section  # noqa: E402
 
+from prefalign.reporting.cost import RULE_ORDER  # noqa: E402
+
 CORES = 2  # what tests/workflow_helpers.snakemake_cmd passes
-# the rules that import torch, in either layout
-TORCH_RULES = frozenset({"cold_start", "propose", "sample", "fit", "fit_final", "evaluate"})
-LAYOUTS = {"fused": True, "split": False}  # the config's fuse_steps
-TWO_PROCESS_RULES = frozenset({"oracle"})  # `prefalign query` starts the oracle command
-TORCH_IMPORTS = "import prefalign.cli, prefalign.loop.steps, prefalign.sampling, prefalign.learning.surrogate"
+# benchmark files of the jobs that import torch, by name: round 0's cold_start writes
+# propose.tsv like the rounds after it
+TORCH_RULES = frozenset({"propose", "evaluate"})
+TWO_PROCESS_RULES = frozenset({"query"})  # `prefalign query` starts the oracle command
+TORCH_IMPORTS = (
+    "import prefalign.cli, prefalign.loop.steps, prefalign.sampling, prefalign.learning.surrogate"
+)
 LIGHT_IMPORTS = (
     "import prefalign.cli, prefalign.loop.steps, prefalign.io.observations, prefalign.io.oracle_command, "
     "prefalign.acquisition"
@@ -105,7 +107,7 @@ def one_run(wh: ModuleType, config: dict) -> dict:
     return {"wall_s": wall, "jobs": jobs, "dry_s": dry}
 
 
-def benchmark_config(wh: ModuleType, *, quick: bool, fuse_steps: bool) -> dict:
+def benchmark_config(wh: ModuleType, *, quick: bool) -> dict:
     """The tiny config with four rounds per campaign (quick: one method, one round)."""
     config = wh.tiny_config()
     experiments = config["experiments"]
@@ -113,13 +115,11 @@ def benchmark_config(wh: ModuleType, *, quick: bool, fuse_steps: bool) -> dict:
     if quick:
         for e in experiments.values():
             e["methods"] = e["methods"][:1]
-    return wh.tiny_config(
-        experiments=experiments, budget=rounds * config["k"], fuse_steps=fuse_steps
-    )
+    return wh.tiny_config(experiments=experiments, budget=rounds * config["k"])
 
 
-def layout_numbers(results: list[dict], startup: dict[str, float]) -> dict:
-    """The shares of one layout's runs (medians over the runs)."""
+def run_numbers(results: list[dict], startup: dict[str, float]) -> dict:
+    """The shares of the runs (medians over the runs) and the jobs' seconds per rule."""
     jobs = results[0]["jobs"]
     n_torch = sum(rule in TORCH_RULES for rule, _ in jobs)
     n_light = len(jobs) - n_torch + sum(rule in TWO_PROCESS_RULES for rule, _ in jobs)
@@ -133,12 +133,21 @@ def layout_numbers(results: list[dict], startup: dict[str, float]) -> dict:
         shares["outside_jobs"].append(1.0 - busy / capacity)
         shares["startup"].append(startup_total / capacity)
         shares["outside_work"].append(1.0 - (busy - startup_total) / capacity)
+    per_rule: dict[str, dict[str, float]] = {}
+    order = [*RULE_ORDER, "aggregate", "results_page"]
+    rules = sorted({rule for rule, _ in jobs}, key=lambda r: (order + [r]).index(r))
+    for rule in rules:  # in the order a run has them
+        seconds = [median([s for name, s in r["jobs"] if name == rule]) for r in results]
+        count = sum(name == rule for name, _ in jobs)
+        total = median([sum(s for name, s in r["jobs"] if name == rule) for r in results])
+        per_rule[rule] = {"jobs": count, "median_job_s": median(seconds), "total_s": total}
     return {
         "wall_s": [r["wall_s"] for r in results],
         "jobs": len(jobs),
         "torch_jobs": n_torch,
         "light_starts": n_light,
         "sum_job_s": [sum(s for _, s in r["jobs"]) for r in results],
+        "per_rule": per_rule,
         "snakemake_dry_run_s": [r["dry_s"] for r in results],
         "snakemake_startup_share": median([r["dry_s"] / r["wall_s"] for r in results]),
         "startup_total_s": startup_total,
@@ -150,53 +159,32 @@ def layout_numbers(results: list[dict], startup: dict[str, float]) -> dict:
 
 
 def measure(*, quick: bool, repeats: int, runs: int) -> dict:
-    """Run the workflow ``runs`` times per layout (alternating, the order reversed every other
-    run) and time the start-ups; returns every number."""
+    """Run the workflow ``runs`` times and time the start-ups; returns every number."""
     wh = workflow_helpers()
-    configs = {
-        name: benchmark_config(wh, quick=quick, fuse_steps=fused) for name, fused in LAYOUTS.items()
-    }
-    results: dict[str, list[dict]] = {name: [] for name in LAYOUTS}
-    # `interleaved` alternates the layouts (reversed every other run); one_run times itself
-    interleaved(
-        {
-            name: lambda name=name: results[name].append(one_run(wh, configs[name]))
-            for name in LAYOUTS
-        },
-        runs,
-        warmup=False,
-    )
+    config = benchmark_config(wh, quick=quick)
+    results = [one_run(wh, config) for _ in range(runs)]
     startup = startup_times(repeats)
     snakemake_import = float("nan")
     if not quick:  # once: Snakemake's own import, executor plugins included
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import snakemake.api"], check=True)
         snakemake_import = time.perf_counter() - start
-    layouts = {name: layout_numbers(rs, startup) for name, rs in results.items()}
     return {
         "runs": runs,
-        "rounds": configs["fused"]["budget"] // configs["fused"]["k"],
+        "rounds": config["budget"] // config["k"],
         "campaigns": sum(
             len(e["domains"]) * len(e["methods"]) * len(e["seeds"])
-            for e in configs["fused"]["experiments"].values()
+            for e in config["experiments"].values()
         ),
         "cores": CORES,
-        "layouts": layouts,
-        "wall_ratio_fused_split": median(layouts["fused"]["wall_s"])
-        / median(layouts["split"]["wall_s"]),
+        **run_numbers(results, startup),
         "snakemake_import_s": snakemake_import,
         "startup_s": startup,
-        # the default layout's numbers, under the keys run_all.py summarises
-        **{
-            k: layouts["fused"][k]
-            for k in ("outside_work_share", "outside_jobs_share", "startup_share",
-                      "snakemake_startup_share")
-        },
-    }  # fmt: skip
+    }
 
 
 def report(r: dict) -> None:
-    """Print the numbers and the shares, per layout, and the fused / split ratio."""
+    """Print the numbers and the shares."""
     s = r["startup_s"]
     base = s["python -c pass"]
 
@@ -210,29 +198,33 @@ def report(r: dict) -> None:
     print(
         f"importing snakemake.api (executor plugins included) takes {r['snakemake_import_s']:.1f} s"
     )
-    for name, n in r["layouts"].items():
-        per_run = ", ".join(f"{v:.0%}" for v in n["outside_work_share_per_run"])
-        print(
-            f"{name:5s} (fuse_steps: {str(LAYOUTS[name]).lower()}), {r['runs']} run(s) of "
-            f"{r['campaigns']} campaign(s) x {r['rounds']} rounds: {n['jobs']} jobs ({n['torch_jobs']} import torch); "
-            f"wall {seconds(n['wall_s'])} on {r['cores']} cores; sum of jobs' s "
-            f"{seconds(n['sum_job_s'])}; snakemake -n with nothing to do "
-            f"{seconds(n['snakemake_dry_run_s'])}"
+    per_run = ", ".join(f"{v:.0%}" for v in r["outside_work_share_per_run"])
+    print(
+        f"{r['runs']} run(s) of {r['campaigns']} campaign(s) x {r['rounds']} rounds: {r['jobs']} "
+        f"jobs ({r['torch_jobs']} import torch); wall {seconds(r['wall_s'])} on {r['cores']} "
+        f"cores; sum of jobs' s {seconds(r['sum_job_s'])}; snakemake -n with nothing to do "
+        f"{seconds(r['snakemake_dry_run_s'])}"
+    )
+    print(
+        "jobs' own seconds per rule (jobs x median s = total): "
+        + ", ".join(
+            f"{rule} {n['jobs']} x {n['median_job_s']:.2f} = {n['total_s']:.1f} s"
+            for rule, n in r["per_rule"].items()
         )
-        print(
-            f"      outside any job (Snakemake, spawning, idle cores) {n['outside_jobs_share']:.0%}"
-            f" of cores x wall; Python start-up inside jobs ({n['torch_jobs']} torch + "
-            f"{n['light_starts']} light process starts, {n['startup_total_s']:.1f} s) "
-            f"{n['startup_share']:.0%}; => outside the rules' own work "
-            f"{n['outside_work_share']:.0%} (per run {per_run})",
-            flush=True,
-        )
-    print(f"wall time fused / split = {r['wall_ratio_fused_split']:.2f}", flush=True)
+    )
+    print(
+        f"outside any job (Snakemake, spawning, idle cores) {r['outside_jobs_share']:.0%} of "
+        f"cores x wall; Python start-up inside jobs ({r['torch_jobs']} torch + "
+        f"{r['light_starts']} light process starts, {r['startup_total_s']:.1f} s) "
+        f"{r['startup_share']:.0%}; => outside the rules' own work "
+        f"{r['outside_work_share']:.0%} (per run {per_run})",
+        flush=True,
+    )
 
 
 def run_section(*, quick: bool, repeats: int = 5, runs: int = 2) -> dict:
     """Section 4 of ``run_all.py``."""
-    section("4. Workflow overhead (tiny config, snakemake --cores 2, temp copy; two layouts)")
+    section("4. Workflow overhead (tiny config, snakemake --cores 2, temp copy)")
     result = measure(quick=quick, repeats=2 if quick else repeats, runs=1 if quick else runs)
     report(result)
     return result
@@ -242,7 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one method, one round (smoke test)")
     parser.add_argument("--repeats", type=int, default=5, help="start-up timings per command")
-    parser.add_argument("--runs", type=int, default=2, help="Snakemake runs per layout (medians)")
+    parser.add_argument("--runs", type=int, default=2, help="Snakemake runs (medians)")
     args = parser.parse_args()
     run_section(quick=args.quick, repeats=args.repeats, runs=args.runs)
 

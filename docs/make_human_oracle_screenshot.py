@@ -13,22 +13,16 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-#: Flags for Chromium in a closed sandbox-less container (no network, no GPU).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from prefalign.oracles.human.headless import (
+    DEFAULT_CHROMIUM,
+    launch_chromium,
+    oracle_command,
+    wait_for_url,
+)
 
 
 def digit_queries(path: Path, count: int = 8) -> None:
@@ -40,24 +34,12 @@ def digit_queries(path: Path, count: int = 8) -> None:
     np.savez(path, id=ids, x=images[:, None].astype(np.float32))
 
 
-def wait_for_url(url_file: Path, process: subprocess.Popen[bytes], timeout_s: float = 60) -> str:
-    """The URL the oracle writes to ``url_file`` once it listens."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if url_file.exists():
-            return url_file.read_text().strip()
-        if process.poll() is not None:
-            raise RuntimeError(f"the oracle exited early with status {process.returncode}")
-        time.sleep(0.05)
-    raise TimeoutError(f"the oracle wrote no URL to {url_file} within {timeout_s} s")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Start the oracle on digit queries, rate a few, and screenshot the page."""
     from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
+    parser.add_argument("--chromium", default=str(DEFAULT_CHROMIUM), help="Chromium executable")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).with_name("human-oracle.png"), help="PNG path"
     )
@@ -67,16 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         queries = folder_path / "queries.npz"
         digit_queries(queries)
         url_file = folder_path / "url.txt"
-        command = [sys.executable, "-m", "prefalign.oracles.human", "--url-file", str(url_file)]
-        command += ["--round", "3", "--budget-left", "40", "--timeout-s", "120"]
-        command += [str(queries), str(folder_path / "rewards.csv")]
+        options = ["--round", "3", "--budget-left", "40", "--timeout-s", "120"]
+        command = oracle_command(queries, folder_path / "rewards.csv", url_file, *options)
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         try:
             url = wait_for_url(url_file, process)
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=args.chromium, args=CHROMIUM_ARGS
-                )
+                browser = launch_chromium(playwright, args.chromium)
                 page = browser.new_page(viewport={"width": 1100, "height": 760})
                 page.goto(url)
                 for index, rating in [(0, 4), (1, 2), (2, 5)]:

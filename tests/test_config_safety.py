@@ -103,8 +103,8 @@ def _shell_strings(text: str) -> list[str]:
 
 def test_every_path_in_a_shell_directive_is_quoted() -> None:
     """Rules pasted {input}, {output}, {log} and path {params} unquoted into `shell:`."""
-    quoted_params = {"spec", "title", "name", "previous", "surrogate"}  # shlex-quoted by helpers
-    numeric_params = {"threshold", "fitted_on", "steps", "batch_size", "lr", "seed"}
+    quoted_params = {"spec", "title", "name", "previous"}  # shlex-quoted by helpers
+    numeric_params = {"threshold", "steps", "batch_size", "lr", "seed"}
     checked = 0
     for path in sorted((REPO / "workflow/rules").glob("*.smk")):
         for shell in _shell_strings(path.read_text()):
@@ -122,6 +122,23 @@ def test_every_path_in_a_shell_directive_is_quoted() -> None:
                 else:
                     assert name == "wildcards.round", f"{path.name}: {{{field}}}"  # digits only
     assert checked > 50
+
+
+def test_rules_name_helpers_and_hold_no_python() -> None:
+    """Every value a rule computes (inputs, params, resources, the results page's path) comes
+    from a named `get_*` function of common.smk: a rule file holds no lambda, no config lookup
+    and no default of its own."""
+    common = (REPO / "workflow/rules/common.smk").read_text()
+    helpers = set(re.findall(r"^def (get_\w+)\(", common, flags=re.M))
+    used: set[str] = set()
+    for path in sorted((REPO / "workflow/rules").glob("*.smk")):
+        if path.name == "common.smk":
+            continue
+        code = re.sub(r"#.*", "", re.sub(r'"[^"\n]*"', '""', path.read_text()))
+        for word in (r"\blambda\b", r"\bconfig\b", r"\bos\.", r"\bshlex\.", r"\.get\("):
+            assert not re.search(word, code), f"{path.name}: {word}"
+        used |= set(re.findall(r"\bget_\w+", code))
+    assert len(used) >= 10 and used <= helpers, sorted(used - helpers)
 
 
 def test_flag_helper_quotes_its_path() -> None:
@@ -164,7 +181,6 @@ def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> Non
         ("sampler", "reward_at"): list(settings.REWARD_AT),
         ("surrogate", "arch"): list(settings.ARCHS),
         ("surrogate", "activation"): list(settings.ACTIVATION_NAMES),
-        ("method", "selection"): list(campaign.SELECTIONS),
         ("method", "score"): list(campaign.SCORES),
         ("method", "batch"): list(acquisition.BATCH_RULES),
         ("method", "tilt_member"): list(campaign.TILT_MEMBERS),
@@ -172,3 +188,40 @@ def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> Non
     }
     for (where, key), valid in choices.items():
         assert sorted(defs[where]["properties"][key]["enum"]) == sorted(valid), (where, key)
+
+
+def test_domains_and_selection_rules_are_checked_by_their_registries() -> None:
+    """A domain is a module of prefalign.domains and a selection rule an entry of
+    acquisition.STRATEGIES (so adding one is one file): the schema does not list them, and
+    resolving a campaign at plan time refuses an unknown one, naming the key and the valid ones."""
+    from prefalign.loop.spec import campaign_spec
+
+    defs = SCHEMA["$defs"]
+    assert "enum" not in defs["domain"]["properties"]["type"]
+    assert "enum" not in defs["method"]["properties"]["selection"]
+    config = tiny_config()
+    config["domains"]["mixture2d"]["type"] = "mixture3d"
+    with pytest.raises(ValueError, match=r"domains\.mixture2d\.type.*digits, mixture2d, pretrained"):
+        campaign_spec(config, "mixture2d", "random", 0)
+    config = tiny_config()
+    config["methods"]["random"]["selection"] = "best"
+    with pytest.raises(ValueError, match=r"selection must be one of eps_greedy, greedy, random, ucb"):
+        campaign_spec(config, "mixture2d", "random", 0)
+
+
+def test_digits_training_defaults_are_written_once() -> None:
+    """`models.digits` (the `train_digits` rule): the schema knows the keys of
+    prefalign.settings.DDPMTraining and sets no default of its own; the rule fills the keys a
+    config leaves out from DDPMTraining, and the library's DDPMSettings extends it."""
+    import dataclasses
+
+    from prefalign.models.ddpm import DDPMSettings
+    from prefalign.settings import DDPMTraining
+
+    digits = SCHEMA["properties"]["models"]["properties"]["digits"]["properties"]
+    fields = [f.name for f in dataclasses.fields(DDPMTraining)]
+    assert sorted(digits) == sorted(fields)
+    assert [name for name, sub in digits.items() if "default" in sub] == []
+    assert issubclass(DDPMSettings, DDPMTraining)
+    assert [f.name for f in dataclasses.fields(DDPMSettings)][: len(fields)] == fields
+    assert all(getattr(DDPMSettings(), f) == getattr(DDPMTraining(), f) for f in fields)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from prefalign.loop import steps
-from prefalign.loop.spec import CampaignSpec, campaign_settings
+from prefalign.loop import evaluation
+from prefalign.loop.spec import CampaignSpec, campaign_spec
 from prefalign.sampling import SampleResult
 
 # the oracle's reward is the first coordinate of each point
@@ -47,7 +47,7 @@ def _spec(tmp_path: Path, variant: str, **sampler: object) -> CampaignSpec:
         },
         "methods": {"m": {"sampler": {"variant": variant, **sampler}}},
     }
-    return CampaignSpec.from_dict(campaign_settings(config, "mixture2d", "m", 0))
+    return campaign_spec(config, "mixture2d", "m", 0)
 
 
 X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]], dtype=np.float32)
@@ -80,20 +80,20 @@ def test_non_uniform_weights_give_weighted_metrics(
     """The evaluation averaged `x` unweighted (the evaluation step): the draft-weights ablation was
     scored on the wrong distribution."""
     log_w = np.log(np.array([0.1, 0.1, 0.2, 0.6]))
-    monkeypatch.setattr(steps, "draw_particles", _fake_draw(log_w))
+    monkeypatch.setattr(evaluation, "draw_particles", _fake_draw(log_w))
     import prefalign.learning.checkpoint
 
     monkeypatch.setattr(prefalign.learning.checkpoint, "load_surrogate", lambda path: None)
     spec = _spec(tmp_path, variant, **sampler)
     out, samples = tmp_path / "eval.json", tmp_path / "samples.npz"
-    evaluation = steps.evaluate_campaign(spec, tmp_path / "surrogate", out, samples)
+    record = evaluation.evaluate_campaign(spec, tmp_path / "surrogate", out, samples)
     w = np.array([0.1, 0.1, 0.2, 0.6])
     r = X[:, 0].astype(np.float64)
-    assert evaluation["mean_reward"] == pytest.approx(float(w @ r))  # 2.3, not the plain 1.5
-    assert evaluation["weighted"] is True
-    assert evaluation["reward_std"] == pytest.approx(float(np.sqrt(w @ (r - w @ r) ** 2)))
-    assert evaluation["frac_above_threshold"] == pytest.approx(0.8)  # rewards 2 and 3
-    assert evaluation["eval_ess"] == pytest.approx(1 / float(w @ w))
+    assert record["mean_reward"] == pytest.approx(float(w @ r))  # 2.3, not the plain 1.5
+    assert record["weighted"] is True
+    assert record["reward_std"] == pytest.approx(float(np.sqrt(w @ (r - w @ r) ** 2)))
+    assert record["frac_above_threshold"] == pytest.approx(0.8)  # rewards 2 and 3
+    assert record["eval_ess"] == pytest.approx(1 / float(w @ w))
     assert json.loads(out.read_text())["mean_reward"] == pytest.approx(2.3)
     with np.load(samples) as data:
         np.testing.assert_allclose(data["log_weight"], log_w)
@@ -102,23 +102,23 @@ def test_non_uniform_weights_give_weighted_metrics(
 def test_uniform_weights_keep_the_plain_means(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(steps, "draw_particles", _fake_draw(np.zeros(4)))
+    monkeypatch.setattr(evaluation, "draw_particles", _fake_draw(np.zeros(4)))
     import prefalign.learning.checkpoint
 
     monkeypatch.setattr(prefalign.learning.checkpoint, "load_surrogate", lambda path: None)
     spec = _spec(tmp_path, "fkc")
-    evaluation = steps.evaluate_campaign(
+    record = evaluation.evaluate_campaign(
         spec, tmp_path / "surrogate", tmp_path / "e.json", tmp_path / "s.npz"
     )
-    assert evaluation["mean_reward"] == 1.5
-    assert evaluation["frac_above_threshold"] == 0.5
-    assert evaluation["weighted"] is False
+    assert record["mean_reward"] == 1.5
+    assert record["frac_above_threshold"] == 0.5
+    assert record["weighted"] is False
 
 
 def test_importance_weights() -> None:
-    assert steps.importance_weights(np.zeros(5)) is None
-    assert steps.importance_weights(np.full(3, -7.0)) is None
-    w = steps.importance_weights(np.array([0.0, np.log(3.0), -np.inf]))
+    assert evaluation.importance_weights(np.zeros(5)) is None
+    assert evaluation.importance_weights(np.full(3, -7.0)) is None
+    w = evaluation.importance_weights(np.array([0.0, np.log(3.0), -np.inf]))
     np.testing.assert_allclose(w, [0.25, 0.75, 0.0])
     with pytest.raises(ValueError, match="NaN"):
-        steps.importance_weights(np.array([0.0, np.nan]))
+        evaluation.importance_weights(np.array([0.0, np.nan]))

@@ -8,7 +8,7 @@ import statistics
 import pytest
 import torch
 
-from prefalign.domains.mixture import GaussianMixture
+from prefalign.models.mixture import GaussianMixture
 from prefalign.models.sde import VPSDE
 from prefalign.reporting.distances import energy_distance
 from prefalign.sampling import SamplerConfig, effective_sample_size, sample, systematic_resample

@@ -10,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import http.client
-import importlib.util
 import io
 import json
 import os
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -32,19 +30,17 @@ import pytest
 from PIL import Image
 
 from prefalign.oracles import human
+from prefalign.oracles.human.headless import CHROMIUM_ARGS as CHROMIUM_ARGS  # re-export
+from prefalign.oracles.human.headless import (
+    browser_missing,
+    chromium_path,
+    launch_chromium,
+    oracle_command,
+    wait_for_url,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-CHROMIUM = Path(os.environ.get("PREFALIGN_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM = chromium_path()
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,19 +106,15 @@ def start_oracle(tmp_path: Path) -> Iterator[Callable[..., Oracle]]:
         stdout_path, stderr_path = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
-        command = [sys.executable, "-m", "prefalign.oracles.human", "--port", "0"]
-        command += ["--url-file", str(url_file), *options, str(queries), str(rewards)]
+        command = oracle_command(queries, rewards, url_file, "--port", "0", *options)
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        deadline = time.monotonic() + 60
-        while not url_file.exists():
-            if process.poll() is not None:
-                raise AssertionError(f"oracle exited early: {stderr_path.read_text()}")
-            if time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError("oracle wrote no --url-file within 60 s")
-            time.sleep(0.05)
-        oracle = Oracle(process, url_file.read_text().strip(), rewards, stdout_path, stderr_path)
+        try:
+            url = wait_for_url(url_file, process, timeout_s=60)
+        except (RuntimeError, TimeoutError) as error:
+            process.kill()
+            raise AssertionError(f"{error}: {stderr_path.read_text()}") from error
+        oracle = Oracle(process, url, rewards, stdout_path, stderr_path)
         started.append(oracle)
         return oracle
 
@@ -315,11 +307,7 @@ def test_timeout_exits_non_zero_and_writes_nothing(
 
 
 def _browser_missing() -> str | None:
-    if importlib.util.find_spec("playwright") is None:
-        return "browser tests need the Python package playwright: pip install -e '.[browser]'"
-    if not CHROMIUM.is_file():
-        return f"browser tests need Chromium at {CHROMIUM}: apt-get install chromium"
-    return None
+    return browser_missing(CHROMIUM)
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +319,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = launch_chromium(playwright, CHROMIUM)
         yield chromium
         chromium.close()
 

@@ -276,7 +276,7 @@ def test_two_rounds_rated_in_a_browser(tmp_path: Path) -> None:
 
     # Each round's URL was announced in its oracle log, then the URL file was removed.
     for round_, url in enumerate(seen):
-        oracle_log = (wd / f"logs/{CAMPAIGN_DIR}/round{round_}/oracle.log").read_text()
+        oracle_log = (wd / f"logs/{CAMPAIGN_DIR}/round{round_}/query.log").read_text()
         assert f"open this page to rate the queries: {url}" in oracle_log
     assert not url_file.exists()
 

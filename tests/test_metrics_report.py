@@ -22,7 +22,6 @@ from prefalign.reporting.figures import (
     plot_final_metrics,
     plot_learning_curves,
     plot_reward_vs_queries,
-    write_tables,
 )
 from prefalign.reporting.metrics import (
     MetricsError,
@@ -33,6 +32,7 @@ from prefalign.reporting.metrics import (
     queries_to_threshold,
     round_metrics,
 )
+from prefalign.reporting.tables import write_tables
 
 DOMAIN = "mixture2d"
 METHODS = ("fkc-al", "random")
@@ -401,8 +401,8 @@ def test_method_colours_are_fixed() -> None:
 def test_paired_differences_pair_by_seed_with_t_intervals(tmp_path) -> None:
     from scipy import stats
 
-    from prefalign.reporting.figures import write_paired_table
     from prefalign.reporting.metrics import paired_differences
+    from prefalign.reporting.tables import write_paired_table
 
     rows = []
     for seed, (ref, new) in enumerate([(0.5, 0.7), (0.3, 0.4), (0.6, 0.55), (0.2, 0.5)]):

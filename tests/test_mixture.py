@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prefalign.domains.mixture import GaussianMixture
+from prefalign.models.mixture import GaussianMixture
 from prefalign.models.sde import VPSDE
 
 

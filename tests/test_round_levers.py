@@ -3,7 +3,6 @@ lineage, Thompson tilting and the tilt ramp (docs/sampler-levers.md, sections 3-
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 
 from prefalign.loop import steps
-from prefalign.loop.spec import CampaignSpec, campaign_settings
+from prefalign.loop.spec import CampaignSpec, campaign_spec
 
 
 def _spec(**method) -> CampaignSpec:
@@ -29,9 +28,7 @@ def _spec(**method) -> CampaignSpec:
         },
         "methods": {"m": {"sampler": {"variant": "fkc"}, **method}},
     }
-    return CampaignSpec.from_dict(
-        json.loads(json.dumps(campaign_settings(config, "mixture2d", "m", 0)))
-    )
+    return campaign_spec(config, "mixture2d", "m", 0)
 
 
 def _round_one(spec: CampaignSpec, tmp: Path) -> tuple[dict, pd.DataFrame, dict]:

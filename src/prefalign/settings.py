@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -46,6 +46,15 @@ REWARD_AT: tuple[str, ...] = ("x", "xhat0")
 def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
+
+
+def _from_dict(cls: type, data: Mapping[str, Any], what: str) -> Any:
+    """``cls(**data)``, refusing a key that is not a field of ``cls`` by name."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; valid: {', '.join(sorted(known))}")
+    return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -129,13 +138,9 @@ class SamplerConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> SamplerConfig:
-        """Build from a dict, rejecting unknown keys by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown sampler setting(s): {', '.join(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> SamplerConfig:
+        """Build from a dict; missing keys take their defaults, unknown keys are an error."""
+        return _from_dict(cls, data, "sampler setting")
 
 
 ARCHS = ("mlp", "cnn")
@@ -208,10 +213,42 @@ class SurrogateConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SurrogateConfig:
         """Build from a dict; missing keys take their defaults, unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown SurrogateConfig key(s) {unknown}; valid keys are {sorted(known)}"
-            )
-        return cls(**data)
+        return _from_dict(cls, data, "surrogate setting")
+
+
+@dataclass(frozen=True)
+class DDPMTraining:
+    """The settings of a DDPM training run that the workflow's ``models.digits`` may set, and
+    their defaults: the one place they are written. ``prefalign.models.ddpm.DDPMSettings``
+    extends this class (its fields come first, in this order), and the workflow's ``train_digits``
+    rule fills the keys a config leaves out from here; importable without torch, so that planning
+    the workflow stays fast.
+
+    Defaults: 2,000 steps of 128 images at a peak learning rate of 2e-3, seed 0 (about 3 minutes
+    on one CPU thread; base samples as valid as real held-out digits).
+    """
+
+    steps: int = 2000  # optimiser steps
+    batch_size: int = 128  # images per step (drawn with replacement)
+    lr: float = 2e-3  # peak AdamW learning rate (linear warm-up, then cosine decay to 0)
+    seed: int = 0  # seeds the initial weights, the batches, the timesteps and the noise
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DDPMTraining:
+        """Build from a (possibly empty) dict; missing keys take their defaults, unknown keys
+        are an error."""
+        return _from_dict(cls, data or {}, "DDPM training setting")
+
+
+def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs (``--domain-option``), values parsed as YAML scalars (numbers,
+    booleans, strings)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"option {pair!r} is not of the form key=value")
+        options[key] = yaml.safe_load(value)
+    return options

@@ -5,6 +5,7 @@ rule aggregate:
     input:
         observations=get_final_observations,
         evaluations=get_evaluations,
+        benchmarks=get_experiment_benchmarks,  # the campaigns' jobs' benchmark files (E4: cost)
     output:
         curves=report(
             "results/experiments/{experiment}/figures/reward_vs_queries.png",
@@ -29,9 +30,9 @@ rule aggregate:
         metrics="results/experiments/{experiment}/tables/final_metrics.json",
         section="results/experiments/{experiment}/section.md",
     params:
-        threshold=config.get("success_threshold", 0.5),
+        threshold=get_success_threshold,
         title=get_experiment_title,
-        page_dir=os.path.dirname(config.get("results_page", "results/README.md")) or ".",
+        page_dir=get_page_dir,
     log:
         "logs/aggregate/{experiment}.log",
     benchmark:
@@ -39,7 +40,7 @@ rule aggregate:
     shell:
         "prefalign aggregate --observations {input.observations:q} "
         "--evaluations {input.evaluations:q} --threshold {params.threshold} "
-        "--benchmarks results/benchmarks "
+        "--benchmarks {input.benchmarks:q} "
         "--out results/experiments/{wildcards.experiment:q} --title {params.title} "
         "--page-dir {params.page_dir:q} "
         "> {log:q} 2>&1"
@@ -47,12 +48,12 @@ rule aggregate:
 
 rule results_page:
     input:
-        sections=get_experiment_sections(),
-        notes=get_results_notes(),
+        sections=get_experiment_sections,
+        notes=get_results_notes,
     output:
-        config.get("results_page", "results/README.md"),
+        get_results_page(),
     params:
-        name=lambda wc: shlex.quote(config.get("name", "config/config.yaml")),
+        name=get_run_name,
     log:
         "logs/results_page.log",
     benchmark:

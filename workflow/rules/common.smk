@@ -1,13 +1,17 @@
 # Helper functions of the workflow: config validation, campaign resolution, input functions.
+import functools
 import json
 import os
 import shlex
 
 from snakemake.utils import validate
 
-from prefalign.loop.spec import CampaignSpec, campaign_rounds, campaign_settings
+from prefalign.loop import spec as campaigns
+from prefalign.settings import DDPMTraining
 
 
+# also fills in the schema's `default:` values (name, results_page, results_notes,
+# success_threshold): the one place those defaults are written
 validate(config, "../schemas/config.schema.yaml")
 
 OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
@@ -15,9 +19,12 @@ OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.p
 ROUND_SURROGATE = "results/campaigns/{domain}/{method}/seed{seed}/round{round}/surrogate"
 # the surrogate the final evaluation samples with: fitted on every round
 FINAL_SURROGATE = "results/evaluation/{domain}/{method}/seed{seed}/surrogate"
-# true (default): one torch job per round ("propose": fit of r-1, sample, select) and the last
-# fit inside "evaluate"; false: one job per step (sample, select, oracle, observe, fit)
-FUSE_STEPS = config.get("fuse_steps", True)
+# each job's `benchmark:` file (wall time, memory), read by `aggregate` (experiment E4)
+CAMPAIGN_BENCHMARKS = "results/benchmarks/{domain}/{method}/seed{seed}"
+# the rules of one campaign that write a benchmark file, per campaign and per round (cold_start,
+# round 0, writes propose.tsv)
+CAMPAIGN_STEPS = ("spec", "evaluate")
+ROUND_STEPS = ("propose", "query", "observe")
 
 
 wildcard_constraints:
@@ -26,13 +33,19 @@ wildcard_constraints:
 
 
 def campaign_spec(domain, method, seed):
-    """The resolved settings of one campaign, as the dict `prefalign spec` takes."""
-    return campaign_settings(config, domain, method, seed)
+    """The campaign's settings (a prefalign.loop.spec.CampaignSpec), resolved from the config
+    once per campaign: the `spec` rule writes this object as spec.json, which every step reads."""
+    return _campaign_spec(domain, method, int(seed))
+
+
+@functools.cache
+def _campaign_spec(domain, method, seed):
+    return campaigns.campaign_spec(config, domain, method, seed)
 
 
 def n_rounds(domain, method):
     """Rounds of a campaign: budget / k (one round for the non-adaptive baseline)."""
-    return campaign_rounds(config, domain, method)
+    return campaign_spec(domain, method, 0).rounds
 
 
 def experiment_campaigns(experiment):
@@ -55,7 +68,7 @@ def last_round(wildcards):
 
 def get_spec_json(wildcards):
     spec = campaign_spec(wildcards.domain, wildcards.method, wildcards.seed)
-    return shlex.quote(json.dumps(spec, sort_keys=True))
+    return shlex.quote(json.dumps(spec.to_dict(), sort_keys=True))
 
 
 def get_model_inputs(wildcards):
@@ -102,6 +115,12 @@ def flag(name, paths):
     return f"--{name} {shlex.quote(paths[0])}" if paths else ""
 
 
+def get_previous_flag(wildcards, input):
+    """`--previous PATH` for the rule's optional input `previous` (the warm start of a fit, the
+    observations of the round before), or nothing."""
+    return flag("previous", input.previous)
+
+
 def final_observations(experiment):
     """The last observation dataset of each campaign of the experiment."""
     return [
@@ -130,6 +149,60 @@ def get_experiment_title(wildcards):
     return shlex.quote(e.get("title", wildcards.experiment))
 
 
+def get_experiment_benchmarks(wildcards):
+    """The benchmark file of every job of the experiment's campaigns: what `prefalign aggregate
+    --benchmarks` reads (every `*.tsv` under each campaign's folder of results/benchmarks)."""
+    files = []
+    for d, m, s in experiment_campaigns(wildcards.experiment):
+        base = expand(CAMPAIGN_BENCHMARKS, domain=d, method=m, seed=s)[0]
+        files += [f"{base}/{step}.tsv" for step in CAMPAIGN_STEPS]
+        files += [
+            f"{base}/round{r}/{step}.tsv" for r in range(n_rounds(d, m)) for step in ROUND_STEPS
+        ]
+    return files
+
+
+def get_success_threshold(wildcards):
+    return config["success_threshold"]
+
+
+def get_results_page():
+    """Where the results page goes (`results_page`, or the schema's default)."""
+    return config["results_page"]
+
+
+def get_page_dir(wildcards):
+    """The results page's folder, which the experiments' sections link relative to."""
+    return os.path.dirname(get_results_page()) or "."
+
+
+def get_run_name(wildcards):
+    return shlex.quote(config["name"])
+
+
+def digits_training():
+    """How the digits DDPM is trained: `models.digits` over the defaults of
+    prefalign.settings.DDPMTraining. One scalar param per setting below (not the dataclass),
+    so that Snakemake's params trigger sees a changed value: it ignores params it cannot repr."""
+    return DDPMTraining.from_dict(config.get("models", {}).get("digits"))
+
+
+def get_digits_steps(wildcards):
+    return digits_training().steps
+
+
+def get_digits_batch_size(wildcards):
+    return digits_training().batch_size
+
+
+def get_digits_lr(wildcards):
+    return digits_training().lr
+
+
+def get_digits_seed(wildcards):
+    return digits_training().seed
+
+
 def experiments():
     """The experiments to run: `run` (a list, so that a --configfile replaces it rather than
     merging into it), or every experiment defined."""
@@ -147,24 +220,20 @@ def check_campaigns():
     for experiment in experiments():
         for domain, method, seed in experiment_campaigns(experiment):
             try:
-                CampaignSpec.from_dict(json.loads(json.dumps(campaign_spec(domain, method, seed))))
+                campaign_spec(domain, method, seed)
             except (KeyError, TypeError, ValueError) as err:
                 raise ValueError(
                     f"config: experiment {experiment!r}, campaign {domain}/{method}: {err}"
                 ) from None
 
 
-def get_experiment_sections(wildcards=None):
+def get_experiment_sections(wildcards):
     return expand("results/experiments/{experiment}/section.md", experiment=experiments())
 
 
-def sample_resources(wildcards):
+def get_gpu(wildcards):
+    """`resources: gpu` of the rules that run torch: 1 with `gpu: true`."""
     return 1 if config.get("gpu", False) else 0
-
-
-def previous_round(wildcards):
-    """The round whose observations a surrogate of round r is fitted on (its RNG stream)."""
-    return int(wildcards.round) - 1
 
 
 def get_final_outputs():
@@ -173,7 +242,7 @@ def get_final_outputs():
     fresh clone has them without Snakemake's records; naming the campaigns' own outputs here
     makes a fresh clone recompute every experiment (Snakemake would otherwise take a committed
     figure whose inputs are missing as up to date)."""
-    outputs = [config.get("results_page", "results/README.md")]
+    outputs = [get_results_page()]
     for name in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "figures/cost.png",
                  "tables/final.md", "tables/round_metrics.csv", "tables/final_metrics.json"):
         outputs += [f"results/experiments/{e}/{name}" for e in experiments()]
@@ -185,7 +254,7 @@ def get_final_outputs():
     return outputs
 
 
-def get_results_notes():
+def get_results_notes(wildcards):
     """The Markdown notes shown under the results page's header, when the file exists."""
-    path = config.get("results_notes", "config/results-notes.md")
+    path = config["results_notes"]
     return [path] if os.path.exists(path) else []

@@ -5,10 +5,10 @@ rule train_digits:
     output:
         directory("results/models/digits"),
     params:
-        steps=config.get("models", {}).get("digits", {}).get("steps", 2000),
-        batch_size=config.get("models", {}).get("digits", {}).get("batch_size", 128),
-        lr=config.get("models", {}).get("digits", {}).get("lr", 2e-3),
-        seed=config.get("models", {}).get("digits", {}).get("seed", 0),
+        steps=get_digits_steps,
+        batch_size=get_digits_batch_size,
+        lr=get_digits_lr,
+        seed=get_digits_seed,
     log:
         "logs/models/train_digits.log",
     benchmark:

@@ -1,25 +1,40 @@
 """Domains: a base diffusion model, data, simulated users (oracles), validity and diversity.
 
-Every domain implements :class:`prefalign.domains.base.Domain`; :func:`get_domain` builds one by
-name and lists the valid names when given a wrong one.
+One module is one domain: ``prefalign.domains.<name>`` defines ``DOMAIN``, a class implementing
+:class:`prefalign.domains.base.Domain` (built with the config's ``options``), and optionally
+``make_oracle(user, noise_std=, seed=)``, its simulated users without the diffusion model. Adding a
+domain is adding its module: :func:`available_domains` finds it, :func:`get_domain` builds it and
+lists the valid names when given a wrong one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import pkgutil
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from prefalign.domains.base import Domain, OracleFn
 
-#: name -> "module:class"; imported lazily so that light domains don't load heavy dependencies.
-DOMAINS: dict[str, str] = {
-    "mixture2d": "prefalign.domains.mixture2d:Mixture2D",
-    "digits": "prefalign.domains.digits:DigitsDomain",
-    "pretrained": "prefalign.domains.pretrained:PretrainedDomain",
-}
+
+def available_domains() -> list[str]:
+    """The domains there are: every module of this package but :mod:`.base` (found without
+    importing any, so that light domains don't load heavy dependencies)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base")
+
+
+def domain_module(name: str) -> ModuleType:
+    """The module of domain ``name``.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    if name not in available_domains():
+        raise ValueError(f"unknown domain {name!r}; valid: {', '.join(available_domains())}")
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def get_domain(name: str, options: dict[str, Any] | None = None) -> Domain:
@@ -28,10 +43,7 @@ def get_domain(name: str, options: dict[str, Any] | None = None) -> Domain:
     Raises:
         ValueError: for an unknown name (listing the valid ones) or unknown options.
     """
-    if name not in DOMAINS:
-        raise ValueError(f"unknown domain {name!r}; valid: {', '.join(DOMAINS)}")
-    module, cls = DOMAINS[name].split(":")
-    factory = getattr(importlib.import_module(module), cls)
+    factory = domain_module(name).DOMAIN
     try:
         return factory(**(options or {}))
     except TypeError as err:
@@ -52,15 +64,31 @@ def get_oracle(
     need classifiers, not the diffusion model); the mixture domain builds its users from its
     options. Answer noise is seeded per query (see :func:`answer_noise`).
     """
-    if name not in DOMAINS:
-        raise ValueError(f"unknown domain {name!r}; valid: {', '.join(DOMAINS)}")
-    module = importlib.import_module(DOMAINS[name].split(":")[0])
+    module = domain_module(name)
     if hasattr(module, "make_oracle"):
         return module.make_oracle(user, noise_std=noise_std, seed=noise_seed)
     oracle = get_domain(name, options).oracle(user)
     if noise_std <= 0:
         return oracle
-    return lambda x: oracle(x) + answer_noise(x, noise_std, noise_seed)
+    return with_answer_noise(oracle, noise_std, noise_seed, f"{name}_{user}")
+
+
+def with_answer_noise(reward: OracleFn, noise_std: float, seed: int, name: str) -> OracleFn:
+    """A simulated user answering ``reward(x)`` (float64) plus :func:`answer_noise`, named
+    ``name``.
+
+    Raises:
+        ValueError: a negative ``noise_std``.
+    """
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+
+    def oracle(x: np.ndarray) -> np.ndarray:
+        r = np.asarray(reward(x), dtype=np.float64)
+        return r + answer_noise(x, noise_std, seed) if noise_std > 0 else r
+
+    oracle.__name__ = name
+    return oracle
 
 
 def answer_noise(x: np.ndarray, noise_std: float, seed: int) -> np.ndarray:

@@ -56,8 +56,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 
-from prefalign.domains import answer_noise
+from prefalign.domains import with_answer_noise
 from prefalign.domains.base import OracleFn
+from prefalign.settings import DDPMTraining
 
 # torch and diffusers are imported only where the diffusion model is needed (training, the
 # domain's score): the oracle command and the validity test start without them.
@@ -144,10 +145,10 @@ def _fingerprint(data: DigitData) -> str:
 def train_digits_ddpm(
     out_dir: str | Path,
     *,
-    steps: int = 2000,
-    batch_size: int = 128,
-    lr: float = 2e-3,
-    seed: int = 0,
+    steps: int = DDPMTraining.steps,
+    batch_size: int = DDPMTraining.batch_size,
+    lr: float = DDPMTraining.lr,
+    seed: int = DDPMTraining.seed,
     progress: bool = True,
 ) -> Path:
     """Train the digits base DDPM on the ``ddpm`` split and save it to ``out_dir``.
@@ -425,20 +426,10 @@ def make_oracle(name: str, *, noise_std: float = 0.0, seed: int = 0) -> OracleFn
         noise_std: standard deviation of Gaussian noise added to each answer (0: exact).
         seed: seeds the answer noise (see :func:`answer_noise`).
     """
-    if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-    reward = _reward_fn(name)
-
-    def oracle(x: np.ndarray) -> np.ndarray:
-        r = np.asarray(reward(x), dtype=np.float64)
-        if noise_std > 0:
-            r = r + answer_noise(x, noise_std, seed)
-        return r
-
-    oracle.__name__ = f"digits_{name.replace('-', '_')}"
-    if (
-        noise_std == 0
-    ):  # the exact user is differentiable: the `true-reward` upper bound tilts by it
+    oracle = with_answer_noise(
+        _reward_fn(name), noise_std, seed, f"digits_{name.replace('-', '_')}"
+    )
+    if noise_std == 0:  # the exact user is differentiable: `true-reward` tilts by it
         oracle.torch = _reward_fn(name, differentiable=True)  # type: ignore[attr-defined]
     return oracle
 
@@ -516,18 +507,15 @@ class DigitsDomain:
         """See :func:`oracle_names`."""
         return oracle_names()
 
-    def oracle(self, name: str, *, noise_std: float = 0.0, seed: int = 0) -> OracleFn:
-        """See :func:`make_oracle`."""
-        return make_oracle(name, noise_std=noise_std, seed=seed)
-
-    def is_valid(self, x: np.ndarray) -> np.ndarray:
-        """See :func:`is_valid`."""
-        return is_valid(x)
-
-    def diversity(self, x: np.ndarray) -> dict[str, float]:
-        """See :func:`diversity`."""
-        return diversity(x)
+    # the users, the validity check and the diversity are this module's functions
+    oracle = staticmethod(make_oracle)
+    is_valid = staticmethod(is_valid)
+    diversity = staticmethod(diversity)
 
     def reference_samples(self) -> np.ndarray:
         """Real held-out digits (no model saw them), to compare the base model's samples with."""
         return np.array(digit_split("heldout").images)
+
+
+#: This module's domain (:mod:`prefalign.domains`).
+DOMAIN = DigitsDomain

@@ -28,7 +28,7 @@ from prefalign.domains.base import OracleFn
 if TYPE_CHECKING:  # the simulated users run without torch, so the oracle command starts fast
     import torch
 
-    from prefalign.domains.mixture import GaussianMixture
+    from prefalign.models.mixture import GaussianMixture
     from prefalign.models.sde import VPSDE
 
 ORACLES: tuple[str, ...] = ("one-mode", "two-modes", "off-manifold")
@@ -111,7 +111,7 @@ class Mixture2D:
         """The data distribution (and exact base model)."""
         import torch
 
-        from prefalign.domains.mixture import GaussianMixture
+        from prefalign.models.mixture import GaussianMixture
 
         common = (1 - 2 * self.rare_weight) / (self.n_modes - 2)
         weights = np.full(self.n_modes, common)
@@ -188,3 +188,7 @@ class Mixture2D:
             "preferred_modes_covered": float(covered_preferred),
             "mean_pairwise_distance": mean_pairwise,
         }
+
+
+#: This module's domain (:mod:`prefalign.domains`).
+DOMAIN = Mixture2D

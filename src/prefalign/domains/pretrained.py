@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from prefalign.domains import answer_noise
+from prefalign.domains import with_answer_noise
 from prefalign.domains.base import OracleFn
 from prefalign.models.ddpm import ModelLoadError, UNetScore, load_noise_schedule, load_unet
 from prefalign.models.sde import VPSDE
@@ -103,18 +103,7 @@ def make_oracle(name: str, *, noise_std: float = 0.0, seed: int = 0) -> OracleFn
     """
     if name not in ORACLES:
         raise ValueError(f"unknown pretrained oracle {name!r}; must be one of {', '.join(ORACLES)}")
-    if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-    reward = ORACLES[name]
-
-    def oracle(x: np.ndarray) -> np.ndarray:
-        r = np.asarray(reward(x), dtype=np.float64)
-        if noise_std > 0:
-            r = r + answer_noise(x, noise_std, seed)
-        return r
-
-    oracle.__name__ = f"pretrained_{name.replace('-', '_')}"
-    return oracle
+    return with_answer_noise(ORACLES[name], noise_std, seed, f"pretrained_{name.replace('-', '_')}")
 
 
 def is_valid(x: np.ndarray) -> np.ndarray:
@@ -181,14 +170,11 @@ class PretrainedDomain:
         """``brightness``, ``colourfulness``, ``jpeg-compressibility``."""
         return list(ORACLES)
 
-    def oracle(self, name: str, *, noise_std: float = 0.0, seed: int = 0) -> OracleFn:
-        """See :func:`make_oracle`."""
-        return make_oracle(name, noise_std=noise_std, seed=seed)
+    # the users, the validity check and the diversity are this module's functions
+    oracle = staticmethod(make_oracle)
+    is_valid = staticmethod(is_valid)
+    diversity = staticmethod(diversity)
 
-    def is_valid(self, x: np.ndarray) -> np.ndarray:
-        """See :func:`is_valid`."""
-        return is_valid(x)
 
-    def diversity(self, x: np.ndarray) -> dict[str, float]:
-        """See :func:`diversity`."""
-        return diversity(x)
+#: This module's domain (:mod:`prefalign.domains`).
+DOMAIN = PretrainedDomain

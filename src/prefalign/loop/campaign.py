@@ -1,8 +1,8 @@
 """Algorithm 1 of the draft paper ("Budget-Constrained Feynman-Kac Diffusion") in one process.
 
 :func:`run_campaign` runs a campaign's rounds with the same per-round functions the workflow's
-jobs call (:mod:`prefalign.loop.steps`: ``sample_round``, ``select_round``, ``oracle_round`` /
-an in-process answer, ``observe_round``, ``fit_round``), writing the same files; the workflow
+jobs call (:mod:`prefalign.loop.steps`: ``sample_round``, ``select_round``, ``oracle_round``,
+``observe_round``, ``fit_round``), writing the same files; the workflow
 runs each round as DAG stages instead (``propose`` -> ``oracle`` -> ``observe``). Line by line:
 
 ============================================================  =====================================
@@ -11,13 +11,13 @@ Algorithm 1                                                    here
 Initialize CNN f_θ; total_steps <- B / k                      ``spec.surrogate``; ``spec.rounds``
 Cold start: sample k particles, baseline diffusion             round 0: ``sample_round`` (base
                                                                model), ``select_round`` (random k)
-Observe true rewards                                           ``answer`` + ``observe_round``
+Observe true rewards                                           ``oracle_round`` + ``observe_round``
 Train CNN: f_θ <- optimize(...)                                ``fit_round`` (round 0's data)
 while B > 0: sample N particles with FKC (Algorithm 2)         ``sample_round(spec, r, surrogate)``
   (:func:`prefalign.sampling.step.fkc_step` per time step)
 ε-greedy selection: ε = 0.8 - 0.7 step / total_steps, top by   ``select_round`` (the method's rule,
   w, random rest                                               :mod:`prefalign.acquisition`)
-Observe true rewards; update CNN                               ``answer`` + ``observe_round``;
+Observe true rewards; update CNN                               ``oracle_round``, ``observe_round``;
                                                                ``fit_round`` (warm start)
 B <- B - k, step <- step + 1                                   the next ``r``
 return f_θ                                                     ``CampaignRun.surrogate``
@@ -34,34 +34,27 @@ from pathlib import Path
 from typing import Any
 
 from prefalign.loop.spec import CampaignSpec
-
-#: ``answer(spec, queries_npz, rewards_csv)``: write the oracle's ``id,reward`` CSV for the queries.
-Answer = Callable[[CampaignSpec, Path, Path], None]
+from prefalign.loop.steps import BaseDrawCache, OracleRunner
 
 
 @dataclass
 class CampaignRun:
     """What :func:`run_campaign` did."""
 
-    metrics: Any  # prefalign.reporting.metrics.round_metrics of the observations, one row per round run
+    metrics: (
+        Any  # prefalign.reporting.metrics.round_metrics of the observations, one row per round run
+    )
     surrogate: Path | None  # the last surrogate checkpoint fitted (None if none was)
     fit_seconds: float  # sum of the fits' own wall times (FitReport.seconds)
     seconds: float  # wall time of the whole campaign
-
-
-def run_oracle_command(spec: CampaignSpec, queries: Path, rewards: Path) -> None:
-    """The workflow's answer: the campaign's oracle command, run and validated by
-    :func:`prefalign.io.oracle_command.run_oracle` (the ``oracle`` rule's step)."""
-    from prefalign.io.oracle_command import run_oracle
-
-    run_oracle(spec.oracle, queries, rewards, spec.oracle_timeout_s)
 
 
 def run_campaign(
     spec: CampaignSpec,
     workdir: Path,
     *,
-    answer: Answer = run_oracle_command,
+    runner: OracleRunner | None = None,
+    base_draws: BaseDrawCache | None = None,
     fit: bool = True,
     fit_last: bool = False,
     stop: Callable[[Any], bool] | None = None,
@@ -72,13 +65,19 @@ def run_campaign(
         spec: the campaign.
         workdir: emptied, then holds ``round<r>/`` (particles, queries, selection, rewards),
             ``observations-round<r>.parquet`` and ``surrogate-round<r>/`` (fitted on rounds 0..r).
-        answer: writes the rewards of a round's queries (default: the oracle command).
+        runner: runs the oracle on a round's queries (default: the oracle command, as the
+            workflow's ``query`` job; :func:`prefalign.oracles.builtin.answer_in_process`
+            answers built-in users in this process).
+        base_draws: a cache of base-model draws shared with other campaigns of this process.
         fit: fit a surrogate after each round (``False``: every round samples the base model).
         fit_last: also fit after the last round (what the final evaluation needs).
         stop: called with the round metrics after each round; ``True`` ends the campaign.
     """
+    from prefalign.io.oracle_command import run_oracle
     from prefalign.loop import steps
     from prefalign.reporting.metrics import round_metrics
+
+    runner = runner or run_oracle
 
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -92,9 +91,10 @@ def run_campaign(
         d.mkdir()
         particles, queries = d / "particles.npz", d / "queries.npz"
         selection, rewards = d / "selection.csv", d / "rewards.csv"
-        steps.sample_round(spec, r, prev_sur, particles)  # FKC tilted by f_θ (round 0: base)
+        # FKC tilted by f_θ (round 0: the base model)
+        steps.sample_round(spec, r, prev_sur, particles, base_draws=base_draws)
         steps.select_round(spec, r, particles, queries, selection)
-        answer(spec, queries, rewards)
+        steps.oracle_round(spec, r, queries, rewards, runner=runner)
         obs = workdir / f"observations-round{r}.parquet"
         df = steps.observe_round(spec, r, prev_obs, queries, selection, rewards, obs)
         prev_obs = obs

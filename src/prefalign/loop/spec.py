@@ -11,19 +11,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
-from prefalign.acquisition import BATCH_RULES
+from prefalign.acquisition import BATCH_RULES, STRATEGIES
+from prefalign.domains import available_domains
 from prefalign.io.atomic import write_text
 from prefalign.settings import VARIANTS, SamplerConfig, SurrogateConfig
 
-if TYPE_CHECKING:  # torch is imported only by the steps that sample or fit
-    import torch
-
 SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
-SELECTIONS: tuple[str, ...] = ("eps_greedy", "greedy", "random", "ucb")
+#: The selection rules: :data:`prefalign.acquisition.STRATEGIES` (a new rule is added there).
+SELECTIONS: tuple[str, ...] = tuple(STRATEGIES)
 TILT_MEMBERS: tuple[str, ...] = ("mean", "thompson")
 EXPLORE_FROM: tuple[str, ...] = ("tilted", "base")
 
@@ -215,65 +212,79 @@ def merge_settings(base: Mapping[str, Any] | None, override: Mapping[str, Any] |
     return out
 
 
-def campaign_settings(config: Mapping[str, Any], domain: str, method: str, seed: int) -> dict:
-    """The resolved settings of one campaign of a workflow config (``config/config.yaml``), as
-    the plain dict :meth:`CampaignSpec.from_dict` and ``prefalign spec`` take: the domain's
-    settings over the top level's, the method's over the domain's."""
-    dom = config["domains"][domain]
-    meth = config["methods"][method]
-    true_reward = dom.get("true_reward") if meth.get("true_reward") else None
-    sampler = merge_settings(dom.get("sampler"), meth.get("sampler"))
+#: Method keys of the workflow config that are :class:`MethodSpec` fields as they are.
+_METHOD_KEYS = (
+    "selection",
+    "score",
+    "epsilon",
+    "kappa",
+    "batch",
+    "min_distance",
+    "pool",
+    "tilt_member",
+    "lam_ramp_queries",
+    "explore_from",
+    "base_share",
+)
+#: Domain keys of the workflow config that are :class:`CampaignSpec` fields as they are.
+_DOMAIN_KEYS = (
+    "oracle",
+    "oracle_timeout_s",
+    "eval_oracle",
+    "oracle_in_evaluation",
+    "reward_threshold",
+)
+
+
+def _given(section: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The keys a config section sets; the others take the dataclasses' defaults (the only
+    place defaults live)."""
+    return {key: section[key] for key in keys if key in section}
+
+
+def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int) -> CampaignSpec:
+    """The resolved settings of one campaign of a workflow config (``config/config.yaml``): the
+    domain's settings over the top level's, the method's over the domain's. Built once at plan
+    time (an invalid campaign stops ``snakemake -n`` here, naming the setting), written as
+    ``spec.json`` by the ``spec`` rule, read back by every step."""
+    dom, meth = config["domains"][domain], config["methods"][method]
+    if dom.get("type", domain) not in available_domains():
+        raise ValueError(
+            f"domains.{domain}.type: no domain {dom.get('type', domain)!r}; there are "
+            f"{', '.join(available_domains())} (a domain is a module of prefalign.domains)"
+        )
+    sampler = SamplerConfig.from_dict(merge_settings(dom.get("sampler"), meth.get("sampler")))
     eval_sampler = None
-    if sampler.get("variant", "fkc") == "base":
+    if sampler.variant == "base":
         # methods that query base samples are judged by FKC tilted by their own surrogate
-        eval_sampler = merge_settings(dom.get("sampler"), {"variant": "fkc"})
+        eval_sampler = SamplerConfig.from_dict(
+            merge_settings(dom.get("sampler"), {"variant": "fkc"})
+        )
     budget = dom.get("budget", config["budget"])
-    return {
-        "domain": dom.get("type", domain),
-        "label": domain,
-        "domain_options": dom.get("options", {}),
-        "true_reward": true_reward,
-        "seed": int(seed),
-        "budget": budget,
-        "k": meth.get("k", dom.get("k", config["k"])),
-        "n_particles": meth.get("n_particles", dom.get("n_particles", config["n_particles"])),
-        "oracle": dom["oracle"],
-        "oracle_timeout_s": dom.get("oracle_timeout_s"),
-        "eval_oracle": dom.get("eval_oracle"),
-        "oracle_in_evaluation": dom.get("oracle_in_evaluation", True),
-        "eval_particles": dom.get("eval_particles", config["eval_particles"]),
-        "reward_threshold": dom.get("reward_threshold", 0.5),
-        "device": config.get("device", "cpu"),
-        "torch_threads": config.get("torch_threads", 1),
-        "surrogate": merge_settings(dom.get("surrogate"), meth.get("surrogate")),
-        "method": {
-            "name": method,
-            "sampler": sampler,
-            "eval_sampler": eval_sampler,
-            "selection": meth.get("selection", "eps_greedy"),
-            "score": meth.get("score", "fk_weight"),
-            "epsilon": meth.get("epsilon"),
-            "kappa": meth.get("kappa", 1.0),
-            "cold_start_queries": budget if meth.get("non_adaptive", False) else None,
-            "batch": meth.get("batch", "top"),
-            "min_distance": meth.get("min_distance", 0.0),
-            "pool": meth.get("pool", 4),
-            "tilt_member": meth.get("tilt_member", "mean"),
-            "lam_ramp_queries": meth.get("lam_ramp_queries"),
-            "explore_from": meth.get("explore_from", "tilted"),
-            "base_share": meth.get("base_share", 0.5),
-        },
-    }
-
-
-def campaign_rounds(config: Mapping[str, Any], domain: str, method: str) -> int:
-    """Rounds of a campaign of a workflow config: budget / k (one round for the non-adaptive
-    baseline, which spends the whole budget in round 0)."""
-    meth = config["methods"][method]
-    if meth.get("non_adaptive", False):
-        return 1
-    budget = config["domains"][domain].get("budget", config["budget"])
-    return budget // meth.get("k", config["domains"][domain].get("k", config["k"]))
+    method_spec = MethodSpec(
+        name=method,
+        sampler=sampler,
+        eval_sampler=eval_sampler,
+        cold_start_queries=budget if meth.get("non_adaptive", False) else None,
+        **_given(meth, _METHOD_KEYS),
+    )
+    return CampaignSpec(
+        domain=dom.get("type", domain),
+        label=domain,
+        method=method_spec,
+        seed=int(seed),
+        budget=budget,
+        k=meth.get("k", dom.get("k", config["k"])),
+        n_particles=meth.get("n_particles", dom.get("n_particles", config["n_particles"])),
+        eval_particles=dom.get("eval_particles", config["eval_particles"]),
+        surrogate=SurrogateConfig.from_dict(
+            merge_settings(dom.get("surrogate"), meth.get("surrogate"))
+        ),
+        domain_options=dict(dom.get("options", {})),
+        true_reward=dom.get("true_reward") if meth.get("true_reward") else None,
+        **_given(dom, _DOMAIN_KEYS),
+        **_given(config, ("device", "torch_threads")),
+    )
 
 
 def write_spec(spec: CampaignSpec, path: str | os.PathLike[str]) -> None:
@@ -290,34 +301,3 @@ def read_spec(path: str | os.PathLike[str]) -> CampaignSpec:
         raise ValueError(f"campaign spec {str(path)!r} does not exist") from err
     except (json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
         raise ValueError(f"campaign spec {str(path)!r} is invalid: {err}") from err
-
-
-def rng_seed(seed: int, round_: int, step: str) -> int:
-    """A 63-bit seed for one step of one round, derived from the campaign seed.
-
-    Different steps and rounds get independent streams; the same (seed, round, step) always the
-    same one, so reruns reproduce the observation datasets exactly.
-    """
-    tag = int.from_bytes(step.encode()[:8].ljust(8, b"\0"), "little")
-    return int(np.random.SeedSequence([seed, round_, tag]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def torch_generator(seed: int, round_: int, step: str) -> torch.Generator:
-    """A CPU torch generator seeded by :func:`rng_seed`."""
-    import torch
-
-    return torch.Generator().manual_seed(rng_seed(seed, round_, step))
-
-
-def numpy_rng(seed: int, round_: int, step: str) -> np.random.Generator:
-    """A numpy generator seeded by :func:`rng_seed`."""
-    return np.random.default_rng(rng_seed(seed, round_, step))
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; anything else is passed to torch."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)

@@ -5,17 +5,17 @@ campaign"). Round 0 is the cold start: base samples, queries drawn at random. Ev
 comes from a generator seeded by (campaign seed, round, step), so reruns are exact.
 
 :func:`propose_round` runs the previous round's fit, this round's sampling and the selection in one
-process (and ``prefalign evaluate --fit`` the last fit before the evaluation): the workflow's
-default layout, which starts torch once per round instead of twice. Either layout writes the same
-files.
+process (the workflow's ``propose`` job: torch starts once per round); the final evaluation is in
+:mod:`prefalign.loop.evaluation`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +34,8 @@ from prefalign.io.observations import (
 )
 from prefalign.io.oracle_command import run_oracle
 from prefalign.io.queries import read_queries, read_rewards, write_queries
-from prefalign.loop.spec import CampaignSpec, numpy_rng, resolve_device, torch_generator
+from prefalign.loop.spec import CampaignSpec
+from prefalign.runtime import numpy_rng, resolve_device, torch_generator
 from prefalign.settings import SamplerConfig
 
 # select, oracle and observe never import torch: each is its own short-lived process, and torch's
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from prefalign.sampling import SampleResult
 
 PathLike = str | os.PathLike[str]
+#: Runs an oracle argv on a queries file: ``run_oracle``'s signature and result.
+OracleRunner = Callable[..., pd.Series]
 
 
 def _atomic_savez(path: PathLike, **arrays: np.ndarray) -> None:
@@ -55,10 +58,39 @@ def _atomic_savez(path: PathLike, **arrays: np.ndarray) -> None:
 
 
 def campaign_domain(spec: CampaignSpec) -> Domain:
-    """The domain of a campaign, built from its options."""
+    """The domain of a campaign, built from its options; built once per process and options (a
+    job of the workflow builds one; an in-process loop of many campaigns loads a model once)."""
+    return _domain(spec.domain, json.dumps(spec.domain_options, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _domain(name: str, options: str) -> Domain:
     from prefalign.domains import get_domain
 
-    return get_domain(spec.domain, spec.domain_options)
+    return get_domain(name, json.loads(options))
+
+
+class BaseDrawCache:
+    """Base-model draws shared by the campaigns of one process (an in-process study).
+
+    A base draw depends only on the domain, the sampler settings, N and its (seed, round, step)
+    generator, so methods that sample the base model (round 0 of every method, ``random`` and
+    ``best-of-n`` in every round) get the very same particles seed by seed; this computes each
+    once. Counts what it computed and reused."""
+
+    def __init__(self) -> None:
+        self.draws: dict[str, SampleResult] = {}
+        self.computed = 0
+        self.reused = 0
+
+    def get(self, key: str, draw: Callable[[], SampleResult]) -> SampleResult:
+        """The draw stored under ``key``, computed by ``draw()`` the first time."""
+        if key in self.draws:
+            self.reused += 1
+        else:
+            self.computed += 1
+            self.draws[key] = draw()
+        return self.draws[key]
 
 
 def draw_particles(
@@ -71,19 +103,31 @@ def draw_particles(
     *,
     explore: bool = True,
     progress: bool = False,
+    base_draws: BaseDrawCache | None = None,
 ) -> SampleResult:
     """Sample ``n`` particles with the method's sampler tilted by ``surrogate`` (base if None).
 
     While querying (``explore``), a ``thompson`` method tilts by one ensemble member drawn for
     the round, and ``lam_ramp_queries`` scales the tilt by the answers seen so far; the final
-    evaluation (``explore=False``) tilts by the ensemble mean at ``lam_max``.
+    evaluation (``explore=False``) tilts by the ensemble mean at ``lam_max``. With
+    ``base_draws``, a draw of the base model is taken from (or stored in) that cache.
     """
     from prefalign.sampling import sample
 
     device = resolve_device(spec.device)
     config = spec.method.sampler
-    if surrogate is None:
+    if surrogate is None or config.variant == "base":
         config = SamplerConfig.from_dict({**config.to_dict(), "variant": "base"})
+        if base_draws is not None:
+            key = json.dumps(
+                [spec.domain, spec.domain_options, spec.seed, spec.device, n, round_, step]
+                + [config.to_dict()],
+                sort_keys=True,
+            )
+            draw = functools.partial(
+                draw_particles, spec, domain, None, n, round_, step, progress=progress
+            )
+            return base_draws.get(key, draw)
     elif explore and spec.method.lam_ramp_queries is not None:
         answers = sum(spec.queries_in_round(r) for r in range(round_))
         share = min(1.0, answers / spec.method.lam_ramp_queries)
@@ -159,6 +203,7 @@ def sample_round(
     out: PathLike,
     *,
     progress: bool = False,
+    base_draws: BaseDrawCache | None = None,
 ) -> dict:
     """Step 1: sample N particles (round 0: the base model) and write ``particles.npz``.
 
@@ -176,7 +221,14 @@ def sample_round(
     n_base = explore_particles(spec, round_)
     start = time.perf_counter()
     result = draw_particles(
-        spec, domain, surrogate, spec.n_particles - n_base, round_, "sample", progress=progress
+        spec,
+        domain,
+        surrogate,
+        spec.n_particles - n_base,
+        round_,
+        "sample",
+        progress=progress,
+        base_draws=base_draws,
     )
     x = result.x.detach().cpu().float()
     fk = result.path_log_weights.cpu().numpy()
@@ -185,7 +237,9 @@ def sample_round(
     proposal = np.zeros(len(x), dtype=np.int8)
     n_base_evals = 0
     if n_base:  # the exploration arm: base samples, ranked by the surrogate at selection
-        base = draw_particles(spec, domain, None, n_base, round_, "sample-base")
+        base = draw_particles(
+            spec, domain, None, n_base, round_, "sample-base", base_draws=base_draws
+        )
         n_base_evals = base.n_score_evals
         x = torch.cat([x, base.x.detach().cpu().float()])
         fk = np.concatenate([fk, np.full(n_base, np.nan)])
@@ -345,10 +399,14 @@ def oracle_round(
     queries: PathLike,
     rewards_out: PathLike,
     log: PathLike | None = None,
+    *,
+    runner: OracleRunner = run_oracle,
 ) -> pd.Series:
     """Step 3: run the oracle command on the queries; the validated rewards land in
     ``rewards_out`` (nothing is written when the oracle fails). The oracle's environment says
-    which campaign and round it answers and how much budget is left after this round."""
+    which campaign and round it answers and how much budget is left after this round.
+    ``runner``: what runs the command (:func:`~prefalign.io.oracle_command.run_oracle`, or
+    :func:`prefalign.oracles.builtin.answer_in_process` for an in-process study)."""
     asked = sum(spec.queries_in_round(r) for r in range(round_ + 1))
     context = {
         "PREFALIGN_CAMPAIGN": spec.name,
@@ -356,7 +414,7 @@ def oracle_round(
         "PREFALIGN_ROUNDS": str(spec.rounds),
         "PREFALIGN_BUDGET_LEFT": str(spec.budget - asked),
     }
-    return run_oracle(spec.oracle, queries, rewards_out, spec.oracle_timeout_s, log, context)
+    return runner(spec.oracle, queries, rewards_out, spec.oracle_timeout_s, log, context)
 
 
 def observe_round(
@@ -367,8 +425,11 @@ def observe_round(
     selection: PathLike,
     rewards: PathLike,
     out: PathLike,
+    *,
+    plot: PathLike | None = None,
 ) -> pd.DataFrame:
-    """Step 4: validate the answers and append them to the cumulative observation dataset."""
+    """Step 4: validate the answers and append them to the cumulative observation dataset;
+    ``plot``: also a picture of the round's queries with their answers."""
     ids, x = read_queries(queries)
     answers = read_rewards(rewards, list(ids))
     sel = pd.read_csv(selection, dtype={"id": str}).set_index("id").loc[list(ids)]
@@ -390,6 +451,10 @@ def observe_round(
     )
     df = append_round(prev, frame)
     write_observations(df, out, x.shape[1:])
+    if plot:
+        from prefalign.reporting import render
+
+        render.save_samples(plot, x, answers.to_numpy(), title=f"round {round_} queries")
     return df
 
 
@@ -465,143 +530,3 @@ def propose_round(
     )
     table = select_round(spec, round_, particles_out, queries_out, selection_out)
     return {"fit": fit_report, "sample": sample_stats, "queries": table["id"].tolist()}
-
-
-def importance_weights(log_weights: np.ndarray) -> np.ndarray | None:
-    """Self-normalised importance weights of a sample, or None when every log-weight is the same
-    (the particles are then an unweighted sample of the target: after a final resampling, or
-    ``guidance``/``base``).
-
-    Raises:
-        ValueError: a NaN or +inf log-weight, or every weight zero (all ``-inf``).
-    """
-    lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
-    if lw.size == 0 or np.all(lw == lw[0]):
-        if lw.size and not np.isfinite(lw[0]):
-            raise ValueError(f"the evaluation's log-weights are all {lw[0]}")
-        return None
-    if np.isnan(lw).any() or np.isposinf(lw).any():
-        raise ValueError("the evaluation's log-weights hold NaN or +inf")
-    w = np.exp(lw - lw.max())
-    return w / w.sum()
-
-
-def _systematic_indices(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Systematic resampling in numpy: ``len(weights)`` ancestor indices, sorted."""
-    n = len(weights)
-    cumsum = np.cumsum(weights)
-    cumsum[-1] = 1.0
-    positions = (rng.random() + np.arange(n)) / n
-    return np.minimum(np.searchsorted(cumsum, positions, side="right"), n - 1)
-
-
-def _weighted_summary(r: np.ndarray, w: np.ndarray | None, threshold: float) -> dict[str, float]:
-    """Mean, standard deviation and share at or above ``threshold`` of rewards ``r``: plain when
-    ``w`` is None, self-normalised importance-weighted otherwise."""
-    if w is None:
-        return {
-            "mean": float(r.mean()),
-            "std": float(r.std()),
-            "frac": float((r >= threshold).mean()),
-        }
-    mean = float(np.sum(w * r))
-    return {
-        "mean": mean,
-        "std": float(np.sqrt(np.sum(w * (r - mean) ** 2))),
-        "frac": float(np.sum(w * (r >= threshold))),
-    }
-
-
-def evaluate_campaign(
-    spec: CampaignSpec,
-    surrogate_dir: PathLike,
-    out_json: PathLike,
-    samples_out: PathLike,
-    *,
-    log: PathLike | None = None,
-    progress: bool = False,
-) -> dict:
-    """Final evaluation, spending no budget: sample ``eval_particles`` fresh particles with the
-    method's evaluation sampler tilted by the last surrogate, and report the oracle's mean
-    reward, the share above ``reward_threshold``, the validity rate and the diversity.
-
-    When the sampler returns particles whose log-weights are not all equal (``draft``, or
-    ``fkc`` with ``final_resample: false``), the particles are an importance sample of the target,
-    not a sample of it: the mean reward, its standard deviation, the share above the threshold
-    and the validity rate are then self-normalised importance-weighted means
-    (:func:`importance_weights`), and the diversity is computed on a systematic resample by the
-    weights (seeded, same size), so every number describes the weighted distribution. The record
-    says ``"weighted": true`` and gives the weights' ``eval_ess``; ``samples.npz`` also holds the
-    ``log_weight`` of each particle. Uniform weights give the plain means, as before."""
-    import torch
-
-    from prefalign.learning.checkpoint import load_surrogate
-
-    torch.set_num_threads(spec.torch_threads)
-    domain = campaign_domain(spec)
-    surrogate = load_surrogate(surrogate_dir)
-    eval_spec = spec
-    if spec.method.eval_sampler is not None:
-        eval_spec = replace(spec, method=replace(spec.method, sampler=spec.method.eval_sampler))
-    start = time.perf_counter()
-    result = draw_particles(
-        eval_spec,
-        domain,
-        surrogate,
-        spec.eval_particles,
-        10**6,
-        "evaluate",
-        explore=False,
-        progress=progress,
-    )
-    seconds = time.perf_counter() - start
-    x = result.x.detach().cpu().float().numpy()
-    log_w = result.log_weights.detach().cpu().double().numpy()
-    weights = importance_weights(log_w)
-    _atomic_savez(samples_out, x=x, log_weight=log_w)
-    scores: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(dir=Path(out_json).parent) as tmp:
-        ids = [f"eval-{i:05d}" for i in range(len(x))]
-        queries = Path(tmp) / "queries.npz"
-        write_queries(queries, ids, x)
-        evaluators = [("mean_reward", spec.oracle), ("eval_mean_reward", spec.eval_oracle)]
-        if not spec.oracle_in_evaluation:  # e.g. a person: the evaluator scores the samples
-            if spec.eval_oracle is None:
-                raise ValueError("oracle_in_evaluation is false, so eval_oracle must be set")
-            evaluators = [("mean_reward", spec.eval_oracle)]
-        for key, argv in evaluators:
-            if argv is None:
-                continue
-            rewards = run_oracle(
-                argv, queries, Path(tmp) / f"{key}.csv", spec.oracle_timeout_s, log
-            )
-            r = rewards.loc[ids].to_numpy(np.float64)
-            summary = _weighted_summary(r, weights, spec.reward_threshold)
-            scores[key] = summary["mean"]
-            if key == "mean_reward":
-                scores["reward_std"] = summary["std"]
-                scores["frac_above_threshold"] = summary["frac"]
-    valid = np.asarray(domain.is_valid(x), dtype=np.float64)
-    if weights is None:
-        validity, diverse = float(np.mean(valid)), x
-    else:
-        validity = float(np.sum(weights * valid))
-        diverse = x[_systematic_indices(weights, numpy_rng(spec.seed, 10**6, "evaluate-diversity"))]
-    evaluation = {
-        "campaign": spec.name,
-        "domain": spec.label or spec.domain,
-        "method": spec.method.name,
-        "seed": spec.seed,
-        "n_queries": spec.budget,
-        "n_samples": len(x),
-        **scores,
-        "validity_rate": validity,
-        "diversity": {k: float(v) for k, v in domain.diversity(diverse).items()},
-        "weighted": weights is not None,
-        "eval_ess": float(1.0 / np.sum(weights**2)) if weights is not None else float(len(x)),
-        "eval_oracle": " ".join(spec.eval_oracle or spec.oracle),
-        "oracle_in_evaluation": spec.oracle_in_evaluation,
-        "seconds": seconds,
-    }
-    write_text(out_json, json.dumps(evaluation, indent=2) + "\n")
-    return evaluation

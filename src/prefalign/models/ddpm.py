@@ -31,6 +31,7 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from prefalign.io.progress import tqdm
 from prefalign.models.sde import VPSDE
+from prefalign.settings import DDPMTraining
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction", "sample")
@@ -216,14 +217,13 @@ class UNetScore:
 
 
 @dataclass(frozen=True)
-class DDPMSettings:
+class DDPMSettings(DDPMTraining):
     """How a small DDPM is built and trained; saved to ``training.json`` beside the weights.
 
+    The first fields (``steps``, ``batch_size``, ``lr``, ``seed``) and their defaults are those of
+    :class:`prefalign.settings.DDPMTraining`, the settings the workflow's config may change.
+
     Attributes:
-        steps: optimiser steps.
-        batch_size: images per step (drawn with replacement).
-        lr: peak AdamW learning rate (linear warm-up, then cosine decay to 0).
-        seed: seeds the initial weights, the batches, the timesteps and the noise.
         warmup_steps: steps of linear learning-rate warm-up.
         ema_decay: largest decay of the exponential moving average of the weights that is
             saved (with warm-up, see ``_ema_decay``; 0 saves the raw weights).
@@ -236,10 +236,6 @@ class DDPMSettings:
         beta_end: last discrete beta (``b_max = T beta_end``).
     """
 
-    steps: int = 2000
-    batch_size: int = 128
-    lr: float = 2e-3
-    seed: int = 0
     warmup_steps: int = 100
     ema_decay: float = 0.999
     weight_decay: float = 0.0

@@ -19,39 +19,47 @@ from prefalign.reporting.figures import DPI, method_palette
 
 StrPath = str | os.PathLike[str]
 _ROUND = re.compile(r"round(\d+)$")
-#: The workflow's rules in the order a campaign runs them, both layouts (``fuse_steps``).
-RULE_ORDER = (
-    "spec", "cold_start", "propose", "fit", "sample", "select", "oracle", "observe",
-    "fit_final", "evaluate",
-)  # fmt: skip
+#: A campaign's benchmark files (named after their rules) in the order the campaign runs them;
+#: round 0's ``cold_start`` writes ``propose.tsv`` like the rounds after it.
+RULE_ORDER = ("spec", "propose", "query", "observe", "evaluate")
 
 
-def load_benchmarks(root: StrPath, campaigns: Iterable[tuple[str, str, int]]) -> pd.DataFrame:
-    """One row per job of the given campaigns: domain, method, seed, round (NaN outside
-    rounds), rule, seconds, max_rss_mb."""
+_COLUMNS = ["domain", "method", "seed", "round", "rule", "seconds", "max_rss_mb"]
+_SEED = re.compile(r"seed(\d+)$")
+
+
+def _job_row(tsv: Path, domain: str, method: str, seed: int) -> dict:
+    match = _ROUND.match(tsv.parent.name)
+    bench = pd.read_csv(tsv, sep="\t")
+    if bench.empty or "s" not in bench:
+        raise ValueError(f"benchmark file {tsv} has no 's' column")
+    rss = pd.to_numeric(bench.get("max_rss", np.nan), errors="coerce")
+    return {
+        "domain": domain,
+        "method": method,
+        "seed": int(seed),
+        "round": int(match.group(1)) if match else np.nan,
+        "rule": tsv.stem,
+        "seconds": float(bench["s"].iloc[0]),
+        "max_rss_mb": float(np.nanmax(rss)) if len(rss) else np.nan,
+    }
+
+
+def load_benchmark_files(paths: Iterable[StrPath]) -> pd.DataFrame:
+    """One row per job: domain, method, seed, round (NaN outside rounds), rule, seconds,
+    max_rss_mb, from Snakemake benchmark files, each
+    ``.../<domain>/<method>/seed<s>/[round<r>/]<rule>.tsv`` (what the workflow's ``aggregate``
+    rule declares as its inputs); the campaign is read from the path."""
     rows = []
-    for domain, method, seed in campaigns:
-        base = Path(root) / domain / method / f"seed{seed}"
-        for tsv in sorted(base.rglob("*.tsv")):
-            match = _ROUND.match(tsv.parent.name)
-            bench = pd.read_csv(tsv, sep="\t")
-            if bench.empty or "s" not in bench:
-                raise ValueError(f"benchmark file {tsv} has no 's' column")
-            rss = pd.to_numeric(bench.get("max_rss", np.nan), errors="coerce")
-            rows.append(
-                {
-                    "domain": domain,
-                    "method": method,
-                    "seed": int(seed),
-                    "round": int(match.group(1)) if match else np.nan,
-                    "rule": tsv.stem,
-                    "seconds": float(bench["s"].iloc[0]),
-                    "max_rss_mb": float(np.nanmax(rss)) if len(rss) else np.nan,
-                }
+    for path in sorted(Path(p) for p in paths):
+        parts = path.parts[:-2] if _ROUND.match(path.parent.name) else path.parts[:-1]
+        seed = _SEED.match(parts[-1]) if len(parts) >= 3 else None
+        if seed is None:
+            raise ValueError(
+                f"benchmark file {path} is not .../<domain>/<method>/seed<s>/[round<r>/]<rule>.tsv"
             )
-    return pd.DataFrame(
-        rows, columns=["domain", "method", "seed", "round", "rule", "seconds", "max_rss_mb"]
-    )
+        rows.append(_job_row(path, parts[-3], parts[-2], int(seed.group(1))))
+    return pd.DataFrame(rows, columns=_COLUMNS)
 
 
 def cost_tables(jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

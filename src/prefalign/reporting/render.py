@@ -51,6 +51,25 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def save_samples(
+    path: str | Path,
+    x: np.ndarray,
+    rewards: Sequence[float] | np.ndarray | None = None,
+    *,
+    title: str | None = None,
+    background: np.ndarray | None = None,
+    max_images: int = 64,
+) -> Path:
+    """Write the picture that suits the samples: a scatter plot of 2-D points
+    (:func:`save_points`, over ``background`` when given) or a grid of the first ``max_images``
+    images (:func:`save_grid`), labelled with their rewards when given."""
+    x = np.asarray(x)
+    if x.ndim == 2 and x.shape[1] == 2:
+        return save_points(path, x, rewards, background=background, title=title)
+    shown = None if rewards is None else np.asarray(rewards)[:max_images]
+    return save_grid(path, x[:max_images], shown, suptitle=title)
+
+
 def save_grid(
     path: str | Path,
     x: np.ndarray,

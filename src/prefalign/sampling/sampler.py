@@ -146,9 +146,7 @@ def _sample_x(
     :func:`fkc_step` per time point, then the weights and resampling."""
     n, shape, device = x.shape[0], tuple(x.shape), x.device
     variant = VARIANTS[config.variant]
-    logw = torch.zeros(n, device=device, dtype=torch.float64)
-    path_logw = torch.zeros_like(logw)
-    ancestors = torch.arange(n, device=device)
+    pop = _Population.start(x)
 
     # time grid t_0 = 1 > ... > t_n = t_min; step i moves from t_i to t_{i+1}.
     # The tilt schedule reaches lam_max at the pre-step time of the last step, whose weight update
@@ -158,8 +156,8 @@ def _sample_x(
     lams = tilt_schedule(config, grid)
     if config.weighted and lams[0] > 0:  # initial log-weights lam(0) r(x_1)
         r0, _ = checked_reward(reward, x, 1.0, need_grad=False)
-        logw += lams[0] * r0.double()
-        path_logw += lams[0] * r0.double()
+        pop.logw += lams[0] * r0.double()
+        pop.path_logw += lams[0] * r0.double()
     resampling = variant.resampled and config.weighted
     ess = torch.empty(steps, dtype=torch.float64)
     n_resamples = n_score = n_reward = 0
@@ -168,11 +166,11 @@ def _sample_x(
         t, dtau = grid[i], grid[i] - grid[i + 1]
         last = i == steps - 1
         update_weights = config.weighted and not last
-        z = standard_normal(shape, generator, x)  # for all N at once: chunking cannot change it
+        z = standard_normal(shape, generator, pop.x)  # all N at once: chunking cannot change it
         step = fkc_step(
             score,
             sde,
-            x,
+            pop.x,
             z,
             t=t,
             dtau=dtau,
@@ -184,72 +182,96 @@ def _sample_x(
             reward=reward,
             chunk_size=config.chunk_size,
         )
-        x, dlogw = step.x, step.log_weight_increment
+        pop.x, dlogw = step.x, step.log_weight_increment
         n_score += step.n_score_evals
         n_reward += step.n_reward_evals
         if variant.clipped and update_weights:
             if dlogw is None:  # no reward this step; the draft still clips w
                 dlogw = torch.zeros(n, device=device, dtype=torch.float64)
             dlogw = dlogw.clamp(-config.draft_dw_clip, config.draft_dw_clip)
-            logw = (logw + dlogw).clamp(config.draft_w_min, config.draft_w_max)
-            path_logw = logw  # the draft never resamples: its path weight is its weight
+            pop.logw = (pop.logw + dlogw).clamp(config.draft_w_min, config.draft_w_max)
+            pop.path_logw = pop.logw  # the draft never resamples: its path weight is its weight
         elif dlogw is not None:  # a step without a weight update leaves logw and path_logw as is
-            logw = logw + dlogw
-            path_logw = path_logw + dlogw
-        step_ess = effective_sample_size(logw)
-        ess[i] = step_ess
+            pop.logw = pop.logw + dlogw
+            pop.path_logw = pop.path_logw + dlogw
+        ess[i] = effective_sample_size(pop.logw)
+        if resampling and not last and _resampling_due(config, float(ess[i]), n):
+            pop.resample(generator)
+            n_resamples += 1
 
-        # resampling (fkc only): copies carry their path weight, log-weights reset to 0
-        if resampling and not last:
-            due = config.resample == "always" or (
-                config.resample == "ess" and step_ess < config.ess_threshold * n
-            )
-            if due:
-                idx = systematic_resample(logw, generator)
-                x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
-                logw = torch.zeros_like(logw)
-                n_resamples += 1
+    tilts = lams if config.tilted else [0.0] * steps
+    counts = (n_resamples, n_score, n_reward)
+    return _finish(score, sde, pop, config, generator, resampling, ess, counts, tilts)
 
-    x, logw, path_logw, ancestors = _final_population(
-        score, sde, x, logw, path_logw, ancestors, config, generator, resample=resampling
+
+@dataclass
+class _Population:
+    """The particles as a loop runs: positions, current and path log-weights, and lineages (the
+    initial particle each descends from)."""
+
+    x: torch.Tensor
+    logw: torch.Tensor
+    path_logw: torch.Tensor
+    ancestors: torch.Tensor
+
+    @classmethod
+    def start(cls, x: torch.Tensor) -> _Population:
+        """``x`` with zero log-weights, each particle its own lineage."""
+        logw = torch.zeros(x.shape[0], device=x.device, dtype=torch.float64)
+        return cls(x, logw, torch.zeros_like(logw), torch.arange(x.shape[0], device=x.device))
+
+    def resample(self, generator: torch.Generator | None) -> torch.Tensor:
+        """Systematic resampling by the current weights: copies carry their path weight and
+        lineage, the current log-weights reset to 0. Returns the chosen indices."""
+        idx = systematic_resample(self.logw, generator)
+        self.x, self.path_logw, self.ancestors = (
+            self.x[idx],
+            self.path_logw[idx],
+            self.ancestors[idx],
+        )
+        self.logw = torch.zeros_like(self.logw)
+        return idx
+
+
+def _resampling_due(config: SamplerConfig, ess: float, n: int) -> bool:
+    """Whether the population is resampled after a step (``resample``: always, or below the
+    ESS threshold)."""
+    return config.resample == "always" or (
+        config.resample == "ess" and ess < config.ess_threshold * n
     )
-    n_score += n if config.denoise else 0
 
+
+def _finish(
+    score: ScoreFn,
+    sde: VPSDE,
+    pop: _Population,
+    config: SamplerConfig,
+    generator: torch.Generator | None,
+    resample: bool,
+    ess: torch.Tensor,
+    counts: tuple[int, int, int],
+    lams: list[float],
+) -> SampleResult:
+    """The end of both loops: Tweedie's estimate at ``t_min`` (``denoise``, one more score call
+    per particle), then (``resample`` and ``final_resample``) one systematic resampling so the
+    population is equally weighted. ``counts``: resamplings, score and reward calls so far."""
+    n_resamples, n_score, n_reward = counts
+    if config.denoise:
+        pop.x = _denoised(score, sde, pop.x, config)
+        n_score += pop.x.shape[0]
+    if resample and config.final_resample:
+        pop.resample(generator)
     return SampleResult(
-        x=x,
-        log_weights=logw,
-        path_log_weights=path_logw,
+        x=pop.x.detach(),
+        log_weights=pop.logw,
+        path_log_weights=pop.path_logw,
         ess=ess,
         n_resamples=n_resamples,
         n_score_evals=n_score,
         n_reward_evals=n_reward,
-        lam=torch.tensor(lams if config.tilted else [0.0] * steps, dtype=torch.float64),
-        ancestors=ancestors,
+        lam=torch.tensor(lams, dtype=torch.float64),
+        ancestors=pop.ancestors,
     )
-
-
-def _final_population(
-    score: ScoreFn,
-    sde: VPSDE,
-    x: torch.Tensor,
-    logw: torch.Tensor,
-    path_logw: torch.Tensor,
-    ancestors: torch.Tensor,
-    config: SamplerConfig,
-    generator: torch.Generator | None,
-    *,
-    resample: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The end of both loops: Tweedie's estimate at ``t_min`` (``denoise``, one more score call
-    per particle), then (``resample`` and ``final_resample``) one systematic resampling so the
-    population is equally weighted. Returns ``x, logw, path_logw, ancestors``."""
-    if config.denoise:
-        x = _denoised(score, sde, x, config)
-    if resample and config.final_resample:
-        idx = systematic_resample(logw, generator)
-        x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
-        logw = torch.zeros_like(logw)
-    return x, logw, path_logw, ancestors
 
 
 def _denoised(score: ScoreFn, sde: VPSDE, x: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
@@ -295,15 +317,13 @@ def _sample_xhat0(
     discretised chain; no score derivative in time is needed. The initial weight is ``phi_0(x_1)``.
     ``guidance`` moves the same way and keeps no weights.
     """
-    n, shape, device = x.shape[0], tuple(x.shape), x.device
+    n, shape = x.shape[0], tuple(x.shape)
     weighted = VARIANTS[config.variant].weighted
     steps = config.n_steps
     grid = time_grid(config)
     lams = tilt_schedule(config, grid)
-    logw = torch.zeros(n, device=device, dtype=torch.float64)
-    path_logw = torch.zeros_like(logw)
-    carry = torch.zeros_like(logw)  # phi_{i-1}(x_{i-1}) - log ratio of the move to x_i
-    ancestors = torch.arange(n, device=device)
+    pop = _Population.start(x)
+    carry = torch.zeros_like(pop.logw)  # phi_{i-1}(x_{i-1}) - log ratio of the move to x_i
     ess = torch.empty(steps, dtype=torch.float64)
     n_resamples = n_score = n_reward = 0
 
@@ -312,32 +332,27 @@ def _sample_xhat0(
         dtau = grid[i] - grid[i + 1]
         sigma = 0.0 if config.denoise and i == steps - 1 else noise_scale(sde, t, dtau)
         potential = xhat0_potential(
-            score, reward, sde, x, t=t, lam=lam, need_grad=lam > 0, chunk_size=config.chunk_size
+            score, reward, sde, pop.x, t=t, lam=lam, need_grad=lam > 0, chunk_size=config.chunk_size
         )
         n_score += n
         n_reward += n
         if weighted:
             inc = potential.phi - carry
-            logw, path_logw = logw + inc, path_logw + inc
-            ess[i] = effective_sample_size(logw)
-            due = config.resample == "always" or (
-                config.resample == "ess" and ess[i] < config.ess_threshold * n
-            )
-            if due and i > 0:
-                idx = systematic_resample(logw, generator)
-                x, path_logw, ancestors = x[idx], path_logw[idx], ancestors[idx]
+            pop.logw, pop.path_logw = pop.logw + inc, pop.path_logw + inc
+            ess[i] = effective_sample_size(pop.logw)
+            if i > 0 and _resampling_due(config, float(ess[i]), n):
+                idx = pop.resample(generator)
                 potential = XHat0Potential(
                     score=potential.score[idx],
                     phi=potential.phi[idx],
                     grad_phi=None if potential.grad_phi is None else potential.grad_phi[idx],
                 )
-                logw = torch.zeros_like(logw)
                 n_resamples += 1
         else:
             ess[i] = float(n)
-        z = standard_normal(shape, generator, x)
-        x, next_carry = xhat0_move(
-            sde, x, potential, z, t=t, dtau=dtau, sigma=sigma, weighted=weighted
+        z = standard_normal(shape, generator, pop.x)
+        pop.x, next_carry = xhat0_move(
+            sde, pop.x, potential, z, t=t, dtau=dtau, sigma=sigma, weighted=weighted
         )
         if weighted:
             carry = next_carry
@@ -347,7 +362,7 @@ def _sample_xhat0(
             score,
             reward,
             sde,
-            x,
+            pop.x,
             t=config.t_min,
             lam=lams[-1],
             need_grad=False,
@@ -356,19 +371,6 @@ def _sample_xhat0(
         n_score += n
         n_reward += n
         inc = final.phi - carry
-        logw, path_logw = logw + inc, path_logw + inc
-    x, logw, path_logw, ancestors = _final_population(
-        score, sde, x, logw, path_logw, ancestors, config, generator, resample=weighted
-    )
-    n_score += n if config.denoise else 0
-    return SampleResult(
-        x=x.detach(),
-        log_weights=logw,
-        path_log_weights=path_logw,
-        ess=ess,
-        n_resamples=n_resamples,
-        n_score_evals=n_score,
-        n_reward_evals=n_reward,
-        lam=torch.tensor(lams, dtype=torch.float64),
-        ancestors=ancestors,
-    )
+        pop.logw, pop.path_logw = pop.logw + inc, pop.path_logw + inc
+    counts = (n_resamples, n_score, n_reward)
+    return _finish(score, sde, pop, config, generator, weighted, ess, counts, lams)

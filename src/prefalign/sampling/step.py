@@ -209,14 +209,10 @@ def fkc_step(
 
 
 def _potential_chunk(
-    score: ScoreFn,
-    reward: RewardFn,
-    sde: VPSDE,
-    x: torch.Tensor,
-    t: float,
-    lam: float,
-    need_grad: bool,
+    score: ScoreFn, reward: RewardFn, sde: VPSDE, x: torch.Tensor, at: tuple
 ) -> XHat0Potential:
+    """:func:`xhat0_potential` of one chunk; ``at`` is ``(t, lam, need_grad)``."""
+    t, lam, need_grad = at
     n = x.shape[0]
     with torch.enable_grad():
         xr = x.detach().requires_grad_(need_grad)
@@ -260,7 +256,7 @@ def xhat0_potential(
     n = x.shape[0]
     chunk = chunk_size or n
     parts = [
-        _potential_chunk(score, reward, sde, x[lo : lo + chunk], t, lam, need_grad)
+        _potential_chunk(score, reward, sde, x[lo : lo + chunk], (t, lam, need_grad))
         for lo in range(0, n, chunk)
     ]
     if len(parts) == 1:

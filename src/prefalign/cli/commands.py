@@ -1,0 +1,222 @@
+"""The handlers of the ``prefalign`` subcommands: each reads its arguments, calls one library
+function, and prints what it did. The work lives in the library (named in each docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from prefalign.settings import SamplerConfig, parse_options
+
+#: The :class:`SamplerConfig` fields that ``prefalign sample`` takes as flags.
+SAMPLER_FLAGS = (
+    "variant",
+    "n_steps",
+    "lam_max",
+    "schedule",
+    "tilt_start",
+    "resample",
+    "ess_threshold",
+    "chunk_size",
+)
+
+
+def _spec(args: argparse.Namespace):
+    from prefalign.loop.spec import read_spec
+
+    return read_spec(args.spec)
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)  # more threads are slower on a busy 2-core machine
+
+
+def _domain(args: argparse.Namespace):
+    from prefalign.domains import get_domain
+
+    return get_domain(args.domain, parse_options(args.domain_option))
+
+
+# --- outside a campaign -------------------------------------------------------------------------
+def sample(args: argparse.Namespace) -> int:
+    """:func:`prefalign.reporting.samples.sample_domain` with the command line's sampler."""
+    from prefalign.reporting.samples import sample_domain
+
+    _threads(args.threads)
+    summary = sample_domain(
+        _domain(args),
+        SamplerConfig(**{name: getattr(args, name) for name in SAMPLER_FLAGS}),
+        n=args.n_particles,
+        out=args.out,
+        **{k: getattr(args, k) for k in ("user", "surrogate", "seed", "device", "plot")},
+        progress=not args.quiet,
+    )
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
+    return 0
+
+
+def base_report(args: argparse.Namespace) -> int:
+    """:func:`prefalign.reporting.samples.base_model_report`."""
+    from prefalign.reporting import samples
+
+    _threads(args.threads)
+    domain = _domain(args)
+    x, summary = samples.base_model_report(
+        domain,
+        args.domain,
+        n=args.n_particles,
+        n_steps=args.n_steps,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    samples.write_base_report(
+        domain, x, summary, out=args.out, plot=args.plot, summary_path=args.summary
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def train_digits(args: argparse.Namespace) -> int:
+    """:func:`prefalign.domains.digits.train_digits_ddpm`."""
+    from prefalign.domains.digits import train_digits_ddpm
+
+    _threads(args.threads)
+    out = train_digits_ddpm(
+        args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(f"digits DDPM in {out}")
+    return 0
+
+
+# --- the workflow's steps -------------------------------------------------------------------------
+def spec(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.spec.write_spec` of the settings resolved at plan time."""
+    from prefalign.loop.spec import CampaignSpec, write_spec
+
+    write_spec(CampaignSpec.from_dict(json.loads(args.json)), args.out)
+    return 0
+
+
+def _round_step(args: argparse.Namespace, name: str, *paths: str, **options):
+    """``prefalign.loop.steps.<name>(spec, round, *paths from the flags, **options)``."""
+    from prefalign.loop import steps
+
+    return getattr(steps, name)(
+        _spec(args), args.round, *(getattr(args, p) for p in paths), **options
+    )
+
+
+def propose(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.steps.propose_round`: fit, sample, select."""
+    paths = ("observations", "previous", "surrogate", "particles", "queries", "selection")
+    done = _round_step(args, "propose_round", *paths, progress=not args.quiet)
+    print(json.dumps(done, indent=2))
+    return 0
+
+
+def sample_round(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.steps.sample_round`."""
+    stats = _round_step(args, "sample_round", "surrogate", "out", progress=not args.quiet)
+    print(json.dumps(stats))
+    return 0
+
+
+def select(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.steps.select_round`."""
+    table = _round_step(args, "select_round", "particles", "queries", "selection")
+    print(table.to_string(index=False))
+    return 0
+
+
+def fit(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.steps.fit_round`."""
+    paths = ("observations", "previous", "out")
+    print(json.dumps(_round_step(args, "fit_round", *paths, progress=not args.quiet)))
+    return 0
+
+
+def query(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.steps.oracle_round`."""
+    rewards = _round_step(args, "oracle_round", "queries", "rewards", "log")
+    print(f"oracle answered {len(rewards)} queries; mean reward {rewards.mean():.4f}")
+    return 0
+
+
+def observe(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.steps.observe_round`."""
+    paths = ("previous", "queries", "selection", "rewards", "out")
+    df = _round_step(args, "observe_round", *paths, plot=args.plot)
+    print(f"{len(df)} observations after round {args.round}; best reward {df['reward'].max():.4f}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.evaluation.evaluate_campaign` (after the last fit with ``--fit``:
+    :func:`~prefalign.loop.evaluation.fit_and_evaluate`)."""
+    from prefalign.loop import evaluation
+
+    if args.previous and not args.fit:
+        raise ValueError("--previous is the warm start of --fit; give --fit too")
+    options = {"log": args.log, "plot": args.plot, "progress": not args.quiet}
+    paths = (args.surrogate, args.out, args.samples)
+    if args.fit:  # the last round's fit, in this process (the workflow's evaluate job)
+        record = evaluation.fit_and_evaluate(
+            _spec(args), args.fit, args.previous, *paths, **options
+        )
+    else:
+        record = evaluation.evaluate_campaign(_spec(args), *paths, **options)
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+def aggregate(args: argparse.Namespace) -> int:
+    """:func:`prefalign.reporting.aggregate.aggregate_experiment`."""
+    from prefalign.reporting.aggregate import aggregate_experiment
+
+    section = aggregate_experiment(
+        args.observations,
+        args.evaluations,
+        args.out,
+        threshold=args.threshold,
+        benchmarks=args.benchmarks,
+        reference=args.reference,
+        title=args.title,
+        page_dir=args.page_dir,
+    )
+    print(f"wrote {section}, figures and tables beside it")
+    return 0
+
+
+def results_page(args: argparse.Namespace) -> int:
+    """:func:`prefalign.reporting.results_page.write_results_page`."""
+    from prefalign.reporting.results_page import write_results_page
+
+    notes = next((n for n in args.notes if n), None)
+    write_results_page(args.out, args.sections, config_name=args.config_name, notes=notes)
+    print(f"wrote {args.out}")
+    return 0
+
+
+# --- oracles -----------------------------------------------------------------------------------
+def oracle_builtin(args: argparse.Namespace) -> int:
+    """:func:`prefalign.oracles.builtin.answer_queries`."""
+    from prefalign.oracles.builtin import answer_queries
+
+    answer_queries(
+        args.domain,
+        args.user,
+        args.queries,
+        args.rewards,
+        options=parse_options(args.domain_option),
+        noise_std=args.noise_std,
+        noise_seed=args.noise_seed,
+    )
+    return 0

@@ -1,0 +1,206 @@
+"""The final evaluation of a campaign, spending no budget: fresh samples from the aligned
+sampler (the method's evaluation sampler tilted by the last surrogate), scored by the oracle and
+the independent evaluator, with validity and diversity beside the reward."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from prefalign.io.atomic import write_text
+from prefalign.io.oracle_command import run_oracle
+from prefalign.io.queries import write_queries
+from prefalign.loop.spec import CampaignSpec
+from prefalign.loop.steps import (
+    OracleRunner,
+    PathLike,
+    _atomic_savez,
+    campaign_domain,
+    draw_particles,
+    fit_round,
+)
+from prefalign.runtime import numpy_rng
+
+#: The round number of the evaluation's random streams: apart from every round's.
+EVALUATION_ROUND = 10**6
+
+
+def importance_weights(log_weights: np.ndarray) -> np.ndarray | None:
+    """Self-normalised importance weights of a sample, or None when every log-weight is the same
+    (the particles are then an unweighted sample of the target: after a final resampling, or
+    ``guidance``/``base``).
+
+    Raises:
+        ValueError: a NaN or +inf log-weight, or every weight zero (all ``-inf``).
+    """
+    lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
+    if lw.size == 0 or np.all(lw == lw[0]):
+        if lw.size and not np.isfinite(lw[0]):
+            raise ValueError(f"the evaluation's log-weights are all {lw[0]}")
+        return None
+    if np.isnan(lw).any() or np.isposinf(lw).any():
+        raise ValueError("the evaluation's log-weights hold NaN or +inf")
+    w = np.exp(lw - lw.max())
+    return w / w.sum()
+
+
+def _systematic_indices(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Systematic resampling in numpy: ``len(weights)`` ancestor indices, sorted."""
+    n = len(weights)
+    cumsum = np.cumsum(weights)
+    cumsum[-1] = 1.0
+    positions = (rng.random() + np.arange(n)) / n
+    return np.minimum(np.searchsorted(cumsum, positions, side="right"), n - 1)
+
+
+def _weighted_summary(r: np.ndarray, w: np.ndarray | None, threshold: float) -> dict[str, float]:
+    """Mean, standard deviation and share at or above ``threshold`` of rewards ``r``: plain when
+    ``w`` is None, self-normalised importance-weighted otherwise."""
+    if w is None:
+        return {
+            "mean": float(r.mean()),
+            "std": float(r.std()),
+            "frac": float((r >= threshold).mean()),
+        }
+    mean = float(np.sum(w * r))
+    return {
+        "mean": mean,
+        "std": float(np.sqrt(np.sum(w * (r - mean) ** 2))),
+        "frac": float(np.sum(w * (r >= threshold))),
+    }
+
+
+def evaluate_campaign(
+    spec: CampaignSpec,
+    surrogate_dir: PathLike,
+    out_json: PathLike,
+    samples_out: PathLike,
+    *,
+    log: PathLike | None = None,
+    plot: PathLike | None = None,
+    progress: bool = False,
+    runner: OracleRunner = run_oracle,
+) -> dict:
+    """Final evaluation, spending no budget: sample ``eval_particles`` fresh particles with the
+    method's evaluation sampler tilted by the last surrogate, and report the oracle's mean
+    reward, the share above ``reward_threshold``, the validity rate and the diversity.
+
+    When the sampler returns particles whose log-weights are not all equal (``draft``, or
+    ``fkc`` with ``final_resample: false``), the particles are an importance sample of the target,
+    not a sample of it: the mean reward, its standard deviation, the share above the threshold
+    and the validity rate are then self-normalised importance-weighted means
+    (:func:`importance_weights`), and the diversity is computed on a systematic resample by the
+    weights (seeded, same size), so every number describes the weighted distribution. The record
+    says ``"weighted": true`` and gives the weights' ``eval_ess``; ``samples.npz`` also holds the
+    ``log_weight`` of each particle. Uniform weights give the plain means, as before."""
+    import torch
+
+    from prefalign.learning.checkpoint import load_surrogate
+
+    torch.set_num_threads(spec.torch_threads)
+    domain = campaign_domain(spec)
+    surrogate = load_surrogate(surrogate_dir)
+    eval_spec = spec
+    if spec.method.eval_sampler is not None:
+        eval_spec = replace(spec, method=replace(spec.method, sampler=spec.method.eval_sampler))
+    start = time.perf_counter()
+    result = draw_particles(
+        eval_spec,
+        domain,
+        surrogate,
+        spec.eval_particles,
+        EVALUATION_ROUND,
+        "evaluate",
+        explore=False,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - start
+    x = result.x.detach().cpu().float().numpy()
+    log_w = result.log_weights.detach().cpu().double().numpy()
+    weights = importance_weights(log_w)
+    _atomic_savez(samples_out, x=x, log_weight=log_w)
+    scores: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=Path(out_json).parent) as tmp:
+        ids = [f"eval-{i:05d}" for i in range(len(x))]
+        queries = Path(tmp) / "queries.npz"
+        write_queries(queries, ids, x)
+        evaluators = [("mean_reward", spec.oracle), ("eval_mean_reward", spec.eval_oracle)]
+        if not spec.oracle_in_evaluation:  # e.g. a person: the evaluator scores the samples
+            if spec.eval_oracle is None:
+                raise ValueError("oracle_in_evaluation is false, so eval_oracle must be set")
+            evaluators = [("mean_reward", spec.eval_oracle)]
+        for key, argv in evaluators:
+            if argv is None:
+                continue
+            rewards = runner(argv, queries, Path(tmp) / f"{key}.csv", spec.oracle_timeout_s, log)
+            r = rewards.loc[ids].to_numpy(np.float64)
+            summary = _weighted_summary(r, weights, spec.reward_threshold)
+            scores[key] = summary["mean"]
+            if key == "mean_reward":
+                scores["reward_std"] = summary["std"]
+                scores["frac_above_threshold"] = summary["frac"]
+    valid = np.asarray(domain.is_valid(x), dtype=np.float64)
+    if weights is None:
+        validity, diverse = float(np.mean(valid)), x
+    else:
+        validity = float(np.sum(weights * valid))
+        diverse = x[
+            _systematic_indices(
+                weights, numpy_rng(spec.seed, EVALUATION_ROUND, "evaluate-diversity")
+            )
+        ]
+    evaluation = {
+        "campaign": spec.name,
+        "domain": spec.label or spec.domain,
+        "method": spec.method.name,
+        "seed": spec.seed,
+        "n_queries": spec.budget,
+        "n_samples": len(x),
+        **scores,
+        "validity_rate": validity,
+        "diversity": {k: float(v) for k, v in domain.diversity(diverse).items()},
+        "weighted": weights is not None,
+        "eval_ess": float(1.0 / np.sum(weights**2)) if weights is not None else float(len(x)),
+        "eval_oracle": " ".join(spec.eval_oracle or spec.oracle),
+        "oracle_in_evaluation": spec.oracle_in_evaluation,
+        "seconds": seconds,
+    }
+    write_text(out_json, json.dumps(evaluation, indent=2) + "\n")
+    if plot:
+        plot_final_samples(spec, x, plot)
+    return evaluation
+
+
+def plot_final_samples(spec: CampaignSpec, x: np.ndarray, path: PathLike) -> None:
+    """A picture of the final samples, coloured by the campaign's simulated user's reward when
+    its oracle is a built-in user of the domain."""
+    from prefalign.oracles.builtin import builtin_user
+    from prefalign.reporting.samples import plot_domain_samples
+
+    domain = campaign_domain(spec)
+    user = builtin_user(spec.oracle, spec.domain)
+    user = user if user in domain.oracle_names() else None
+    plot_domain_samples(domain, x, path, user=user, title=spec.name)
+
+
+def fit_and_evaluate(
+    spec: CampaignSpec,
+    observations: PathLike,
+    previous_surrogate: PathLike | None,
+    surrogate_out: PathLike,
+    out_json: PathLike,
+    samples_out: PathLike,
+    **options,
+) -> dict:
+    """The workflow's ``evaluate`` job: fit the last surrogate on every round's observations
+    (warm-started from the last round's), then :func:`evaluate_campaign` with it."""
+    progress = options.get("progress", False)
+    fit_round(
+        spec, spec.rounds - 1, observations, previous_surrogate, surrogate_out, progress=progress
+    )
+    return evaluate_campaign(spec, surrogate_out, out_json, samples_out, **options)

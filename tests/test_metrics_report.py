@@ -16,6 +16,7 @@ import pytest
 from scipy import stats
 
 from prefalign.io.observations import append_round, new_round_frame, write_observations
+from prefalign.reporting.comparison import final_table, load_evaluations
 from prefalign.reporting.figures import (
     METHOD_COLORS,
     method_palette,
@@ -27,8 +28,6 @@ from prefalign.reporting.metrics import (
     MetricsError,
     campaign_round_metrics,
     ci95,
-    final_table,
-    load_evaluations,
     queries_to_threshold,
     round_metrics,
 )
@@ -401,7 +400,7 @@ def test_method_colours_are_fixed() -> None:
 def test_paired_differences_pair_by_seed_with_t_intervals(tmp_path) -> None:
     from scipy import stats
 
-    from prefalign.reporting.metrics import paired_differences
+    from prefalign.reporting.comparison import paired_differences
     from prefalign.reporting.tables import write_paired_table
 
     rows = []

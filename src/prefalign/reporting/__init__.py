@@ -1,6 +1,7 @@
 """From finished campaigns to what people look at.
 
-- :mod:`.metrics`: per-round and per-campaign metrics, the final table, paired differences;
+- :mod:`.metrics`: per-round and per-campaign metrics;
+- :mod:`.comparison`: the evaluations, the final table over seeds, paired differences;
 - :mod:`.figures`: reward-vs-queries curves, final-metric bars;
 - :mod:`.tables`: Markdown, LaTeX and CSV tables;
 - :mod:`.cost`: wall time per rule and per round from Snakemake's benchmark files;

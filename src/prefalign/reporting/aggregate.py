@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from prefalign.reporting import cost, figures, metrics, tables
+from prefalign.reporting import comparison, cost, figures, metrics, tables
 from prefalign.reporting.results_page import write_section
 
 StrPath = str | os.PathLike[str]
@@ -73,12 +73,12 @@ def aggregate_experiment(
     tables_dir.mkdir(parents=True, exist_ok=True)
     rounds = metrics.campaign_round_metrics(observations)
     rounds.to_csv(tables_dir / "round_metrics.csv", index=False)
-    evals = metrics.load_evaluations(evaluations)
+    evals = comparison.load_evaluations(evaluations)
     evals.to_csv(tables_dir / "evaluations.csv", index=False)
-    table = metrics.final_table(evals, rounds, threshold=threshold)
+    table = comparison.final_table(evals, rounds, threshold=threshold)
     tables.write_tables(table, tables_dir / "final")
-    per_seed = metrics.per_seed_table(evals, rounds, threshold=threshold)
-    paired = metrics.paired_differences(per_seed, reference)
+    per_seed = comparison.per_seed_table(evals, rounds, threshold=threshold)
+    paired = comparison.paired_differences(per_seed, reference)
     tables.write_paired_table(paired, tables_dir / "paired")
     nested = final_metrics_json(table)
     (tables_dir / "final_metrics.json").write_text(json.dumps(nested, indent=2, default=float) + "\n")

@@ -320,8 +320,8 @@ def plot_final_metrics(
     method that wins by leaving the data manifold or by collapsing onto one mode.
 
     Args:
-        final_or_evals: :func:`prefalign.reporting.metrics.final_table` (aggregated, with ``n_seeds`` and
-            ``<metric>_ci95``) or :func:`prefalign.reporting.metrics.load_evaluations` (one row per seed).
+        final_or_evals: :func:`prefalign.reporting.comparison.final_table` (aggregated, with ``n_seeds`` and
+            ``<metric>_ci95``) or :func:`prefalign.reporting.comparison.load_evaluations` (one row per seed).
         path: the PNG to write; the plotted numbers go to ``path.with_suffix('.csv')``.
         diversity_key: diversity column to show (``modes_covered`` or
             ``diversity_modes_covered``); default ``modes_covered`` when present, else the first.

@@ -33,7 +33,7 @@ def _table_layout(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     if not metrics:
         raise ValueError(
             "the table has no '<metric>' / '<metric>_ci95' column pairs; build it with "
-            "prefalign.reporting.metrics.final_table"
+            "prefalign.reporting.comparison.final_table"
         )
     return group, metrics
 
@@ -95,7 +95,7 @@ def write_tables(table: pd.DataFrame, stem: StrPath) -> dict[str, Path]:
     - LaTeX: the same with ``$\\pm$``, a booktabs ``tabular`` (pandas ``Styler.to_latex``).
 
     Args:
-        table: from :func:`prefalign.reporting.metrics.final_table`.
+        table: from :func:`prefalign.reporting.comparison.final_table`.
         stem: path without suffix.
 
     Returns:
@@ -121,7 +121,7 @@ def write_tables(table: pd.DataFrame, stem: StrPath) -> dict[str, Path]:
 
 
 def write_paired_table(paired: pd.DataFrame, stem: StrPath) -> dict[str, Path]:
-    """Paired differences (:func:`prefalign.reporting.metrics.paired_differences`) as ``stem.csv`` and a
+    """Paired differences (:func:`prefalign.reporting.comparison.paired_differences`) as ``stem.csv`` and a
     Markdown table ``stem.md``: one row per domain and method, one column per metric, each cell
     ``mean [low, high] (wins/pairs)``; an empty table says there is no reference method."""
     stem = Path(stem)

@@ -63,18 +63,12 @@ def base_report(args: argparse.Namespace) -> int:
     from prefalign.reporting import samples
 
     _threads(args.threads)
-    domain = _domain(args)
+    domain, sizes = _domain(args), {"n": args.n_particles, "n_steps": args.n_steps}
     x, summary = samples.base_model_report(
-        domain,
-        args.domain,
-        n=args.n_particles,
-        n_steps=args.n_steps,
-        seed=args.seed,
-        progress=not args.quiet,
+        domain, args.domain, **sizes, seed=args.seed, progress=not args.quiet
     )
-    samples.write_base_report(
-        domain, x, summary, out=args.out, plot=args.plot, summary_path=args.summary
-    )
+    paths = {"out": args.out, "plot": args.plot, "summary_path": args.summary}
+    samples.write_base_report(domain, x, summary, **paths)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -25,14 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
-    DEFAULT_OUT,
-    digits_model,
-    fitted_surrogate,
-    max_rss_mib,
-    median,
-    section,
-)
+import _common as common  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -99,13 +92,13 @@ def worker(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         run(args.n, args.steps)
         times.append(time.perf_counter() - start)
-    seconds = median(times)
+    seconds = common.median(times)
     result = {
         "seconds": seconds,
         "startup_peak_mib": startup_peak,
         "rss_before_mib": before,
-        "rss_peak_mib": _status_mib("VmHWM") if reset else max(startup_peak, max_rss_mib()),
-        "ru_maxrss_mib": max_rss_mib(),
+        "rss_peak_mib": _status_mib("VmHWM") if reset else max(startup_peak, common.max_rss_mib()),
+        "ru_maxrss_mib": common.max_rss_mib(),
         "peak_reset": reset,
     }
     print(json.dumps(result))
@@ -151,7 +144,7 @@ def measure(case: ScalingCase, out: Path, model_dir: Path | None) -> list[dict]:
     options = {"model_dir": str(model_dir)} if case.domain == "digits" else {}
     domain = get_domain(case.domain, options)
     path = out / "scaling" / f"{case.domain}-surrogate"
-    fitted_surrogate(domain, case.domain, n=64, steps=max(case.steps, 10), save_to=path)
+    common.fitted_surrogate(domain, case.domain, n=64, steps=max(case.steps, 10), save_to=path)
     rows = []
     chunks = [case.chunk] + ([0] if case.unchunked else [])
     for chunk in chunks:
@@ -230,11 +223,13 @@ def print_summary(summary: list[dict]) -> None:
 
 def run_section(*, quick: bool, out: Path, model_dir: Path | None = None) -> dict:
     """Section 5 of ``run_all.py``."""
-    section("5. Scaling of one fkc round in N (fresh process per size; time/N, peak RSS)")
+    common.section("5. Scaling of one fkc round in N (fresh process per size; time/N, peak RSS)")
     rows = []
     for case in quick_cases() if quick else full_cases():
         mdir = (
-            digits_model(out, quick=quick, model_dir=model_dir) if case.domain == "digits" else None
+            common.digits_model(out, quick=quick, model_dir=model_dir)
+            if case.domain == "digits"
+            else None
         )
         rows += measure(case, out, mdir)
     summary = summarise(rows)
@@ -246,7 +241,7 @@ def run_section(*, quick: bool, out: Path, model_dir: Path | None = None) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=common.DEFAULT_OUT)
     parser.add_argument("--model-dir", type=Path, help="a trained digits DDPM to use")
     worker_args = parser.add_argument_group("worker (internal)")
     worker_args.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

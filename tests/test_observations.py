@@ -322,7 +322,7 @@ def test_read_rejects_wrong_schema(tmp_path: Path) -> None:
     with pytest.raises(ObservationError, match="lacks 'event_shape'"):
         read_observations(path)
     write_table(path, df, {"event_shape": "[2, three]"})
-    with pytest.raises(ObservationError, match="not JSON"):
+    with pytest.raises(ObservationError, match="not valid JSON"):
         read_observations(path)
     write_table(path, df.drop(columns="fk_log_weight"), {"event_shape": "[2, 3]"})
     with pytest.raises(ObservationError, match=r"missing \['fk_log_weight'\]"):

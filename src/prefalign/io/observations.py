@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefalign.io.atomic import atomic_path
+from prefalign.io.json_text import parse_json
 from prefalign.io.listing import duplicates, show
 
 __all__ = [
@@ -498,16 +499,10 @@ def _check_schema(schema: pa.Schema, where: str) -> tuple[int, ...]:
             raise ObservationError(
                 f"{where}: column {field.name!r} has type {got}, expected {field.type}"
             )
-    meta = schema.metadata or {}
-    raw = meta.get(EVENT_SHAPE_KEY.encode())
+    raw = (schema.metadata or {}).get(EVENT_SHAPE_KEY.encode())
     if raw is None:
         raise ObservationError(f"{where}: schema metadata lacks {EVENT_SHAPE_KEY!r}")
-    try:
-        shape = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ObservationError(
-            f"{where}: {EVENT_SHAPE_KEY!r} metadata is not JSON: {raw!r}"
-        ) from exc
+    shape = parse_json(raw, ObservationError, f"{where}: the {EVENT_SHAPE_KEY!r} metadata {raw!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
         raise ObservationError(f"{where}: {EVENT_SHAPE_KEY!r} must be a JSON list of ints: {shape}")
     return _check_event_shape(shape)

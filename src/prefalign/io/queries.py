@@ -24,7 +24,14 @@ import pandas as pd
 from prefalign.io.atomic import atomic_path
 from prefalign.io.listing import MAX_SHOWN, duplicates, shorten, show
 
-__all__ = ["REWARDS_HEADER", "OracleError", "read_queries", "read_rewards", "rewards_size_limit", "write_queries"]
+__all__ = [
+    "REWARDS_HEADER",
+    "OracleError",
+    "read_queries",
+    "read_rewards",
+    "rewards_size_limit",
+    "write_queries",
+]
 
 StrPath = str | os.PathLike[str]
 
@@ -40,7 +47,6 @@ _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 class OracleError(ValueError):
     """The oracle failed, or a queries/rewards file breaks the contract."""
-
 
 
 # ----------------------------------------------------------------------------------------------

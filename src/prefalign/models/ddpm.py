@@ -29,6 +29,7 @@ from typing import Literal
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
+from prefalign.io.json_text import parse_json
 from prefalign.io.progress import tqdm
 from prefalign.models.sde import VPSDE
 from prefalign.settings import DDPMTraining
@@ -103,11 +104,12 @@ def load_noise_schedule(path: str | Path) -> NoiseSchedule:
     """
     config_path = _find_config(Path(path), "scheduler", "scheduler_config.json")
     try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        text = config_path.read_text()
+    except OSError as err:
         raise ModelLoadError(
-            f"scheduler config {str(config_path)!r} is not valid JSON: {err}"
+            f"scheduler config {str(config_path)!r} cannot be read: {err}"
         ) from err
+    config = parse_json(text, ModelLoadError, f"scheduler config {str(config_path)!r}")
     if not isinstance(config, dict):
         raise ModelLoadError(f"scheduler config {str(config_path)!r} is not a JSON object")
     if config.get("trained_betas") is not None:

@@ -9,7 +9,6 @@ per group the mean of each metric and the half-width of its 95% Student t interv
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prefalign.io.json_text import parse_json
 from prefalign.io.listing import show
 from prefalign.reporting.metrics import (
     CAMPAIGN_KEYS,
@@ -44,6 +44,7 @@ _METRIC_ORDER = (
     "reward_std",
     "validity_rate",
 )
+
 
 def _is_number(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
@@ -112,10 +113,7 @@ def load_evaluations(paths: Sequence[StrPath]) -> pd.DataFrame:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise MetricsError(f"evaluation file {path} cannot be read: {exc}") from exc
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MetricsError(f"evaluation file {path} is not valid JSON: {exc}") from exc
+        record = parse_json(text, MetricsError, f"evaluation file {path}")
         if not isinstance(record, dict):
             raise MetricsError(f"evaluation file {path} must hold a JSON object, got {record!r}")
         row = _flatten_evaluation(record, path)

@@ -41,3 +41,45 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+#: The packages whose versions decide the numbers a run produces.
+NUMERIC_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "diffusers", "pandas", "snakemake")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what the platform says when there is none."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_summary(torch_threads: int | None = None) -> dict[str, str]:
+    """What a run's numbers depend on beyond the config: the CPU, the Python, the versions of
+    :data:`NUMERIC_PACKAGES` and the thread settings (read without importing torch)."""
+    import os
+    import platform
+    from importlib import metadata
+
+    versions = {}
+    for name in NUMERIC_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    threads = {"torch threads per job": str(torch_threads)} if torch_threads is not None else {}
+    return {
+        "CPU": f"{cpu_model()} ({os.cpu_count()} CPUs, {platform.machine()})",
+        "system": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        **versions,
+        **threads,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+    }

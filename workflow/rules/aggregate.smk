@@ -54,10 +54,12 @@ rule results_page:
         get_results_page(),
     params:
         name=get_run_name,
+        torch_threads=get_torch_threads,
     log:
         "logs/results_page.log",
     benchmark:
         "results/benchmarks/results_page.tsv"
     shell:
         "prefalign results-page --sections {input.sections:q} --notes {input.notes:q} "
-        "--config-name {params.name} --out {output:q} > {log:q} 2>&1"
+        "--config-name {params.name} --torch-threads {params.torch_threads} --out {output:q} "
+        "> {log:q} 2>&1"

@@ -176,6 +176,12 @@ def get_page_dir(wildcards):
     return os.path.dirname(get_results_page()) or "."
 
 
+def get_torch_threads(wildcards):
+    """Torch threads per job, as the campaigns resolve them (for the results page's record)."""
+    domain, method, seed = experiment_campaigns(experiments()[0])[0]
+    return campaign_spec(domain, method, seed).torch_threads
+
+
 def get_run_name(wildcards):
     return shlex.quote(config["name"])
 

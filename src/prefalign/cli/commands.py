@@ -138,8 +138,13 @@ def fit(args: argparse.Namespace) -> int:
 
 
 def query(args: argparse.Namespace) -> int:
-    """:func:`prefalign.loop.steps.oracle_round`."""
-    rewards = _round_step(args, "oracle_round", "queries", "rewards", "log")
+    """:func:`prefalign.loop.steps.oracle_round`; a built-in user answers in this process (it
+    is library code: no interpreter start), any other oracle runs as its command."""
+    from prefalign.oracles.builtin import answer_in_process
+
+    rewards = _round_step(
+        args, "oracle_round", "queries", "rewards", "log", runner=answer_in_process
+    )
     print(f"oracle answered {len(rewards)} queries; mean reward {rewards.mean():.4f}")
     return 0
 
@@ -194,7 +199,13 @@ def results_page(args: argparse.Namespace) -> int:
     from prefalign.reporting.results_page import write_results_page
 
     notes = next((n for n in args.notes if n), None)
-    write_results_page(args.out, args.sections, config_name=args.config_name, notes=notes)
+    write_results_page(
+        args.out,
+        args.sections,
+        config_name=args.config_name,
+        notes=notes,
+        torch_threads=args.torch_threads,
+    )
     print(f"wrote {args.out}")
     return 0
 

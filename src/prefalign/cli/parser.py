@@ -153,6 +153,7 @@ def _report_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -
     p.add_argument("--sections", nargs="+", required=True)
     p.add_argument("--config-name", required=True, help="the config the page was made from")
     p.add_argument("--notes", nargs="*", default=[], help="Markdown under the header (findings)")
+    p.add_argument("--torch-threads", type=int, help="torch threads per job, for the record")
     p.add_argument("--out", required=True)
 
 

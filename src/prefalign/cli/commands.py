@@ -60,15 +60,20 @@ def sample(args: argparse.Namespace) -> int:
 
 def base_report(args: argparse.Namespace) -> int:
     """:func:`prefalign.reporting.samples.base_model_report`."""
-    from prefalign.reporting import samples
+    from prefalign.reporting.samples import base_model_report
 
     _threads(args.threads)
-    domain, sizes = _domain(args), {"n": args.n_particles, "n_steps": args.n_steps}
-    x, summary = samples.base_model_report(
-        domain, args.domain, **sizes, seed=args.seed, progress=not args.quiet
+    summary = base_model_report(
+        _domain(args),
+        args.domain,
+        n=args.n_particles,
+        n_steps=args.n_steps,
+        out=args.out,
+        plot=args.plot,
+        summary_path=args.summary,
+        seed=args.seed,
+        progress=not args.quiet,
     )
-    paths = {"out": args.out, "plot": args.plot, "summary_path": args.summary}
-    samples.write_base_report(domain, x, summary, **paths)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -9,6 +9,7 @@ lists the valid names when given a wrong one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import pkgutil
@@ -23,7 +24,12 @@ from prefalign.domains.base import Domain, OracleFn
 def available_domains() -> list[str]:
     """The domains there are: every module of this package but :mod:`.base` (found without
     importing any, so that light domains don't load heavy dependencies)."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base")
+    return list(_domain_modules())
+
+
+@functools.cache
+def _domain_modules() -> tuple[str, ...]:
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"))
 
 
 def domain_module(name: str) -> ModuleType:

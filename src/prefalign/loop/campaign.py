@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prefalign.io.oracle_command import run_oracle
+from prefalign.loop import steps
 from prefalign.loop.spec import CampaignSpec
 from prefalign.loop.steps import BaseDrawCache, OracleRunner
 
@@ -41,9 +43,7 @@ from prefalign.loop.steps import BaseDrawCache, OracleRunner
 class CampaignRun:
     """What :func:`run_campaign` did."""
 
-    metrics: (
-        Any  # prefalign.reporting.metrics.round_metrics of the observations, one row per round run
-    )
+    metrics: Any  # reporting.metrics.round_metrics of the observations, a row per round run
     surrogate: Path | None  # the last surrogate checkpoint fitted (None if none was)
     fit_seconds: float  # sum of the fits' own wall times (FitReport.seconds)
     seconds: float  # wall time of the whole campaign
@@ -53,7 +53,7 @@ def run_campaign(
     spec: CampaignSpec,
     workdir: Path,
     *,
-    runner: OracleRunner | None = None,
+    runner: OracleRunner = run_oracle,
     base_draws: BaseDrawCache | None = None,
     fit: bool = True,
     fit_last: bool = False,
@@ -73,11 +73,7 @@ def run_campaign(
         fit_last: also fit after the last round (what the final evaluation needs).
         stop: called with the round metrics after each round; ``True`` ends the campaign.
     """
-    from prefalign.io.oracle_command import run_oracle
-    from prefalign.loop import steps
     from prefalign.reporting.metrics import round_metrics
-
-    runner = runner or run_oracle
 
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

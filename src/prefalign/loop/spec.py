@@ -248,10 +248,11 @@ def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int
     time (an invalid campaign stops ``snakemake -n`` here, naming the setting), written as
     ``spec.json`` by the ``spec`` rule, read back by every step."""
     dom, meth = config["domains"][domain], config["methods"][method]
-    if dom.get("type", domain) not in available_domains():
+    kind, kinds = dom.get("type", domain), available_domains()
+    if kind not in kinds:
         raise ValueError(
-            f"domains.{domain}.type: no domain {dom.get('type', domain)!r}; there are "
-            f"{', '.join(available_domains())} (a domain is a module of prefalign.domains)"
+            f"domains.{domain}.type: no domain {kind!r}; there are {', '.join(kinds)} "
+            "(a domain is a module of prefalign.domains)"
         )
     sampler = SamplerConfig.from_dict(merge_settings(dom.get("sampler"), meth.get("sampler")))
     eval_sampler = None
@@ -269,7 +270,7 @@ def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int
         **_given(meth, _METHOD_KEYS),
     )
     return CampaignSpec(
-        domain=dom.get("type", domain),
+        domain=kind,
         label=domain,
         method=method_spec,
         seed=int(seed),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prefalign.io.atomic import atomic_path
 from prefalign.io.queries import read_queries
 from prefalign.settings import parse_options
 
@@ -64,15 +65,24 @@ def _write_answers(user, queries: StrPath, rewards: StrPath) -> tuple[np.ndarray
     return ids, answers
 
 
+class _QuietParser(argparse.ArgumentParser):
+    """Raises on bad arguments instead of printing usage and exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ValueError(message)
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace | None:
     """The arguments of a built-in user's argv (without QUERIES REWARDS), or None for any other
     command."""
     if tuple(argv[: len(COMMAND)]) != COMMAND:
         return None
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = _QuietParser(add_help=False)
     add_arguments(parser)
-    # the workflow appends QUERIES REWARDS; the spec's argv stops before them
-    args, unknown = parser.parse_known_args([*argv[len(COMMAND) :], "QUERIES", "REWARDS"])
+    try:  # the workflow appends QUERIES REWARDS; the spec's argv stops before them
+        args, unknown = parser.parse_known_args([*argv[len(COMMAND) :], "QUERIES", "REWARDS"])
+    except ValueError:  # not a valid builtin argv: run as the command, which says what is wrong
+        return None
     return None if unknown else args
 
 
@@ -103,8 +113,11 @@ def answer_in_process(
     user = user_function(tuple(argv))
     if user is None:
         return run_oracle(argv, queries, rewards, *args, **kwargs)
-    ids, _ = _write_answers(user, queries, rewards)
-    return read_rewards(rewards, list(ids))
+    # like run_oracle: the rewards file appears only once its answers are valid
+    with atomic_path(rewards) as tmp:
+        ids, _ = _write_answers(user, queries, tmp)
+        answers = read_rewards(tmp, list(ids))
+    return answers
 
 
 def builtin_user(argv: Sequence[str], domain: str) -> str | None:

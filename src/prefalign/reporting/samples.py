@@ -138,10 +138,21 @@ def sample_domain(
 
 
 def base_model_report(
-    domain: Domain, name: str, *, n: int, n_steps: int, seed: int = 0, progress: bool = True
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """``n`` base-model samples of ``domain`` and their validity and diversity beside the
-    domain's real held-out samples (``reference_samples``)."""
+    domain: Domain,
+    name: str,
+    *,
+    n: int,
+    n_steps: int,
+    out: StrPath,
+    plot: StrPath,
+    summary_path: StrPath,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``prefalign base-report``: ``n`` base-model samples of ``domain`` (``out``, ``.npz``),
+    their validity and diversity beside the domain's real held-out samples
+    (``reference_samples``; the summary, JSON, also returned) and their picture (over the real
+    samples, for 2-D points)."""
     result = draw_samples(
         domain, n, SamplerConfig(variant="base", n_steps=n_steps), seed=seed, progress=progress
     )
@@ -156,20 +167,7 @@ def base_model_report(
         "diversity_base": domain.diversity(x),
         "diversity_real": domain.diversity(real),
     }
-    return x, summary
-
-
-def write_base_report(
-    domain: Domain,
-    x: np.ndarray,
-    summary: dict[str, Any],
-    *,
-    out: StrPath,
-    plot: StrPath,
-    summary_path: StrPath,
-) -> None:
-    """Write the base-model samples (``.npz``), their summary (JSON) and their picture (over the
-    real samples, for 2-D points)."""
     np.savez(out, x=x)
     Path(summary_path).write_text(json.dumps(summary, indent=2) + "\n")
-    render.save_samples(plot, x, title="base samples", background=domain.reference_samples())
+    render.save_samples(plot, x, title="base samples", background=real)
+    return summary

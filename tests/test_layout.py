@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("learning", "sampling", "acquisition", "oracles"),
     ("domains",),
     ("models",),
-    ("io", "settings", "runtime"),
+    ("io", "settings", "runtime", "snakemake_patches"),
 )
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

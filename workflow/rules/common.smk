@@ -8,6 +8,11 @@ from snakemake.utils import validate
 
 from prefalign.loop import spec as campaigns
 from prefalign.settings import DDPMTraining
+from prefalign.snakemake_patches import patch_job_scheduler
+
+# one pending scheduler wake-up instead of one more per pass (prefalign.snakemake_patches: the
+# unpatched scheduler's own CPU grows with the number of jobs finished)
+patch_job_scheduler()
 
 
 # also fills in the schema's `default:` values (name, results_page, results_notes,

@@ -43,7 +43,8 @@ def test_end_to_end_outputs_and_nothing_left_to_do(reference_run: Path) -> None:
             f"results/evaluation/mixture2d/{method}/seed0/surrogate",
         ):
             assert (wd / surrogate / "model.safetensors").is_file()
-        for step in ("propose", "query", "observe"):  # one torch job per round
+        # one torch job per round; the built-in user answers and is observed in one job
+        for step in ("propose", "answer"):
             assert (wd / f"logs/mixture2d/{method}/seed0/round1/{step}.log").is_file()
             assert (wd / f"results/benchmarks/mixture2d/{method}/seed0/round1/{step}.tsv").is_file()
     for out in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "tables/final.md"):
@@ -65,7 +66,7 @@ def test_a_fresh_clone_with_committed_figures_recomputes_every_campaign(
     plan = run_snakemake(wd, "-n")
     out = plan.stdout + plan.stderr
     assert "Nothing to be done" not in out
-    for rule in ("cold_start", "propose", "query", "observe", "evaluate", "aggregate"):
+    for rule in ("spec", "cold_start", "propose", "answer", "evaluate", "aggregate"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
 
 
@@ -117,7 +118,7 @@ def test_aggregate_declares_every_benchmark_file_it_reads(reference_run: Path) -
         str(p.relative_to(reference_run))
         for p in (reference_run / "results/benchmarks/mixture2d").rglob("*.tsv")
     }
-    assert len(read) == 2 * (2 + 3 * 2)  # 2 campaigns: spec, evaluate; 2 rounds of 3 jobs
+    assert len(read) == 2 * (2 + 2 * 2)  # 2 campaigns: spec, evaluate; 2 rounds of 2 jobs
     assert {i for i in inputs if i.startswith("results/benchmarks/")} == read
 
 

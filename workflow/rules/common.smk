@@ -2,11 +2,14 @@
 import functools
 import json
 import os
+import re
 import shlex
 
 from snakemake.utils import validate
 
 from prefalign.loop import spec as campaigns
+from prefalign.oracles.builtin import is_builtin
+from prefalign.reporting.cost import CAMPAIGN_RULES, ROUND_RULES
 from prefalign.settings import DDPMTraining
 from prefalign.snakemake_patches import patch_job_scheduler
 
@@ -26,10 +29,28 @@ ROUND_SURROGATE = "results/campaigns/{domain}/{method}/seed{seed}/round{round}/s
 FINAL_SURROGATE = "results/evaluation/{domain}/{method}/seed{seed}/surrogate"
 # each job's `benchmark:` file (wall time, memory), read by `aggregate` (experiment E4)
 CAMPAIGN_BENCHMARKS = "results/benchmarks/{domain}/{method}/seed{seed}"
-# the rules of one campaign that write a benchmark file, per campaign and per round (cold_start,
-# round 0, writes propose.tsv)
-CAMPAIGN_STEPS = ("spec", "evaluate")
-ROUND_STEPS = ("propose", "query", "observe")
+
+
+def oracle_kind(domain):
+    """"builtin" when the domain's oracle is a built-in user (its round: `propose`, `answer`),
+    else "command" (a person's page, a script: `propose`, `query`, `observe`)."""
+    return "builtin" if is_builtin(config["domains"][domain]["oracle"]) else "command"
+
+
+def domains_pattern(kind):
+    """A `domain` wildcard constraint matching the domains whose oracle is of this kind."""
+    names = [re.escape(d) for d in config["domains"] if oracle_kind(d) == kind]
+    return "|".join(names) if names else "(?!)"  # (?!) matches nothing
+
+
+def queries_plot():
+    """The picture of a round's queries with their answers (`observe`, `answer`), in the report."""
+    return report(
+        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.png",
+        category="Queries",
+        subcategory="{domain} / {method}",
+        labels={"seed": "{seed}", "round": "{round}"},
+    )
 
 
 wildcard_constraints:
@@ -72,8 +93,17 @@ def last_round(wildcards):
 
 
 def get_spec_json(wildcards):
+    """The campaign's settings as JSON: the `spec` rule's param, so that a changed setting reruns
+    the campaign (Snakemake's params trigger)."""
     spec = campaign_spec(wildcards.domain, wildcards.method, wildcards.seed)
-    return shlex.quote(json.dumps(spec.to_dict(), sort_keys=True))
+    return json.dumps(spec.to_dict(), sort_keys=True)
+
+
+def write_campaign_spec(spec_json, out, log):
+    """The `spec` rule's work, in Snakemake's own process: spec.json, and a line in its log."""
+    campaigns.write_spec(campaigns.CampaignSpec.from_dict(json.loads(spec_json)), out)
+    with open(log, "w") as fh:
+        print(f"wrote {out}", file=fh)
 
 
 def get_model_inputs(wildcards):
@@ -160,10 +190,9 @@ def get_experiment_benchmarks(wildcards):
     files = []
     for d, m, s in experiment_campaigns(wildcards.experiment):
         base = expand(CAMPAIGN_BENCHMARKS, domain=d, method=m, seed=s)[0]
-        files += [f"{base}/{step}.tsv" for step in CAMPAIGN_STEPS]
-        files += [
-            f"{base}/round{r}/{step}.tsv" for r in range(n_rounds(d, m)) for step in ROUND_STEPS
-        ]
+        files += [f"{base}/{step}.tsv" for step in CAMPAIGN_RULES]
+        steps = ROUND_RULES[oracle_kind(d)]
+        files += [f"{base}/round{r}/{step}.tsv" for r in range(n_rounds(d, m)) for step in steps]
     return files
 
 

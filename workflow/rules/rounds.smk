@@ -1,5 +1,13 @@
 # One active-learning round: propose (fit the surrogate on rounds 0..r-1, sample, select) ->
-# query (the oracle answers) -> observe. Round r depends on round r-1; round 0 is the cold start.
+# the oracle answers -> observe. Round r depends on round r-1; round 0 is the cold start.
+# A built-in (simulated) user answers and is observed in one `answer` job: its answers are a
+# function of the queries, so a second job would only cost a second interpreter start. Any other
+# oracle (a person's rating page, a script) runs in a `query` job of its own, so that its answers
+# are kept whatever happens to the `observe` job after it.
+
+# the spec is written by Snakemake itself (no job process: it is already resolved at plan time)
+localrules:
+    spec,
 
 
 rule spec:
@@ -13,8 +21,8 @@ rule spec:
         "logs/{domain}/{method}/seed{seed}/spec.log",
     benchmark:
         "results/benchmarks/{domain}/{method}/seed{seed}/spec.tsv"
-    shell:
-        "prefalign spec --json {params.spec} --out {output:q} 2> {log:q}"
+    run:
+        write_campaign_spec(params.spec, output[0], log[0])
 
 
 rule cold_start:
@@ -66,6 +74,8 @@ rule propose:
 
 
 rule query:
+    wildcard_constraints:
+        domain=domains_pattern("command"),
     input:
         spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
         queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
@@ -82,6 +92,8 @@ rule query:
 
 
 rule observe:
+    wildcard_constraints:
+        domain=domains_pattern("command"),
     input:
         spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
         previous=get_previous_observations,
@@ -90,12 +102,7 @@ rule observe:
         rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
     output:
         observations=OBSERVATIONS,
-        plot=report(
-            "results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.png",
-            category="Queries",
-            subcategory="{domain} / {method}",
-            labels={"seed": "{seed}", "round": "{round}"},
-        ),
+        plot=queries_plot(),
     params:
         previous=get_previous_flag,
     log:
@@ -106,3 +113,27 @@ rule observe:
         "prefalign observe --spec {input.spec:q} --round {wildcards.round} {params.previous} "
         "--queries {input.queries:q} --selection {input.selection:q} --rewards {input.rewards:q} "
         "--out {output.observations:q} --plot {output.plot:q} > {log:q} 2>&1"
+
+
+rule answer:
+    wildcard_constraints:
+        domain=domains_pattern("builtin"),
+    input:
+        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        previous=get_previous_observations,
+        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
+        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
+    output:
+        rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
+        observations=OBSERVATIONS,
+        plot=queries_plot(),
+    params:
+        previous=get_previous_flag,
+    log:
+        "logs/{domain}/{method}/seed{seed}/round{round}/answer.log",
+    benchmark:
+        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/answer.tsv"
+    shell:
+        "prefalign answer --spec {input.spec:q} --round {wildcards.round} {params.previous} "
+        "--queries {input.queries:q} --selection {input.selection:q} --rewards {output.rewards:q} "
+        "--out {output.observations:q} --plot {output.plot:q} --log {log:q} >> {log:q} 2>&1"

@@ -162,6 +162,18 @@ def observe(args: argparse.Namespace) -> int:
     return 0
 
 
+def answer(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.steps.answer_round`: ``query`` and ``observe`` in one process."""
+    paths = ("previous", "queries", "selection", "rewards", "out", "log")
+    df = _round_step(args, "answer_round", *paths, plot=args.plot)
+    frame = df[df["round"] == args.round]
+    print(
+        f"oracle answered {len(frame)} queries; mean reward {frame['reward'].mean():.4f}; "
+        f"{len(df)} observations after round {args.round}; best reward {df['reward'].max():.4f}"
+    )
+    return 0
+
+
 def evaluate(args: argparse.Namespace) -> int:
     """:func:`prefalign.loop.evaluation.evaluate_campaign` (after the last fit with ``--fit``:
     :func:`~prefalign.loop.evaluation.fit_and_evaluate`)."""

@@ -115,6 +115,20 @@ def _step_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> 
     p.add_argument("--out", required=True, help="cumulative observations .parquet")
     p.add_argument("--plot", help="PNG of the round's queries with their rewards")
 
+    p = add(
+        "answer",
+        commands.answer,
+        "Round steps 3 and 4 in one process: a built-in user answers, the answers are observed.",
+    )
+    _spec_round(p)
+    p.add_argument("--previous", help="previous round's observations (absent in round 0)")
+    p.add_argument("--queries", required=True)
+    p.add_argument("--selection", required=True)
+    p.add_argument("--rewards", required=True, help="validated rewards.csv (id,reward)")
+    p.add_argument("--out", required=True, help="cumulative observations .parquet")
+    p.add_argument("--plot", help="PNG of the round's queries with their rewards")
+    p.add_argument("--log", help="file the oracle's stdout/stderr are appended to")
+
     p = add("fit", commands.fit, "Round step 5 alone: fit and checkpoint the surrogate.")
     _spec_round(p)
     p.add_argument("--observations", required=True)

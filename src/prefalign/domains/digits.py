@@ -50,20 +50,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.neural_network import MLPClassifier
 
 from prefalign.domains import with_answer_noise
 from prefalign.domains.base import OracleFn
 from prefalign.settings import DDPMTraining
 
 # torch and diffusers are imported only where the diffusion model is needed (training, the
-# domain's score): the oracle command and the validity test start without them.
+# domain's score): the oracle command and the validity test start without them. scikit-learn
+# (1-2.5 s to import) only where the data or the classifiers are: sampling needs neither.
 if TYPE_CHECKING:
     import torch
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
 
     from prefalign.models.sde import VPSDE
 
@@ -107,6 +106,8 @@ class DigitData:
 @functools.cache
 def digit_splits() -> dict[str, DigitData]:
     """The fixed, stratified, disjoint splits of ``load_digits`` (see the module docstring)."""
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     images = (digits.images.astype(np.float32) / 8.0 - 1.0)[:, None]  # (1797, 1, 8, 8)
     labels = digits.target.astype(np.int64)
@@ -153,15 +154,16 @@ def train_digits_ddpm(
 ) -> Path:
     """Train the digits base DDPM on the ``ddpm`` split and save it to ``out_dir``.
 
-    A diffusers ``UNet2DModel`` (channels (32, 64), one ResNet layer per block, no attention,
-    ~0.65 M parameters) with a ``DDPMScheduler`` (1000 linear betas 1e-4 .. 0.02, epsilon
+    A diffusers ``UNet2DModel`` (channels (16, 32), one ResNet layer per block, no attention,
+    0.16 M parameters) with a ``DDPMScheduler`` (1000 linear betas 1e-4 .. 0.02, epsilon
     prediction); AdamW with warm-up and cosine decay; the EMA (0.999) of the weights is saved.
     If ``out_dir`` already holds a model trained with the same settings on the same data, it is
     returned without retraining.
 
-    Cost and quality of the defaults (2,000 steps of 128): about 3 minutes with
-    ``torch.set_num_threads(1)`` on a shared 2-core CPU (188 s measured, 85-90 ms a step); base
-    samples (512, 100 Euler-Maruyama steps) are 93 % valid, like real held-out digits (93 %).
+    Cost and quality of the defaults (2,000 steps of 128): 121 s with
+    ``torch.set_num_threads(1)`` on a 2-core Intel Xeon with both cores busy (60 ms a step; the
+    (32, 64) UNet: 272 s beside it, 2026-12-02); base samples (512, 100 Euler-Maruyama steps) are
+    92.4 % valid, like real held-out digits (93.3 %).
     Call ``torch.set_num_threads(1)`` first on a busy 2-core machine: with 2 threads competing with
     other processes a step took 650 ms instead of 90 ms.
 
@@ -245,6 +247,11 @@ def _residual(pca: PCA, x: np.ndarray) -> np.ndarray:
 @functools.cache
 def digit_models() -> DigitModels:
     """Fit (once per process, deterministically, in about a second) every digits classifier."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.neural_network import MLPClassifier
+
     oracle_data, validity_data, evaluation_data = (
         digit_split(name) for name in ("oracle", "validity", "evaluation")
     )
@@ -355,6 +362,7 @@ def _torch_digit_probability(x: torch.Tensor, digit: int, *, evaluation: bool) -
     (ReLU hidden layers, softmax output) and the evaluation's multinomial logistic regression.
     """
     import torch
+    from sklearn.neural_network import MLPClassifier  # imported by digit_models already
 
     h = _torch_pixels(x)
     classifier = _classifier(digit_models(), evaluation)

@@ -458,6 +458,29 @@ def observe_round(
     return df
 
 
+def answer_round(
+    spec: CampaignSpec,
+    round_: int,
+    previous: PathLike | None,
+    queries: PathLike,
+    selection: PathLike,
+    rewards_out: PathLike,
+    out: PathLike,
+    log: PathLike | None = None,
+    *,
+    plot: PathLike | None = None,
+) -> pd.DataFrame:
+    """Steps 3 and 4 in one process, for a built-in (simulated) user: :func:`oracle_round`
+    answered in process (:func:`prefalign.oracles.builtin.answer_in_process`; any other oracle
+    runs as its command), then :func:`observe_round`. The same files as the two steps apart: a
+    simulated user's answers are a function of the queries, so keeping the rewards file of a
+    round whose observe step failed would save nothing but a second interpreter start."""
+    from prefalign.oracles.builtin import answer_in_process
+
+    oracle_round(spec, round_, queries, rewards_out, log, runner=answer_in_process)
+    return observe_round(spec, round_, previous, queries, selection, rewards_out, out, plot=plot)
+
+
 def fit_round(
     spec: CampaignSpec,
     round_: int,

@@ -86,6 +86,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace | None:
     return None if unknown else args
 
 
+def is_builtin(argv: Sequence[str]) -> bool:
+    """Whether an oracle argv starts one of the built-in users (which the workflow answers in
+    process, in the round's ``answer`` job) rather than a command of its own."""
+    return _parse(argv) is not None
+
+
 @functools.lru_cache(maxsize=16)
 def user_function(argv: tuple[str, ...]):
     """The reward function a built-in user's argv answers with (its noise included), or None for

@@ -19,9 +19,14 @@ from prefalign.reporting.figures import DPI, method_palette
 
 StrPath = str | os.PathLike[str]
 _ROUND = re.compile(r"round(\d+)$")
-#: A campaign's benchmark files (named after their rules) in the order the campaign runs them;
-#: round 0's ``cold_start`` writes ``propose.tsv`` like the rounds after it.
-RULE_ORDER = ("spec", "propose", "query", "observe", "evaluate")
+#: The benchmark files (named after their rules) of a campaign outside its rounds.
+CAMPAIGN_RULES = ("spec", "evaluate")
+#: The benchmark files of one round; round 0's ``cold_start`` writes ``propose.tsv`` like the
+#: rounds after it. An oracle command (a person's page, a script) answers in a ``query`` job of
+#: its own; a built-in user answers and is observed in one ``answer`` job.
+ROUND_RULES = {"command": ("propose", "query", "observe"), "builtin": ("propose", "answer")}
+#: Every rule with a benchmark file, in the order a campaign runs them.
+RULE_ORDER = ("spec", "propose", "query", "observe", "answer", "evaluate")
 
 
 _COLUMNS = ["domain", "method", "seed", "round", "rule", "seconds", "max_rss_mb"]

@@ -1,6 +1,6 @@
 # Active preference alignment: every campaign (domain x method x seed) is a chain of rounds
-# propose (fit, sample, select) -> query (the oracle) -> observe, then a final evaluation and the
-# aggregation.
+# propose (fit, sample, select) -> answer (a built-in user; query + observe for an oracle
+# command), then a final evaluation and the aggregation.
 # Run: snakemake --profile profiles/default   (see README.md and config/README.md)
 from snakemake.utils import min_version
 
@@ -16,6 +16,7 @@ include: "workflow/rules/common.smk"
 check_campaigns()  # every campaign of the run resolved at plan time: a bad setting stops here
 
 
+include: "workflow/rules/job_server.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/evaluate.smk"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -78,6 +79,22 @@ def test_same_config_and_seed_give_identical_observations(
     first, second = observation_files(reference_run), observation_files(wd)
     assert first.keys() == second.keys() and len(first) == 4
     assert first == second
+
+
+def test_the_job_server_changes_no_byte_of_what_a_run_writes(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    """The reference run forks its jobs from the job server (logs/job_server.log counts them);
+    a run that starts a fresh process per job writes the same observations and final samples."""
+    log = (reference_run / "logs/job_server.log").read_text()
+    served = re.findall(r"served (\d+) commands", log)
+    assert served and int(served[0]) > 0, log
+    wd = workdir(tmp_path, tiny_config(job_server=False))
+    run_snakemake(wd)
+    assert not (wd / "logs/job_server.log").exists()
+    assert observation_files(wd) == observation_files(reference_run)
+    for samples in sorted((reference_run / "results/evaluation").rglob("samples.npz")):
+        assert (wd / samples.relative_to(reference_run)).read_bytes() == samples.read_bytes()
 
 
 def test_each_surrogate_is_fitted_on_the_rounds_before_it(reference_run: Path) -> None:

@@ -7,11 +7,12 @@ library function.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run_command"]
 
 
 def build_parser():
@@ -22,8 +23,21 @@ def build_parser():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``prefalign`` command: errors are one line naming the subcommand."""
+    """Entry point of the ``prefalign`` command: run by the workflow's job server when one is
+    up (:mod:`prefalign.cli.job_server`: torch and the rest already imported), else here."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("PREFALIGN_JOB_SERVER"):
+        from prefalign.cli.job_server import run_via_server
+
+        code = run_via_server(argv)
+        if code is not None:
+            return code
+    return run_command(argv)
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """Run ``prefalign argv`` in this process: errors are one line naming the subcommand."""
+    argv = list(argv)
     if argv[:2] == ["oracle", "human"]:
         # argparse.REMAINDER drops options that come first (python/cpython#61252): the human
         # oracle parses its own arguments, untouched

@@ -2,21 +2,26 @@
 
 Runs the tiny CI config (``.test/config/config.yaml``, its budget raised to four rounds of
 ``k``) with Snakemake (``--cores 2``) in a temporary copy of the workflow (as
-``tests/workflow_helpers.py`` does), ``--runs`` times. A round is three jobs (``propose``: fit,
-sample, select in one torch process; ``query``: the oracle; ``observe``), round 0 is
-``cold_start``, and the last fit runs inside ``evaluate``. It compares
+``tests/workflow_helpers.py`` does), ``--runs`` times. A round is two jobs (``propose``: fit,
+sample, select in one torch process; ``answer``: the simulated user answers, the answers are
+observed), round 0 is ``cold_start``, the last fit runs inside ``evaluate``, and the jobs' commands
+are forked from the job server where it is up (``job_server: true``, the default). It compares
 
 - the run's wall time ``W`` with the sum ``S`` of the jobs' own wall times (``s`` in
   ``results/benchmarks/**.tsv``, also given per rule) divided by the cores ``C``:
   ``1 - S / (C W)`` is the share of the cores' time not inside any job (Snakemake's start-up, DAG
-  and scheduling, job spawning, and cores left idle where the DAG has only one job ready);
-- the Python start-up inside each job: ``python -c pass``, ``prefalign select --help``, the
-  imports of a light step (query, observe, spec: numpy, pandas, no torch) and of a torch step
-  (cold_start, propose, evaluate), timed side by side; with them (a ``query`` job starts two
-  processes: ``prefalign query`` and the oracle command), the share of ``C W`` that is neither
-  Snakemake nor start-up: the rules' own work;
-- Snakemake's own start-up: a dry run of the finished workflow (nothing to do) and, once, the
-  import of ``snakemake.api`` (which imports every installed executor plugin).
+  and scheduling, job spawning, the job server's one-off imports, and cores left idle where the
+  DAG has only one job ready);
+- the Python start-up inside the jobs, read from their logs: the run has
+  ``PYTHONPROFILEIMPORTTIME`` set, so every job's log holds the import times of each Python
+  process it ran (``default_run.log_startup``), plus one ``python -c pass`` per process; with
+  it, the share of ``C W`` that is neither: the rules' own work;
+- start-ups timed side by side (``python -c pass``, ``prefalign select --help``, the imports of
+  a light and of a torch step in a fresh process) and Snakemake's own: a dry run of the finished
+  workflow (nothing to do) and, once, the import of ``snakemake.api``.
+
+``default_run.py`` measures the same shares on the default config, side by side with a
+reference commit.
 
 Usage: python benchmarks/workflow_overhead.py [--quick] [--runs N] [--repeats N]
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,14 +41,11 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, interleaved, median, section  # noqa: E402
+from default_run import log_startup  # noqa: E402
 
 from prefalign.reporting.cost import RULE_ORDER  # noqa: E402
 
 CORES = 2  # what tests/workflow_helpers.snakemake_cmd passes
-# benchmark files of the jobs that import torch, by name: round 0's cold_start writes
-# propose.tsv like the rounds after it
-TORCH_RULES = frozenset({"propose", "evaluate"})
-TWO_PROCESS_RULES = frozenset({"query"})  # `prefalign query` starts the oracle command
 TORCH_IMPORTS = (
     "import prefalign.cli, prefalign.loop.steps, prefalign.sampling, prefalign.learning.surrogate"
 )
@@ -97,14 +100,29 @@ def one_run(wh: ModuleType, config: dict) -> dict:
     workflow (nothing to do: parse, DAG, exit)."""
     with tempfile.TemporaryDirectory(prefix="prefalign-wf-") as tmp:
         wd = wh.workdir(Path(tmp), config)
-        start = time.perf_counter()
-        wh.run_snakemake(wd)
-        wall = time.perf_counter() - start
+        os.environ["PYTHONPROFILEIMPORTTIME"] = "1"  # each job's log: its processes' imports
+        try:
+            start = time.perf_counter()
+            wh.run_snakemake(wd)
+            wall = time.perf_counter() - start
+        finally:
+            del os.environ["PYTHONPROFILEIMPORTTIME"]
         jobs = job_times(wd)
+        imports, processes = 0.0, 0
+        for log in (wd / "logs").rglob("*.log"):
+            if log.name != "job_server.log":  # its one-off imports are outside every job
+                seconds, n = log_startup(log)
+                imports, processes = imports + seconds, processes + n
         start = time.perf_counter()
         wh.run_snakemake(wd, "-n")
         dry = time.perf_counter() - start
-    return {"wall_s": wall, "jobs": jobs, "dry_s": dry}
+    return {
+        "wall_s": wall,
+        "jobs": jobs,
+        "dry_s": dry,
+        "imports_s": imports,
+        "processes": processes,
+    }
 
 
 def benchmark_config(wh: ModuleType, *, quick: bool) -> dict:
@@ -121,15 +139,14 @@ def benchmark_config(wh: ModuleType, *, quick: bool) -> dict:
 def run_numbers(results: list[dict], startup: dict[str, float]) -> dict:
     """The shares of the runs (medians over the runs) and the jobs' seconds per rule."""
     jobs = results[0]["jobs"]
-    n_torch = sum(rule in TORCH_RULES for rule, _ in jobs)
-    n_light = len(jobs) - n_torch + sum(rule in TWO_PROCESS_RULES for rule, _ in jobs)
-    light = startup["light step imports"]
-    heavy = max(startup["torch step imports"], light)
-    startup_total = n_light * light + n_torch * heavy
+    interpreter = startup["python -c pass"]
     shares: dict[str, list[float]] = {"outside_jobs": [], "startup": [], "outside_work": []}
+    startups = []
     for r in results:
         busy = sum(s for _, s in r["jobs"])
         capacity = CORES * r["wall_s"]
+        startup_total = r["imports_s"] + r["processes"] * interpreter
+        startups.append(startup_total)
         shares["outside_jobs"].append(1.0 - busy / capacity)
         shares["startup"].append(startup_total / capacity)
         shares["outside_work"].append(1.0 - (busy - startup_total) / capacity)
@@ -144,13 +161,12 @@ def run_numbers(results: list[dict], startup: dict[str, float]) -> dict:
     return {
         "wall_s": [r["wall_s"] for r in results],
         "jobs": len(jobs),
-        "torch_jobs": n_torch,
-        "light_starts": n_light,
+        "processes": results[0]["processes"],
         "sum_job_s": [sum(s for _, s in r["jobs"]) for r in results],
         "per_rule": per_rule,
         "snakemake_dry_run_s": [r["dry_s"] for r in results],
         "snakemake_startup_share": median([r["dry_s"] / r["wall_s"] for r in results]),
-        "startup_total_s": startup_total,
+        "startup_total_s": median(startups),
         "outside_jobs_share": median(shares["outside_jobs"]),
         "startup_share": median(shares["startup"]),
         "outside_work_share": median(shares["outside_work"]),
@@ -201,7 +217,7 @@ def report(r: dict) -> None:
     per_run = ", ".join(f"{v:.0%}" for v in r["outside_work_share_per_run"])
     print(
         f"{r['runs']} run(s) of {r['campaigns']} campaign(s) x {r['rounds']} rounds: {r['jobs']} "
-        f"jobs ({r['torch_jobs']} import torch); wall {seconds(r['wall_s'])} on {r['cores']} "
+        f"jobs; wall {seconds(r['wall_s'])} on {r['cores']} "
         f"cores; sum of jobs' s {seconds(r['sum_job_s'])}; snakemake -n with nothing to do "
         f"{seconds(r['snakemake_dry_run_s'])}"
     )
@@ -214,8 +230,8 @@ def report(r: dict) -> None:
     )
     print(
         f"outside any job (Snakemake, spawning, idle cores) {r['outside_jobs_share']:.0%} of "
-        f"cores x wall; Python start-up inside jobs ({r['torch_jobs']} torch + "
-        f"{r['light_starts']} light process starts, {r['startup_total_s']:.1f} s) "
+        f"cores x wall; Python start-up inside jobs ({r['processes']} processes logged "
+        f"imports, {r['startup_total_s']:.1f} s) "
         f"{r['startup_share']:.0%}; => outside the rules' own work "
         f"{r['outside_work_share']:.0%} (per run {per_run})",
         flush=True,

@@ -176,12 +176,19 @@ def answer(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """:func:`prefalign.loop.evaluation.evaluate_campaign` (after the last fit with ``--fit``:
-    :func:`~prefalign.loop.evaluation.fit_and_evaluate`)."""
+    :func:`~prefalign.loop.evaluation.fit_and_evaluate`); built-in users score the samples in
+    this process, any other oracle runs as its command."""
     from prefalign.loop import evaluation
+    from prefalign.oracles.builtin import answer_in_process
 
     if args.previous and not args.fit:
         raise ValueError("--previous is the warm start of --fit; give --fit too")
-    options = {"log": args.log, "plot": args.plot, "progress": not args.quiet}
+    options = {
+        "log": args.log,
+        "plot": args.plot,
+        "progress": not args.quiet,
+        "runner": answer_in_process,
+    }
     paths = (args.surrogate, args.out, args.samples)
     if args.fit:  # the last round's fit, in this process (the workflow's evaluate job)
         record = evaluation.fit_and_evaluate(

@@ -366,7 +366,10 @@ def _main(argv: Sequence[str]) -> int:
         return 1
     from prefalign.cli import run_command
 
-    serve(path, parent, run_command)
+    try:
+        serve(path, parent, run_command)
+    finally:  # also when Snakemake was killed and nobody calls JobServer.stop
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
     return 0
 
 

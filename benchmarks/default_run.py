@@ -13,7 +13,7 @@ nothing). Per side, of the cores' time ``C x W`` (``C = 2`` cores, ``W`` the wal
 
 - Snakemake's own CPU;
 - outside any job: ``1 - S / (C W)``, ``S`` the sum of the jobs' wall times (``s`` of the
-  ``benchmark:`` files): Snakemake's start-up, DAG and scheduling, spawning, and cores left idle
+  ``benchmark:`` files) times the cores each held (its ``threads``): Snakemake's start-up, DAG and scheduling, spawning, and cores left idle
   where the DAG has fewer ready jobs than cores;
 - start-up inside the jobs: the imports their logs record, plus one ``python -c pass`` (timed
   here) per process started;
@@ -60,14 +60,36 @@ def log_startup(log: Path) -> tuple[float, int]:
     return seconds, processes
 
 
+def job_threads(snakemake_log: Path) -> dict[str, int]:
+    """Benchmark file (relative to results/benchmarks) -> the cores its job held, from the job
+    blocks Snakemake prints (``threads: N`` when N > 1)."""
+    threads: dict[str, int] = {}
+    bench = None
+    for line in snakemake_log.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("benchmark: results/benchmarks/"):
+            bench = line.removeprefix("benchmark: results/benchmarks/")
+            threads[bench] = 1
+        elif line.startswith("threads: ") and bench is not None:
+            threads[bench] = int(line.split()[1])
+        elif not line:
+            bench = None
+    return threads
+
+
 def job_times(workdir: Path) -> list[tuple[str, float]]:
-    """(benchmark file relative to results/benchmarks, seconds) of every job."""
+    """(benchmark file relative to results/benchmarks, core-seconds) of every job: its wall
+    time ``s`` times the cores it held (``threads``, from Snakemake's log in
+    ``snakemake.err`` when there is one)."""
+    log = workdir / "snakemake.err"
+    threads = job_threads(log) if log.exists() else {}
     jobs = []
     root = workdir / "results" / "benchmarks"
     for path in sorted(root.rglob("*.tsv")):
         with path.open() as fh:
             row = next(csv.DictReader(fh, delimiter="\t"))
-        jobs.append((str(path.relative_to(root)), float(row["s"])))
+        rel = str(path.relative_to(root))
+        jobs.append((rel, float(row["s"]) * threads.get(rel, 1)))
     return jobs
 
 

@@ -243,6 +243,10 @@ def get_digits_seed(wildcards):
     return digits_training().seed
 
 
+def get_digits_threads(wildcards):
+    return digits_training().threads
+
+
 def experiments():
     """The experiments to run: `run` (a list, so that a --configfile replaces it rather than
     merging into it), or every experiment defined."""

@@ -4,11 +4,17 @@
 rule train_digits:
     output:
         directory("results/models/digits"),
+    # the run's critical path: first, on as many cores as its torch threads
+    priority: 10
+    threads: get_digits_threads
     params:
         steps=get_digits_steps,
         batch_size=get_digits_batch_size,
         lr=get_digits_lr,
         seed=get_digits_seed,
+        # the setting, not {threads}: Snakemake scales that down to --cores, and the weights'
+        # bytes depend on the thread count
+        threads=get_digits_threads,
     log:
         "logs/models/train_digits.log",
     benchmark:
@@ -16,6 +22,7 @@ rule train_digits:
     shell:
         "prefalign train-digits --out {output:q} --steps {params.steps} "
         "--batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} "
+        "--threads {params.threads} "
         "> {log:q} 2>&1"
 
 

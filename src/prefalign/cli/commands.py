@@ -89,6 +89,7 @@ def train_digits(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
+        threads=args.threads,
         progress=not args.quiet,
     )
     print(f"digits DDPM in {out}")

@@ -44,7 +44,7 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=_TRAINING.batch_size)
     p.add_argument("--lr", type=float, default=_TRAINING.lr)
     p.add_argument("--seed", type=int, default=_TRAINING.seed)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=_TRAINING.threads, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
 
 

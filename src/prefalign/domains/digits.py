@@ -150,6 +150,7 @@ def train_digits_ddpm(
     batch_size: int = DDPMTraining.batch_size,
     lr: float = DDPMTraining.lr,
     seed: int = DDPMTraining.seed,
+    threads: int = DDPMTraining.threads,
     progress: bool = True,
 ) -> Path:
     """Train the digits base DDPM on the ``ddpm`` split and save it to ``out_dir``.
@@ -174,7 +175,7 @@ def train_digits_ddpm(
 
     from prefalign.models.ddpm import DDPMSettings, train_ddpm
 
-    settings = DDPMSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    settings = DDPMSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads)
     data = digit_split("ddpm")
     return train_ddpm(
         torch.from_numpy(np.array(data.images)),

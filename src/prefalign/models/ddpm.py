@@ -371,7 +371,22 @@ def train_ddpm(
         return out_dir
     if images.ndim != 4 or images.shape[2] != images.shape[3]:
         raise ValueError(f"images must have shape (N, C, S, S), got {tuple(images.shape)}")
-    images = images.to(torch.float32)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)  # the weights' last digits depend on it
+    try:
+        return _train(images.to(torch.float32), out_dir, settings, data_fingerprint, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    images: torch.Tensor,
+    out_dir: Path,
+    settings: DDPMSettings,
+    data_fingerprint: str,
+    progress: bool,
+) -> Path:
+    """:func:`train_ddpm`'s training and saving, on ``settings.threads`` threads."""
     started = time.perf_counter()
 
     # 1. model, scheduler, optimiser, EMA copy (all seeded)

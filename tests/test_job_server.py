@@ -39,7 +39,7 @@ HANGING_ORACLE = textwrap.dedent(
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):  # gone between the lookup and the read
         return False
     return state not in ("Z", "X")
 

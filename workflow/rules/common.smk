@@ -247,6 +247,11 @@ def get_digits_threads(wildcards):
     return digits_training().threads
 
 
+def job_server_wanted():
+    """Whether this run starts the job server: on in the config, local jobs, not --touch."""
+    return bool(config["job_server"]) and workflow.local_exec and not workflow.touch
+
+
 def experiments():
     """The experiments to run: `run` (a list, so that a --configfile replaces it rather than
     merging into it), or every experiment defined."""

@@ -8,7 +8,7 @@ _JOB_SERVERS = []
 
 
 onstart:
-    if config["job_server"] and workflow.local_exec and not workflow.touch:
+    if job_server_wanted():
         server = _job_server.start("logs/job_server.log")
         if server is not None:
             _JOB_SERVERS.append(server)

@@ -14,7 +14,7 @@ rule train_digits:
         seed=get_digits_seed,
         # the setting, not {threads}: Snakemake scales that down to --cores, and the weights'
         # bytes depend on the thread count
-        threads=get_digits_threads,
+        torch_threads=get_digits_threads,
     log:
         "logs/models/train_digits.log",
     benchmark:
@@ -22,7 +22,7 @@ rule train_digits:
     shell:
         "prefalign train-digits --out {output:q} --steps {params.steps} "
         "--batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} "
-        "--threads {params.threads} "
+        "--threads {params.torch_threads} "
         "> {log:q} 2>&1"
 
 

@@ -201,11 +201,15 @@ def test_domains_and_selection_rules_are_checked_by_their_registries() -> None:
     assert "enum" not in defs["method"]["properties"]["selection"]
     config = tiny_config()
     config["domains"]["mixture2d"]["type"] = "mixture3d"
-    with pytest.raises(ValueError, match=r"domains\.mixture2d\.type.*digits, mixture2d, pretrained"):
+    with pytest.raises(
+        ValueError, match=r"domains\.mixture2d\.type.*digits, mixture2d, pretrained"
+    ):
         campaign_spec(config, "mixture2d", "random", 0)
     config = tiny_config()
     config["methods"]["random"]["selection"] = "best"
-    with pytest.raises(ValueError, match=r"selection must be one of eps_greedy, greedy, random, ucb"):
+    with pytest.raises(
+        ValueError, match=r"selection must be one of eps_greedy, greedy, random, ucb"
+    ):
         campaign_spec(config, "mixture2d", "random", 0)
 
 

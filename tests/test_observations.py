@@ -160,12 +160,17 @@ def test_rounds_must_be_consecutive(r: int) -> None:
     with pytest.raises(
         ObservationError, match=f"round {r} cannot follow round 1: expected round 2"
     ):
-        append_round(dataset(2), make_round(r, k=2).assign(id=[f"new{r}-a", f"new{r}-b"]))
+        append_round(
+            dataset(2),
+            make_round(r, k=2).assign(
+                id=[f"new{r}-a", f"new{r}-b"], question=[f"new{r}-a", f"new{r}-b"]
+            ),
+        )
 
 
 def test_append_round_rejects_repeated_ids() -> None:
     again = make_round(1)
-    again.loc[1, "id"] = "r0-0002"
+    again.loc[1, ["id", "question"]] = "r0-0002"
     with pytest.raises(ObservationError, match="already observed in earlier rounds: 'r0-0002'"):
         append_round(dataset(1), again)
 

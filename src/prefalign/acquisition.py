@@ -45,6 +45,7 @@ __all__ = [
     "BATCH_RULES",
     "STRATEGIES",
     "Selection",
+    "distinct_in_rank_order",
     "eps_greedy_epsilon",
     "n_random_picks",
     "select",
@@ -107,7 +108,7 @@ def _rank(scores: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(scores.size), neg, nan))
 
 
-def _distinct_in_rank_order(
+def distinct_in_rank_order(
     x: np.ndarray, order: np.ndarray, min_distance: float = 0.0
 ) -> np.ndarray:
     """The first particle (in ``order``) of every group of particles with identical ``x`` rows;
@@ -341,7 +342,7 @@ def select(
         raise ValueError(f"min_distance must be finite and >= 0, got {min_distance}")
     if isinstance(pool, bool) or not isinstance(pool, int | np.integer) or pool < 1:
         raise ValueError(f"pool must be an integer >= 1, got {pool!r}")
-    ranked = _distinct_in_rank_order(x, _rank(score), float(min_distance))
+    ranked = distinct_in_rank_order(x, _rank(score), float(min_distance))
     if ranked.size < k:
         raise ValueError(
             f"cannot select k={k} queries: only {ranked.size} distinct particles among {n} "

@@ -1,5 +1,7 @@
 # After the budget is spent: fit the last surrogate on every round (warm-started from the last
-# round's), then score fresh samples from the aligned sampler with the oracle (no budget spent).
+# round's), then score fresh samples from the aligned sampler with the oracle (no budget spent),
+# and every item the campaign showed (query_rewards.csv: rated by the evaluator where the
+# questions' form answers no number).
 
 
 rule evaluate:
@@ -11,6 +13,7 @@ rule evaluate:
         surrogate=directory(FINAL_SURROGATE),
         evaluation="results/evaluation/{domain}/{method}/seed{seed}.json",
         samples="results/evaluation/{domain}/{method}/seed{seed}/samples.npz",
+        query_rewards="results/evaluation/{domain}/{method}/seed{seed}/query_rewards.csv",
         plot=report(
             "results/evaluation/{domain}/{method}/seed{seed}/samples.png",
             category="Final samples",
@@ -28,4 +31,5 @@ rule evaluate:
     shell:
         "prefalign evaluate --spec {input.spec:q} --fit {input.observations:q} {params.previous} "
         "--surrogate {output.surrogate:q} --out {output.evaluation:q} "
-        "--samples {output.samples:q} --plot {output.plot:q} --log {log:q} --quiet >> {log:q} 2>&1"
+        "--samples {output.samples:q} --query-rewards {output.query_rewards:q} "
+        "--plot {output.plot:q} --log {log:q} --quiet >> {log:q} 2>&1"

@@ -190,11 +190,14 @@ def evaluate(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
         "runner": answer_in_process,
     }
+    if args.query_rewards and not args.fit:
+        raise ValueError("--query-rewards rates the observations of --fit; give --fit too")
     paths = (args.surrogate, args.out, args.samples)
     if args.fit:  # the last round's fit, in this process (the workflow's evaluate job)
         record = evaluation.fit_and_evaluate(
-            _spec(args), args.fit, args.previous, *paths, **options
-        )
+            _spec(args), args.fit, args.previous, *paths, query_rewards=args.query_rewards,
+            **options,
+        )  # fmt: skip
     else:
         record = evaluation.evaluate_campaign(_spec(args), *paths, **options)
     print(json.dumps(record, indent=2))
@@ -248,5 +251,8 @@ def oracle_builtin(args: argparse.Namespace) -> int:
         options=parse_options(args.domain_option),
         noise_std=args.noise_std,
         noise_seed=args.noise_seed,
+        temperature=args.temperature,
+        like_threshold=args.like_threshold,
+        tie_margin=args.tie_margin,
     )
     return 0

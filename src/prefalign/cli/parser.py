@@ -146,6 +146,11 @@ def _step_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> 
     p.add_argument("--out", required=True, help="evaluation .json")
     p.add_argument("--samples", required=True, help="fresh samples .npz")
     p.add_argument("--plot", help="PNG of the fresh samples")
+    p.add_argument(
+        "--query-rewards",
+        help="with --fit: CSV of every shown item's reward (rated by the evaluator in the forms "
+        "that answer no number)",
+    )
     p.add_argument("--log")
     p.add_argument("--quiet", action="store_true")
 

@@ -11,11 +11,21 @@ column             type                meaning
 ``id``             str                 query id, unique across the whole dataset
 ``x``              list<float32>       the sample, flattened; its shape is the file's
                                        ``event_shape`` schema metadata (JSON list)
-``reward``         float64             the oracle's answer, finite
+``reward``         float64             the oracle's answer for this item, finite: the rating
+                                       (``rate``), 1/0 (``binary``: like/dislike), 1 for the
+                                       chosen item and 0 for the others (``pairwise``,
+                                       ``best-of-K``; 0.5 each on a pairwise tie)
 ``selected_by``    str                 how the query was chosen: ``top``, ``random``, ``ucb``, ...
 ``fk_log_weight``  float64             FK (path) log-weight at selection time; NaN when none
 ``surrogate_pred`` float64             surrogate prediction at selection time; NaN when none
+``form``           str                 the question form (:mod:`prefalign.feedback`), one value
+                                       per file
+``question``       str                 the question the item was shown in (its ``id`` for
+                                       ``rate`` and ``binary``); a question lies in one round
 =================  ==================  ==========================================================
+
+Files of format ``observations/1`` (before question forms) have no ``form`` and ``question``
+columns; they read as ``rate`` questions of one item each.
 
 The file is Parquet, written atomically (temporary file, fsync, :func:`os.replace`) and
 deterministically: the same data always gives the same bytes, so DVC hashes of identical runs
@@ -63,12 +73,16 @@ COLUMNS = (
     "selected_by",
     "fk_log_weight",
     "surrogate_pred",
+    "form",
+    "question",
 )
+#: Columns added by format ``observations/2``; a version-1 file lacks them.
+_V2_COLUMNS = ("form", "question")
 #: Parquet schema metadata key holding the event shape as a JSON list.
 EVENT_SHAPE_KEY = "event_shape"
 #: Parquet schema metadata key naming the file format and its version.
 FORMAT_KEY = "prefalign_format"
-FORMAT_VERSION = "observations/1"
+FORMAT_VERSION = "observations/2"
 
 _SCHEMA = pa.schema(
     [
@@ -81,9 +95,11 @@ _SCHEMA = pa.schema(
         pa.field("selected_by", pa.string(), nullable=False),
         pa.field("fk_log_weight", pa.float64(), nullable=False),
         pa.field("surrogate_pred", pa.float64(), nullable=False),
+        pa.field("form", pa.string(), nullable=False),
+        pa.field("question", pa.string(), nullable=False),
     ]
 )
-_STR_COLUMNS = ("campaign", "id", "selected_by")
+_STR_COLUMNS = ("campaign", "id", "selected_by", "form", "question")
 _INT_COLUMNS = ("seed", "round")
 _FLOAT_COLUMNS = ("reward", "fk_log_weight", "surrogate_pred")
 
@@ -230,11 +246,60 @@ def _validate(
                 f"{where}: infinite {name} for ids {show(df['id'][inf].tolist())} "
                 "(NaN is allowed for 'no value', infinity is not)"
             )
+    _check_answers(df, where)
     x2d = _x_matrix(df, event_shape, where)
     bad_x = ~np.isfinite(x2d).all(axis=1)
     if bad_x.any():
         raise ObservationError(f"{where}: non-finite x for ids {show(df['id'][bad_x].tolist())}")
     return x2d
+
+
+def _check_answers(df: pd.DataFrame, where: str) -> None:
+    """One form per dataset; each question in one round, with the form's number of items and
+    values its answer can give (0/1 for binary; one chosen item, or a pairwise tie)."""
+    from prefalign.feedback import FeedbackError, group_items, parse_form
+
+    forms = pd.unique(df["form"])
+    if len(forms) != 1:
+        raise ObservationError(f"{where}: one form per dataset, found {show(list(forms))}")
+    try:
+        form = parse_form(str(forms[0]))
+    except FeedbackError as exc:
+        raise ObservationError(f"{where}: {exc}") from exc
+    reward = df["reward"].to_numpy(np.float64)
+    if form.name == "binary" and not np.isin(reward, (0.0, 1.0)).all():
+        bad = df["id"][~np.isin(reward, (0.0, 1.0))].tolist()
+        raise ObservationError(f"{where}: binary answers other than 0 or 1 for ids {show(bad)}")
+    if not form.is_choice:
+        same = df["question"].to_numpy(str) == df["id"].to_numpy(str)
+        if not same.all():
+            raise ObservationError(
+                f"{where}: a {form.name} question is its item: question differs from id for "
+                f"ids {show(df['id'][~same].tolist())}"
+            )
+        return
+    spans = df.groupby("question", sort=False)["round"].nunique()
+    if (spans > 1).any():
+        raise ObservationError(
+            f"{where}: question(s) {show(spans.index[spans > 1].tolist())} span several rounds"
+        )
+    try:
+        groups = group_items(df["id"].tolist(), df["question"].tolist(), form, where)
+    except FeedbackError as exc:
+        raise ObservationError(str(exc)) from exc
+    values = pd.Series(reward, index=df["id"].to_numpy(str))
+    bad = []
+    for question, items in groups.items():
+        v = values.loc[items].to_numpy()
+        one_choice = np.isin(v, (0.0, 1.0)).all() and v.sum() == 1.0
+        tie = form.allows_tie and np.all(v == 0.5)
+        if not (one_choice or tie):
+            bad.append(question)
+    if bad:
+        raise ObservationError(
+            f"{where}: the answers to question(s) {show(bad)} do not choose one item "
+            f"(1 for the chosen, 0 for the others{'; 0.5 each for a tie' if form.allows_tie else ''})"
+        )
 
 
 def _event_shape_of(df: pd.DataFrame, where: str) -> tuple[int, ...]:
@@ -271,6 +336,9 @@ def new_round_frame(
     selected_by: str | Sequence[str],
     fk_log_weight: float | Sequence[float] | np.ndarray,
     surrogate_pred: float | Sequence[float] | np.ndarray | None,
+    *,
+    form: str = "rate",
+    questions: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The observations of one round, as a frame ready for :func:`append_round`.
 
@@ -289,6 +357,8 @@ def new_round_frame(
             none).
         surrogate_pred: surrogate prediction at selection time; None or NaN where there is no
             surrogate yet (round 0).
+        form: the question form the answers were given in (:mod:`prefalign.feedback`).
+        questions: the question of each item (None: its id, as for ``rate`` and ``binary``).
 
     Returns:
         The frame, with ``attrs['event_shape'] == x.shape[1:]``.
@@ -342,7 +412,11 @@ def new_round_frame(
         "surrogate_pred": _as_column(
             "surrogate_pred", np.nan if surrogate_pred is None else surrogate_pred, n, np.float64
         ),
+        "form": [str(form)] * n,
+        "question": id_list if questions is None else [str(q) for q in questions],
     }
+    if len(columns["question"]) != n:
+        raise ObservationError(f"{len(columns['question'])} questions but {n} rows of x")
     df = _frame(columns, event_shape)
     _validate(df, event_shape, f"round {round} of campaign {campaign!r}", cumulative=False)
     return df
@@ -399,7 +473,7 @@ def append_round(previous: pd.DataFrame | None, round_frame: pd.DataFrame) -> pd
         raise ObservationError(
             f"round {new_round} cannot follow round {last}: expected round {last + 1}"
         )
-    for name in ("campaign", "seed"):
+    for name in ("campaign", "seed", "form"):
         old, new = (str(f[name].iloc[0]) for f in (previous, round_frame))
         if old != new:
             raise ObservationError(
@@ -410,6 +484,12 @@ def append_round(previous: pd.DataFrame | None, round_frame: pd.DataFrame) -> pd
     if again:
         raise ObservationError(
             f"ids of round {new_round} already observed in earlier rounds: {show(again)}"
+        )
+    asked = set(previous["question"].tolist())
+    again = [q for q in dict.fromkeys(round_frame["question"].tolist()) if q in asked]
+    if again:
+        raise ObservationError(
+            f"questions of round {new_round} already asked in earlier rounds: {show(again)}"
         )
     out = pd.concat([previous, round_frame], ignore_index=True)
     out.attrs = {EVENT_SHAPE_KEY: shape}
@@ -479,6 +559,8 @@ def write_observations(df: pd.DataFrame, path: StrPath, event_shape: Sequence[in
 
 def _check_schema(schema: pa.Schema, where: str) -> tuple[int, ...]:
     names = list(schema.names)
+    if not any(c in names for c in _V2_COLUMNS):  # observations/1, before question forms
+        names += list(_V2_COLUMNS)
     if sorted(names) != sorted(COLUMNS) or len(names) != len(COLUMNS):
         missing = [c for c in COLUMNS if c not in names]
         extra = [c for c in names if c not in COLUMNS]
@@ -486,6 +568,8 @@ def _check_schema(schema: pa.Schema, where: str) -> tuple[int, ...]:
             f"{where}: columns must be exactly {list(COLUMNS)}; missing {missing}, unexpected {extra}"
         )
     for field in _SCHEMA:
+        if field.name not in schema.names:  # a version-1 file's form and question
+            continue
         got = schema.field(field.name).type
         if field.name == "x":
             ok = (pa.types.is_list(got) or pa.types.is_large_list(got)) and pa.types.is_float32(
@@ -527,6 +611,9 @@ def read_observations(path: StrPath) -> tuple[pd.DataFrame, tuple[int, ...]]:
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise ObservationError(f"{where} is not a readable Parquet file: {exc}") from exc
     shape = _check_schema(table.schema, where)
+    if "form" not in table.schema.names:  # observations/1: rate questions of one item each
+        table = table.append_column("form", pa.array(["rate"] * table.num_rows, pa.string()))
+        table = table.append_column("question", table.column("id"))
     for name in COLUMNS:  # nulls (as pandas writes NaN) are NaN in the diagnostic columns
         if table.column(name).null_count and name not in ("fk_log_weight", "surrogate_pred"):
             raise ObservationError(f"{where}: column {name!r} has null values")

@@ -32,14 +32,13 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from prefalign.io.atomic import fsync_dir
 from prefalign.io.queries import (
     OracleError,
-    parse_rewards,
-    read_queries,
+    Questions,
+    read_questions,
     read_rewards_text,
     rewards_size_limit,
 )
@@ -299,7 +298,9 @@ def run_oracle(
     log_path: StrPath | None = None,
     context: Mapping[str, str] | None = None,
 ) -> pd.Series:
-    """Run the oracle ``argv + [queries_path, <temporary rewards path>]`` and validate its answer.
+    """Run the oracle ``argv + [queries_path, <temporary rewards path>]`` and validate its answer
+    in the queries file's question form (:mod:`prefalign.feedback`; ``PREFALIGN_FORM`` in the
+    oracle's environment names it).
 
     The command runs without a shell, in a new session (its own process group), with stdin closed.
     Its stdout and stderr are appended to ``log_path`` (made 0600: it may hold the human oracle's
@@ -323,7 +324,8 @@ def run_oracle(
             ``PREFALIGN_BUDGET_LEFT`` (an oracle may show them; none has to read them).
 
     Returns:
-        The validated rewards, as returned by :func:`read_rewards`.
+        The validated answers, one value per shown item (:func:`prefalign.feedback.parse_answers`:
+        the rewards of ``rate`` questions, as :func:`~prefalign.io.queries.read_rewards`).
 
     Raises:
         OracleError: executable missing or not executable, time-out, non-zero exit (the message
@@ -338,7 +340,7 @@ def run_oracle(
     argv = list(argv)
     queries_path = Path(queries_path)
     rewards_path = Path(rewards_path)
-    ids, _ = read_queries(queries_path)
+    questions = read_questions(queries_path)
     shown = shlex.join(argv)
 
     rewards_path.parent.mkdir(parents=True, exist_ok=True)
@@ -363,8 +365,11 @@ def run_oracle(
     try:
         with _terminate_raises():
             return _run(
-                argv, cmd, shown, ids, tmp_rewards, rewards_path, timeout_s, log_fd,
-                {**os.environ, **(context or {}), ORACLE_MARKER_ENV: marker},
+                argv, cmd, shown, questions, tmp_rewards, rewards_path, timeout_s, log_fd,
+                {
+                    **os.environ, **(context or {}), "PREFALIGN_FORM": questions.form,
+                    ORACLE_MARKER_ENV: marker,
+                },
                 marker_entry, tail, budget,
             )  # fmt: skip
     finally:
@@ -378,7 +383,7 @@ def _run(
     argv: list[str],
     cmd: list[str],
     shown: str,
-    ids: np.ndarray,
+    questions: Questions,
     tmp_rewards: Path,
     rewards_path: Path,
     timeout_s: float | None,
@@ -456,9 +461,16 @@ def _run(
             f"oracle exited 0 but wrote no rewards file (it is given the rewards path as its "
             f"last argument): {shown}"
         )
-    where = f"rewards written by the oracle ({shown})"
-    text = read_rewards_text(tmp_rewards, rewards_size_limit(ids.tolist()), where)
-    rewards = parse_rewards(text, ids.tolist(), where)
+    from prefalign.feedback import parse_answers, parse_form
+
+    where = (
+        f"{'rewards' if questions.form == 'rate' else 'answers'} written by the oracle ({shown})"
+    )
+    ids = questions.ids.tolist()
+    text = read_rewards_text(tmp_rewards, rewards_size_limit(ids), where)
+    rewards = parse_answers(
+        text, parse_form(questions.form), ids, questions.questions.tolist(), where
+    )
     with open(tmp_rewards, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp_rewards, rewards_path)

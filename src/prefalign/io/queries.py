@@ -2,7 +2,10 @@
 
 - queries: ``.npz`` with arrays ``id`` (unicode strings, unique) and ``x`` (float32, shape
   ``(n, *event_shape)``), written by :func:`write_queries`, read by :func:`read_queries`;
-  the same queries give the same bytes.
+  the same queries give the same bytes. A file whose questions are not ratings also holds
+  ``form`` (a 0-d unicode array: ``binary``, ``pairwise``, ``best-of-K``) and ``question`` (the
+  question id of each item; a question's items are contiguous), read by :func:`read_questions`
+  (:mod:`prefalign.feedback`); without them every item is its own ``rate`` question.
 - rewards: CSV with header exactly ``id,reward`` and one row per query id, finite floats, read
   and validated by :func:`read_rewards`; a file over :func:`rewards_size_limit` is refused before
   it is read.
@@ -16,6 +19,7 @@ import math
 import os
 import zipfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +31,10 @@ from prefalign.io.listing import MAX_SHOWN, duplicates, shorten, show
 __all__ = [
     "REWARDS_HEADER",
     "OracleError",
+    "Questions",
+    "read_answers",
     "read_queries",
+    "read_questions",
     "read_rewards",
     "rewards_size_limit",
     "write_queries",
@@ -80,8 +87,16 @@ def _check_queries(ids: np.ndarray, x: np.ndarray, where: str) -> None:
         raise OracleError(f"{where}: non-finite values in `x` for ids {_show_ids(bad)}")
 
 
-def write_queries(path: StrPath, ids: Sequence[str], x: np.ndarray) -> None:
-    """Write the queries file: an ``.npz`` with arrays ``id`` (unicode) and ``x`` (float32).
+def write_queries(
+    path: StrPath,
+    ids: Sequence[str],
+    x: np.ndarray,
+    *,
+    form: str = "rate",
+    questions: Sequence[str] | None = None,
+) -> None:
+    """Write the queries file: an ``.npz`` with arrays ``id`` (unicode) and ``x`` (float32), and
+    for a form other than ``rate`` also ``form`` and ``question``.
 
     The file is written atomically (a temporary file in the same directory, then
     :func:`os.replace`) and deterministically (fixed zip timestamps, no compression), so the same
@@ -91,16 +106,30 @@ def write_queries(path: StrPath, ids: Sequence[str], x: np.ndarray) -> None:
         path: destination, conventionally ``queries.npz``.
         ids: one unique, non-empty string per query.
         x: array of shape ``(len(ids), *event_shape)``; cast to float32, must be finite.
+        form: the question form (:func:`prefalign.feedback.parse_form`).
+        questions: the question id of each item (contiguous groups of the form's size);
+            None: each item is its own question, named by its id.
 
     Raises:
-        OracleError: ids not unique, empty, or not matching ``x``; non-finite ``x``.
+        OracleError: ids not unique, empty, or not matching ``x``; non-finite ``x``; questions
+            that do not fit the form.
     """
+    from prefalign.feedback import group_items, parse_form
+
     path = Path(path)
     id_arr = np.asarray([str(i) for i in ids], dtype=np.str_)
     if id_arr.size == 0:
         id_arr = id_arr.astype("<U1")
     x_arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    _check_queries(id_arr, x_arr, f"queries for {path}")
+    where = f"queries for {path}"
+    _check_queries(id_arr, x_arr, where)
+    arrays = [("id", id_arr), ("x", x_arr)]
+    parsed = parse_form(form)
+    question_list = [str(q) for q in (id_arr.tolist() if questions is None else questions)]
+    group_items(id_arr.tolist(), question_list, parsed, where)
+    if parsed.name != "rate":
+        question_arr = np.asarray(question_list, dtype=np.str_)
+        arrays += [("form", np.asarray(parsed.name, dtype=np.str_)), ("question", question_arr)]
     path.parent.mkdir(parents=True, exist_ok=True)
 
     with (
@@ -108,7 +137,7 @@ def write_queries(path: StrPath, ids: Sequence[str], x: np.ndarray) -> None:
         open(tmp, "wb") as fh,
         zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED) as zf,
     ):
-        for name, arr in (("id", id_arr), ("x", x_arr)):
+        for name, arr in arrays:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE_TIME)
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
@@ -154,6 +183,49 @@ def read_queries(path: StrPath) -> tuple[np.ndarray, np.ndarray]:
     return ids, x
 
 
+@dataclass(frozen=True)
+class Questions:
+    """A queries file as the oracle sees it: the items and the questions they belong to."""
+
+    ids: np.ndarray  # (n,) unicode, unique
+    x: np.ndarray  # (n, *event_shape) float32
+    form: str  # rate | binary | pairwise | best-of-K
+    questions: np.ndarray  # (n,) unicode: the question of each item (its id for rate/binary)
+
+    @property
+    def n_questions(self) -> int:
+        """Questions asked: units of budget."""
+        return len(dict.fromkeys(self.questions.tolist()))
+
+
+def read_questions(path: StrPath) -> Questions:
+    """Read a queries file with its question form (``rate`` when the file names none).
+
+    Raises:
+        OracleError: as :func:`read_queries`, and a ``form`` that is not a form, a ``question``
+            array that does not match the ids or whose groups do not fit the form.
+    """
+    from prefalign.feedback import group_items, parse_form
+
+    ids, x = read_queries(path)
+    where = f"queries file {path}"
+    with np.load(path, allow_pickle=False) as npz:
+        form = npz["form"] if "form" in npz.files else np.asarray("rate")
+        questions = npz["question"] if "question" in npz.files else ids
+    if form.dtype.kind != "U" or form.ndim != 0:
+        raise OracleError(
+            f"{where}: `form` must be one unicode string, got {form.dtype} {form.shape}"
+        )
+    if questions.dtype.kind != "U" or questions.shape != ids.shape:
+        raise OracleError(
+            f"{where}: `question` must be unicode with one entry per id ({ids.shape[0]}), got "
+            f"{questions.dtype} {questions.shape}"
+        )
+    parsed = parse_form(str(form))
+    group_items(ids.tolist(), questions.tolist(), parsed, where)
+    return Questions(ids=ids, x=x, form=parsed.name, questions=questions)
+
+
 # ----------------------------------------------------------------------------------------------
 # rewards
 
@@ -182,6 +254,25 @@ def read_rewards(path: StrPath, expected_ids: Sequence[str]) -> pd.Series:
     where = f"rewards file {path}"
     text = read_rewards_text(path, rewards_size_limit(expected_ids), where)
     return parse_rewards(text, expected_ids, where)
+
+
+def read_answers(path: StrPath, questions: Questions) -> pd.Series:
+    """Read and validate the oracle's answer file for ``questions`` in their form
+    (:func:`prefalign.feedback.parse_answers`): one value per shown item.
+
+    Raises:
+        OracleError: a missing, oversized or unreadable file, and every problem
+            :func:`~prefalign.feedback.parse_answers` finds.
+    """
+    from prefalign.feedback import parse_answers, parse_form
+
+    path = Path(path)
+    if not path.is_file():
+        raise OracleError(f"answers file {path} does not exist")
+    where = f"answers file {path}"
+    ids = questions.ids.tolist()
+    text = read_rewards_text(path, rewards_size_limit(ids), where)
+    return parse_answers(text, parse_form(questions.form), ids, questions.questions.tolist(), where)
 
 
 def rewards_size_limit(expected_ids: Sequence[str]) -> int:

@@ -26,8 +26,9 @@ from prefalign.io.listing import show
 from prefalign.learning.surrogate import FitReport, Surrogate, normalisation_shape
 from prefalign.settings import SurrogateConfig
 
-#: Version of the checkpoint layout written by :func:`save_surrogate`.
-FORMAT_VERSION = 1
+#: Version of the checkpoint layout written by :func:`save_surrogate` (2: the ``head`` of
+#: answers in another question form than ``rate``; version 1 is a ``rate`` surrogate).
+FORMAT_VERSION = 2
 FORMAT_NAME = "prefalign-surrogate"
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
@@ -42,10 +43,8 @@ META_LIMITS = {"hidden": 1 << 14, "layers": 64, "ensemble": 64}
 MAX_EVENT_SIZE = 1 << 22
 
 
-
 class SurrogateCheckpointError(ValueError):
     """A surrogate checkpoint directory is missing, corrupt or inconsistent."""
-
 
 
 def save_surrogate(
@@ -97,6 +96,7 @@ def save_surrogate(
                 "y_mean": float(surrogate.y_mean),
                 "y_std": float(surrogate.y_std),
             },
+            "head": {"kind": surrogate.head, "anchor": surrogate.anchor.tolist()},
             "training_set_hash": training_set_hash,
             "fit": report.to_dict(),
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
@@ -154,11 +154,15 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
             math.isfinite(v) for v in (y_mean, y_std, x_mean.sum().item(), x_std.sum().item())
         ):
             raise ValueError("normalisation statistics are not finite")
+        head_meta = meta.get("head", {"kind": "rate", "anchor": [0.0] * config.ensemble})
+        head = str(head_meta["kind"])
+        anchor = torch.tensor(np.asarray(head_meta["anchor"], dtype=np.float32))
         # the module the metadata describes, on the meta device: shapes only, no memory
         with torch.device("meta"):
             probe = Surrogate(
-                config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std
-            )
+                config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std,
+                head=head, anchor=anchor,
+            )  # fmt: skip
         expected = {name: (tuple(t.shape), t.dtype) for name, t in probe.state_dict().items()}
         del probe
     except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as err:
@@ -209,8 +213,9 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
         )
     # 3. the metadata and the weights agree: build the module (its size is the file's)
     surrogate = Surrogate(
-        config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std
-    )
+        config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std,
+        head=head, anchor=anchor,
+    )  # fmt: skip
     surrogate.load_state_dict(tensors, strict=True)
     surrogate.eval()
     return surrogate

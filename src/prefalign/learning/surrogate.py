@@ -9,6 +9,19 @@ The surrogate normalises its input and de-standardises its output inside ``forwa
     r(x) = y_mean + y_std * mean_e f_e((x - x_mean) / x_std)
 
 so ``surrogate(x)`` is in the oracle's units and ``grad_x sum(r(x))`` is what the sampler needs.
+
+That is the ``rate`` head, fitted by least squares to ratings. Answers in the other question
+forms (:mod:`prefalign.feedback`) are fitted by their likelihoods on the same networks, and the
+surrogate's output is then a probability, on the [0, 1] scale the domains' ratings use, so the
+sampler's tilt strength ``lam_max`` means the same in every form:
+
+- ``binary`` (like/dislike, logistic regression on the member's logit ``f``):
+  ``r(x) = mean_e sigmoid(f_e(x))``, the probability that the user likes ``x``;
+- ``choice`` (``pairwise``: Bradley-Terry, ``best-of-K``: Plackett-Luce's first choice, both the
+  cross-entropy of ``softmax(f)`` over a question's items against the answer; a pairwise tie is
+  half a win each): ``r(x) = mean_e sigmoid(f_e(x) - a_e)``, the probability that ``x`` is
+  preferred to an item of utility ``a_e``, the mean utility of the items observed so far (a
+  typical shown item). A choice fixes utilities only up to a shift; the anchor fixes the shift.
 """
 
 from __future__ import annotations
@@ -31,6 +44,16 @@ from prefalign.settings import SurrogateConfig
 
 #: The fields of :class:`SurrogateConfig` that fix the network (a warm start must match them).
 _ARCH_FIELDS = ("arch", "hidden", "layers", "ensemble", "activation")
+#: What the output means, by the form of the answers fitted (see the module's docstring).
+HEADS = ("rate", "binary", "choice")
+
+
+def head_of(form: str) -> str:
+    """The surrogate head that learns from answers in question form ``form``."""
+    from prefalign.feedback import parse_form
+
+    parsed = parse_form(form)
+    return "choice" if parsed.is_choice else parsed.name
 
 
 @dataclass(frozen=True)
@@ -38,7 +61,9 @@ class FitReport:
     """What one call of :func:`fit` did."""
 
     epochs: int  # passes over the data per member
-    final_loss: float  # last epoch's mean train MSE in standardised reward units, over members
+    # last epoch's mean train loss over members: MSE in standardised reward units (rate),
+    # binary cross-entropy (binary), cross-entropy of the choices (choice)
+    final_loss: float
     seconds: float  # wall-clock time of the fit
     n_examples: int  # training examples (before bootstrap resampling)
     warm_started: bool  # whether the weights started from ``init``
@@ -55,8 +80,11 @@ class Surrogate(nn.Module):
         config: architecture (and training) settings; ``config.ensemble`` members are built.
         event_shape: shape of one input, ``(d,)`` or ``(C, H, W)``.
         x_mean, x_std: input normalisation, shape ``event_shape`` (MLP) or ``()`` (CNN).
-        y_mean, y_std: reward standardisation, scalars.
+        y_mean, y_std: reward standardisation, scalars (``rate`` head; 0 and 1 otherwise).
         seed: seeds the members' initial weights (member ``e`` from :func:`member_seeds`).
+        head: what the output is (:data:`HEADS`): a rating, a like probability, or a choice
+            probability against each member's ``anchor`` utility.
+        anchor: (E,) utilities of the ``choice`` head's typical item (zeros when None).
     """
 
     def __init__(
@@ -69,8 +97,12 @@ class Surrogate(nn.Module):
         y_mean: float,
         y_std: float,
         seed: int = 0,
+        head: str = "rate",
+        anchor: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         event_shape = tuple(int(s) for s in event_shape)
         if config.arch == "cnn" and len(event_shape) != 3:
             raise ValueError(f"arch 'cnn' needs event_shape (C, H, W), got {event_shape}")
@@ -82,6 +114,7 @@ class Surrogate(nn.Module):
             raise ValueError("x_std and y_std must be positive")
         self.config = config
         self.event_shape = event_shape
+        self.head = head
         nets = []
         for init_seed, _ in member_seeds(seed, config.ensemble):
             gen = torch.Generator().manual_seed(init_seed)
@@ -96,6 +129,10 @@ class Surrogate(nn.Module):
         self.register_buffer("x_std", x_std.detach().float().clone(), persistent=False)
         self.register_buffer("y_mean", torch.tensor(float(y_mean)), persistent=False)
         self.register_buffer("y_std", torch.tensor(float(y_std)), persistent=False)
+        anchor = torch.zeros(config.ensemble) if anchor is None else anchor.detach().float()
+        if tuple(anchor.shape) != (config.ensemble,) or not torch.isfinite(anchor).all():
+            raise ValueError(f"anchor must be {config.ensemble} finite values, got {anchor}")
+        self.register_buffer("anchor", anchor.clone(), persistent=False)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if tuple(x.shape[1:]) != self.event_shape or x.dim() != len(self.event_shape) + 1:
@@ -111,8 +148,14 @@ class Surrogate(nn.Module):
         return torch.stack([net(z) for net in self.nets])  # (E, N)
 
     def members(self, x: torch.Tensor) -> torch.Tensor:
-        """Every member's reward in the oracle's units: (N, *event_shape) -> (E, N)."""
-        return self.y_mean + self.y_std * self.standardised_members(x)  # (E, N)
+        """Every member's reward: (N, *event_shape) -> (E, N); in the oracle's units (``rate``),
+        or a probability (``binary``, ``choice``)."""
+        f = self.standardised_members(x)  # (E, N)
+        if self.head == "binary":
+            return torch.sigmoid(f)
+        if self.head == "choice":
+            return torch.sigmoid(f - self.anchor[:, None])
+        return self.y_mean + self.y_std * f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Ensemble-mean reward, differentiable in ``x``: (N, *event_shape) -> (N,)."""
@@ -140,14 +183,20 @@ def member_seeds(seed: int, ensemble: int) -> list[tuple[int, int]]:
     return [tuple(int(s) for s in c.generate_state(2, dtype=np.uint32)) for c in children]
 
 
-def training_set_hash(x: np.ndarray, y: np.ndarray) -> str:
-    """sha256 (hex) of the training set: shapes, then x and y as little-endian float32 bytes."""
+def training_set_hash(
+    x: np.ndarray, y: np.ndarray, form: str = "rate", questions: np.ndarray | None = None
+) -> str:
+    """sha256 (hex) of the training set: shapes, then x and y as little-endian float32 bytes;
+    for answers in another form than ``rate``, then the form and each item's question."""
     x32 = np.ascontiguousarray(x, dtype="<f4")
     y32 = np.ascontiguousarray(y, dtype="<f4")
     h = hashlib.sha256()
     h.update(json.dumps({"x": list(x32.shape), "y": list(y32.shape)}).encode())
     h.update(x32.tobytes())
     h.update(y32.tobytes())
+    if form != "rate":
+        listed = [] if questions is None else [str(q) for q in questions]
+        h.update(json.dumps({"form": form, "questions": listed}).encode())
     return h.hexdigest()
 
 
@@ -164,11 +213,15 @@ def fit(
     init: Surrogate | None = None,
     sde: VPSDE | None = None,
     progress: bool = False,
+    form: str = "rate",
+    questions: np.ndarray | None = None,
 ) -> tuple[Surrogate, FitReport]:
-    """Fit a surrogate to observations ``x`` (N, *event_shape) with rewards ``y`` (N,).
+    """Fit a surrogate to observations ``x`` (N, *event_shape) with answers ``y`` (N,).
 
-    Minimises the MSE of standardised rewards with AdamW. Deterministic on CPU given ``seed``
-    (every draw uses a member-specific ``torch.Generator``; no global state is set).
+    Minimises with AdamW the MSE of standardised ratings (``rate``), the binary cross-entropy
+    of likes (``binary``) or the cross-entropy of each question's choice (``pairwise``,
+    ``best-of-K``; see the module's docstring). Deterministic on CPU given ``seed`` (every draw
+    uses a member-specific ``torch.Generator``; no global state is set).
 
     Args:
         x, y: training inputs and finite rewards.
@@ -179,6 +232,9 @@ def fit(
             architecture and event shape.
         sde: the domain's VP SDE; required when ``config.noise_train``.
         progress: show a tqdm bar over epochs.
+        form: the question form of the answers (:mod:`prefalign.feedback`).
+        questions: (N,) the question of each item; required for the choice forms, whose
+            questions' items are contiguous rows. Ensemble members resample whole questions.
 
     Returns:
         The fitted surrogate (in eval mode) and a :class:`FitReport`.
@@ -198,11 +254,22 @@ def fit(
         raise ValueError(f"arch 'cnn' needs images (N, C, H, W), got x of shape {x.shape}")
     if config.noise_train and sde is None:
         raise ValueError("config.noise_train=True needs the domain's sde (pass sde=...)")
+    head = head_of(form)
+    groups = _question_groups(questions, len(y), form) if head == "choice" else None
 
     # 2. normalisation statistics from the new data (float64, stored as float32)
     x_mean, x_std, y_mean, y_std = _statistics(x, y, config.arch)
+    if head != "rate":  # the networks' output is a logit or a utility, not standardised
+        y_mean, y_std = 0.0, 1.0
     surrogate = Surrogate(
-        config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, seed=seed
+        config,
+        event_shape,
+        x_mean=x_mean,
+        x_std=x_std,
+        y_mean=y_mean,
+        y_std=y_std,
+        seed=seed,
+        head=head,
     )
 
     # 3. warm start: copy the previous weights
@@ -210,6 +277,10 @@ def fit(
     if warm:
         assert init is not None
         _check_compatible(init, config, event_shape)
+        if init.head != head:
+            raise ValueError(
+                f"cannot warm-start a {head!r} surrogate from a {init.head!r} one (another form)"
+            )
         surrogate.nets.load_state_dict(init.nets.state_dict())
 
     # 4. train each member on its own bootstrap resample and random stream
@@ -227,11 +298,20 @@ def fit(
     seeds = member_seeds(seed, config.ensemble)
     for net, (_, train_seed) in zip(surrogate.nets, seeds, strict=True):
         gen = torch.Generator().manual_seed(train_seed)
+        if groups is not None:  # whole questions: (Q, K) rows of x
+            q = groups.shape[0]
+            pick = torch.randint(q, (q,), generator=gen) if config.ensemble > 1 else torch.arange(q)
+            rows = groups[pick]
+            losses.append(_train_member(surrogate, net, xt, yt, config, gen, sde, bar, head, rows))
+            continue
         idx = torch.randint(n, (n,), generator=gen) if config.ensemble > 1 else torch.arange(n)
-        losses.append(_train_member(surrogate, net, xt[idx], yt[idx], config, gen, sde, bar))
+        losses.append(_train_member(surrogate, net, xt[idx], yt[idx], config, gen, sde, bar, head))
     if bar is not None:
         bar.close()
     surrogate.eval()
+    if head == "choice":  # each member's utility of a typical observed item
+        with torch.no_grad():
+            surrogate.anchor.copy_(surrogate.standardised_members(xt).mean(dim=1))
     report = FitReport(
         epochs=config.epochs,
         final_loss=float(np.mean(losses)),
@@ -240,6 +320,20 @@ def fit(
         warm_started=warm,
     )
     return surrogate, report
+
+
+def _question_groups(questions: np.ndarray | None, n: int, form: str) -> torch.Tensor:
+    """(Q, K) row indices of each question's items (contiguous rows, K per question)."""
+    from prefalign.feedback import group_items, parse_form
+
+    if questions is None:
+        raise ValueError(f"answers in form {form!r} need the question of each item (questions=)")
+    questions = np.asarray(questions).astype(str)
+    if questions.shape != (n,):
+        raise ValueError(f"questions must have shape ({n},), got {questions.shape}")
+    rows = [str(i) for i in range(n)]
+    grouped = group_items(rows, questions.tolist(), parse_form(form), "surrogate training data")
+    return torch.tensor([[int(r) for r in items] for items in grouped.values()], dtype=torch.long)
 
 
 def _statistics(
@@ -291,22 +385,29 @@ def _train_member(
     gen: torch.Generator,
     sde: VPSDE | None,
     bar: Any,
+    head: str = "rate",
+    groups: torch.Tensor | None = None,  # (Q, K) rows of x per question: the choice head
 ) -> float:
-    """AdamW on the MSE of one member; returns the last epoch's mean loss."""
+    """AdamW on one member's loss (by ``head``); returns the last epoch's mean loss. The
+    examples are the rows of ``x`` or, for the choice head, the questions of ``groups``."""
     opt = AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    n = x.shape[0]
+    n = x.shape[0] if groups is None else groups.shape[0]
     epoch_loss = float("nan")
     for _ in range(config.epochs):
         perm = torch.randperm(n, generator=gen)
         total = 0.0
         for lo in range(0, n, config.batch_size):
             batch = perm[lo : lo + config.batch_size]
-            xb, yb = x[batch], y[batch]  # (B, *event_shape), (B,)
+            if groups is not None:
+                rows = groups[batch]  # (B, K)
+                xb, yb = x[rows.reshape(-1)], y[rows]  # (B*K, *event_shape), (B, K)
+            else:
+                xb, yb = x[batch], y[batch]  # (B, *event_shape), (B,)
             if config.noise_train:
                 assert sde is not None
                 xb = _noised(xb, sde, config.noise_t_max, gen)
             z = (xb - surrogate.x_mean) / surrogate.x_std
-            loss = torch.mean((net(z) - yb) ** 2)
+            loss = _loss(net(z), yb, head)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -316,6 +417,17 @@ def _train_member(
             bar.update(1)
             bar.set_postfix(loss=f"{epoch_loss:.4f}", refresh=False)
     return epoch_loss
+
+
+def _loss(out: torch.Tensor, target: torch.Tensor, head: str) -> torch.Tensor:
+    """Mean loss of a batch: MSE (rate), BCE on logits (binary), or the cross-entropy of the
+    softmax over each question's items against its answer (choice; ``target`` (B, K))."""
+    if head == "binary":
+        return nn.functional.binary_cross_entropy_with_logits(out, target)
+    if head == "choice":
+        logp = torch.log_softmax(out.reshape(target.shape), dim=1)
+        return -(target * logp).sum(dim=1).mean()
+    return torch.mean((out - target) ** 2)
 
 
 def _noised(x: torch.Tensor, sde: VPSDE, t_max: float, gen: torch.Generator) -> torch.Tensor:

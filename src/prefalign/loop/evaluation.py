@@ -11,8 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from prefalign.io.atomic import write_text
+from prefalign.io.observations import read_observations
 from prefalign.io.oracle_command import run_oracle
 from prefalign.io.queries import write_queries
 from prefalign.loop.spec import CampaignSpec
@@ -188,6 +190,35 @@ def plot_final_samples(spec: CampaignSpec, x: np.ndarray, path: PathLike) -> Non
     plot_domain_samples(domain, x, path, user=user, title=spec.name)
 
 
+def rate_queries(
+    spec: CampaignSpec,
+    observations: PathLike,
+    out: PathLike,
+    *,
+    log: PathLike | None = None,
+    runner: OracleRunner = run_oracle,
+) -> pd.DataFrame:
+    """The reward of every item the campaign showed, as the evaluation measures it: the
+    oracle's ratings themselves for ``rate`` questions; for the other forms, which answer no
+    number, the rating of each shown item by the evaluator of the final samples (the oracle, or
+    ``eval_oracle`` when ``oracle_in_evaluation`` is false), asked as ``rate`` questions outside
+    the budget. Writes ``out`` (CSV ``id,round,question,reward``) for the learning curves."""
+    df, shape = read_observations(observations)
+    table = df[["id", "round", "question", "reward"]].copy()
+    if spec.form != "rate":
+        argv = spec.oracle if spec.oracle_in_evaluation else spec.eval_oracle
+        if argv is None:
+            raise ValueError("oracle_in_evaluation is false, so eval_oracle must be set")
+        x = np.stack(df["x"].to_numpy()).reshape(len(df), *shape)
+        with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+            queries = Path(tmp) / "queries.npz"
+            write_queries(queries, df["id"].tolist(), x)
+            rated = runner(argv, queries, Path(tmp) / "ratings.csv", spec.oracle_timeout_s, log)
+        table["reward"] = rated.loc[df["id"].tolist()].to_numpy(np.float64)
+    write_text(out, table.to_csv(index=False, float_format="%.17g"))
+    return table
+
+
 def fit_and_evaluate(
     spec: CampaignSpec,
     observations: PathLike,
@@ -195,12 +226,25 @@ def fit_and_evaluate(
     surrogate_out: PathLike,
     out_json: PathLike,
     samples_out: PathLike,
+    *,
+    query_rewards: PathLike | None = None,
     **options,
 ) -> dict:
     """The workflow's ``evaluate`` job: fit the last surrogate on every round's observations
-    (warm-started from the last round's), then :func:`evaluate_campaign` with it."""
+    (warm-started from the last round's), then :func:`evaluate_campaign` with it; with
+    ``query_rewards`` also :func:`rate_queries` into that file."""
     progress = options.get("progress", False)
     fit_round(
         spec, spec.rounds - 1, observations, previous_surrogate, surrogate_out, progress=progress
     )
-    return evaluate_campaign(spec, surrogate_out, out_json, samples_out, **options)
+    record = evaluate_campaign(spec, surrogate_out, out_json, samples_out, **options)
+    if query_rewards is not None:
+        Path(query_rewards).parent.mkdir(parents=True, exist_ok=True)
+        rate_queries(
+            spec,
+            observations,
+            query_rewards,
+            log=options.get("log"),
+            runner=options.get("runner", run_oracle),
+        )
+    return record

@@ -15,7 +15,9 @@ from typing import Any
 
 from prefalign.acquisition import BATCH_RULES, STRATEGIES
 from prefalign.domains import available_domains
+from prefalign.feedback import parse_form
 from prefalign.io.atomic import write_text
+from prefalign.pairing import PAIRINGS
 from prefalign.settings import VARIANTS, SamplerConfig, SurrogateConfig
 
 SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
@@ -59,6 +61,8 @@ class MethodSpec:
             tilted particles, the draft paper) or ``base`` (the base samples the surrogate ranks
             highest: a best-of-n arm; ``base_share`` of the round's N particles are base samples).
         base_share: share of N drawn from the base model when ``explore_from`` is ``base``.
+        pairing: who joins each lead in a ``pairwise`` or ``best-of-K`` question:
+            ``top-random`` or ``uncertain`` (:mod:`prefalign.pairing`); unused by other forms.
     """
 
     name: str
@@ -76,6 +80,7 @@ class MethodSpec:
     lam_ramp_queries: int | None = None
     explore_from: str = "tilted"
     base_share: float = 0.5
+    pairing: str = "top-random"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.base_share < 1.0:
@@ -84,6 +89,7 @@ class MethodSpec:
             ("batch", self.batch, BATCH_RULES),
             ("tilt_member", self.tilt_member, TILT_MEMBERS),
             ("explore_from", self.explore_from, EXPLORE_FROM),
+            ("pairing", self.pairing, PAIRINGS),
         ):
             if value not in valid:
                 raise ValueError(
@@ -142,14 +148,22 @@ class CampaignSpec:
     reward_threshold: float = 0.5  # "the user is satisfied" level, for success rates
     device: str = "cpu"
     torch_threads: int = 1
+    form: str = (
+        "rate"  # the question form (prefalign.feedback): rate | binary | pairwise | best-of-K
+    )
 
     def __post_init__(self) -> None:
+        parse_form(self.form)  # a ValueError naming the valid forms
         if self.k < 1 or self.budget < self.k:
             raise ValueError(f"need 1 <= k <= budget; got k={self.k}, budget={self.budget}")
         if self.budget % self.k:
             raise ValueError(f"budget ({self.budget}) must be a multiple of k ({self.k})")
-        if self.n_particles < self.k:
-            raise ValueError(f"n_particles ({self.n_particles}) must be >= k ({self.k})")
+        shown = self.k * self.items_per_question
+        if self.n_particles < shown:
+            raise ValueError(
+                f"n_particles ({self.n_particles}) must be >= the items a round shows "
+                f"(k = {self.k} questions x {self.items_per_question})"
+            )
         if not self.oracle:
             raise ValueError("oracle must be a non-empty argv list")
         if self.method.tilt_member == "thompson" and self.surrogate.ensemble < 2:
@@ -171,8 +185,13 @@ class CampaignSpec:
             return 1 + rest // self.k
         return self.budget // self.k
 
+    @property
+    def items_per_question(self) -> int:
+        """Items a question shows: 1 (rate, binary), 2 (pairwise), K (best-of-K)."""
+        return parse_form(self.form).items
+
     def queries_in_round(self, r: int) -> int:
-        """Queries asked in round ``r``."""
+        """Queries (questions: units of budget) asked in round ``r``."""
         if r == 0 and self.method.cold_start_queries is not None:
             return self.method.cold_start_queries
         return self.k
@@ -225,6 +244,7 @@ _METHOD_KEYS = (
     "lam_ramp_queries",
     "explore_from",
     "base_share",
+    "pairing",
 )
 #: Domain keys of the workflow config that are :class:`CampaignSpec` fields as they are.
 _DOMAIN_KEYS = (
@@ -233,6 +253,7 @@ _DOMAIN_KEYS = (
     "eval_oracle",
     "oracle_in_evaluation",
     "reward_threshold",
+    "form",
 )
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from prefalign import acquisition
+from prefalign import acquisition, pairing
 from prefalign.io.atomic import atomic_path, write_text
 from prefalign.io.observations import (
     append_round,
@@ -33,7 +33,7 @@ from prefalign.io.observations import (
     write_observations,
 )
 from prefalign.io.oracle_command import run_oracle
-from prefalign.io.queries import read_queries, read_rewards, write_queries
+from prefalign.io.queries import read_answers, read_questions, write_queries
 from prefalign.loop.spec import CampaignSpec
 from prefalign.runtime import numpy_rng, resolve_device, torch_generator
 from prefalign.settings import SamplerConfig
@@ -208,8 +208,10 @@ def sample_round(
     """Step 1: sample N particles (round 0: the base model) and write ``particles.npz``.
 
     The file holds ``x`` (N, *shape), ``fk_log_weight`` (FK path log-weights), ``log_weight``,
-    ``surrogate_pred`` and ``surrogate_std`` (NaN without a surrogate), and ``ess`` per step.
-    Returns the run's statistics (also written as JSON beside it).
+    ``surrogate_pred`` and ``surrogate_std`` (NaN without a surrogate), and ``ess`` per step;
+    for a campaign whose questions show several items also ``surrogate_utilities`` (E, N), each
+    ensemble member's utility of each particle (:mod:`prefalign.pairing`). Returns the run's
+    statistics (also written as JSON beside it).
     """
     import torch
 
@@ -248,6 +250,11 @@ def sample_round(
         proposal = np.concatenate([proposal, np.ones(n_base, dtype=np.int8)])
     seconds = time.perf_counter() - start
     pred, std = _predict(surrogate, x)
+    extra = {}
+    if surrogate is not None and spec.items_per_question > 1:  # pairing by uncertainty
+        with torch.no_grad():
+            utilities = surrogate.cpu().eval().standardised_members(x.detach().cpu().float())
+        extra["surrogate_utilities"] = utilities.numpy().astype(np.float64)
     _atomic_savez(
         out,
         x=x.numpy(),
@@ -258,6 +265,7 @@ def sample_round(
         ess=result.ess.numpy(),
         ancestor=ancestor,
         proposal=proposal,
+        **extra,
     )
     stats = {
         "round": round_,
@@ -292,41 +300,37 @@ def select_round(
     k = spec.queries_in_round(round_)
     method = spec.method
     rng = numpy_rng(spec.seed, round_, "select")
-    if round_ == 0:
-        chosen = acquisition.select("random", np.zeros(len(x)), k, rng, x=x)
+    size = spec.items_per_question
+    if round_ == 0 and size > 1:
+        groups = pairing.random_questions(x, k, size, rng)
+        chosen = acquisition.Selection(indices=groups.indices, selected_by=groups.selected_by)
+        question = groups.question
     else:
-        scores = {"fk_weight": fk, "surrogate": pred, "ucb": pred}[method.score]
-        kwargs: dict = {}
-        if method.selection == "eps_greedy":
-            kwargs["epsilon"] = (
-                method.epsilon
-                if method.epsilon is not None
-                else acquisition.eps_greedy_epsilon(round_, spec.rounds)
+        scores = (
+            None if round_ == 0 else {"fk_weight": fk, "surrogate": pred, "ucb": pred}[method.score]
+        )
+        chosen = _leads(spec, round_, x, scores, pred, std, lineage, proposal, k, rng)
+        question = np.arange(k, dtype=np.int64)
+        if size > 1:
+            with np.load(particles, allow_pickle=False) as data:
+                utilities = (
+                    data["surrogate_utilities"] if "surrogate_utilities" in data.files else None
+                )
+            groups = pairing.compose_questions(
+                method.pairing, chosen, x, scores, size, rng, utilities=utilities, pool=method.pool
             )
-        if method.selection == "ucb":
-            kwargs.update(ucb_std=std, kappa=method.kappa)
-        if proposal.any():
-            chosen = _select_tilted_and_base(
-                spec, round_, x, scores, pred, lineage, proposal, k, rng, kwargs
-            )
-        else:
-            chosen = acquisition.select(
-                method.selection,
-                scores,
-                k,
-                rng,
-                x=x,
-                batch=method.batch,
-                lineage=lineage,
-                min_distance=method.min_distance,
-                pool=method.pool,
-                **kwargs,
-            )
+            chosen = acquisition.Selection(indices=groups.indices, selected_by=groups.selected_by)
+            question = groups.question
     # shown in random order, so that a person cannot tell the top picks from the random ones
-    order = rng.permutation(len(chosen.indices))
+    # (a question's items too: which one is the lead is not shown by its place)
+    order = _shuffled_questions(question, rng)
     idx, selected_by = chosen.indices[order], chosen.selected_by[order]
     ids = [f"r{round_:03d}-p{int(i):05d}" for i in idx]
-    write_queries(queries_out, ids, x[idx])
+    questions = None
+    if size > 1:
+        number = {q: j for j, q in enumerate(dict.fromkeys(question[order].tolist()))}
+        questions = [f"r{round_:03d}-q{number[q]:02d}" for q in question[order].tolist()]
+    write_queries(queries_out, ids, x[idx], form=spec.form, questions=questions)
     table = pd.DataFrame(
         {
             "id": ids,
@@ -336,8 +340,66 @@ def select_round(
             "surrogate_pred": pred[idx].astype(np.float64),
         }
     )
+    if questions is not None:
+        table["question"] = questions
     write_text(selection_out, table.to_csv(index=False, float_format="%.17g"))
     return table
+
+
+def _shuffled_questions(question: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random order of the items that keeps each question's items together: the questions in
+    random order, and within a question of several items its items too."""
+    if len(np.unique(question)) == len(question):  # one item per question: as it always was
+        return rng.permutation(len(question))
+    numbers = np.unique(question)
+    order = []
+    for q in rng.permutation(numbers):
+        items = np.flatnonzero(question == q)
+        order.extend(items[rng.permutation(len(items))].tolist())
+    return np.asarray(order, dtype=np.int64)
+
+
+def _leads(
+    spec: CampaignSpec,
+    round_: int,
+    x: np.ndarray,
+    scores: np.ndarray | None,
+    pred: np.ndarray,
+    std: np.ndarray,
+    lineage: np.ndarray,
+    proposal: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+) -> acquisition.Selection:
+    """The method's ``k`` picks of the round (one per question): random in round 0."""
+    method = spec.method
+    if round_ == 0 or scores is None:
+        return acquisition.select("random", np.zeros(len(x)), k, rng, x=x)
+    kwargs: dict = {}
+    if method.selection == "eps_greedy":
+        kwargs["epsilon"] = (
+            method.epsilon
+            if method.epsilon is not None
+            else acquisition.eps_greedy_epsilon(round_, spec.rounds)
+        )
+    if method.selection == "ucb":
+        kwargs.update(ucb_std=std, kappa=method.kappa)
+    if proposal.any():
+        return _select_tilted_and_base(
+            spec, round_, x, scores, pred, lineage, proposal, k, rng, kwargs
+        )
+    return acquisition.select(
+        method.selection,
+        scores,
+        k,
+        rng,
+        x=x,
+        batch=method.batch,
+        lineage=lineage,
+        min_distance=method.min_distance,
+        pool=method.pool,
+        **kwargs,
+    )
 
 
 def _select_tilted_and_base(
@@ -430,8 +492,14 @@ def observe_round(
 ) -> pd.DataFrame:
     """Step 4: validate the answers and append them to the cumulative observation dataset;
     ``plot``: also a picture of the round's queries with their answers."""
-    ids, x = read_queries(queries)
-    answers = read_rewards(rewards, list(ids))
+    asked = read_questions(queries)
+    ids, x = asked.ids, asked.x
+    if asked.form != spec.form:
+        raise ValueError(
+            f"queries file {queries} asks {asked.form!r} questions; campaign {spec.name} asks "
+            f"{spec.form!r}"
+        )
+    answers = read_answers(rewards, asked)
     sel = pd.read_csv(selection, dtype={"id": str}).set_index("id").loc[list(ids)]
     prev = None
     if round_ > 0:
@@ -448,6 +516,8 @@ def observe_round(
         sel["selected_by"].to_numpy(str),
         sel["fk_log_weight"].to_numpy(np.float64),
         sel["surrogate_pred"].to_numpy(np.float64),
+        form=asked.form,
+        questions=asked.questions.tolist(),
     )
     df = append_round(prev, frame)
     write_observations(df, out, x.shape[1:])
@@ -500,6 +570,7 @@ def fit_round(
     torch.set_num_threads(spec.torch_threads)
     df, shape = read_observations(observations)
     x, y = observations_xy(df, shape)
+    form, questions = str(df["form"].iloc[0]), df["question"].to_numpy(str)
     init = load_surrogate(previous_surrogate) if previous_surrogate else None
     domain = campaign_domain(spec) if spec.surrogate.noise_train else None
     surrogate, report = fit(
@@ -510,13 +581,15 @@ def fit_round(
         init=init,
         sde=domain.sde if domain is not None else None,
         progress=progress,
+        form=form,
+        questions=questions,
     )
     save_surrogate(
         surrogate,
         out,
         config=spec.surrogate,
         report=report,
-        training_set_hash=training_set_hash(x, y),
+        training_set_hash=training_set_hash(x, y, form, questions),
     )
     return report.to_dict()
 

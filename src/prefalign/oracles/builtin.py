@@ -1,9 +1,12 @@
 """The simulated users shipped with the domains, as an oracle command:
-``prefalign oracle builtin DOMAIN USER [--noise-std S --noise-seed N] QUERIES.npz REWARDS.csv``.
+``prefalign oracle builtin DOMAIN USER [--noise-std S] [--temperature T] [--like-threshold L]
+[--tie-margin M] [--noise-seed N] QUERIES.npz ANSWERS.csv``.
 
-A user's answers are its reward function on the queries (plus seeded Gaussian noise per query,
-:func:`prefalign.domains.answer_noise`); the users themselves live in the domains' modules
-(``make_oracle`` / ``Domain.oracle``).
+A user's utility is its reward function on the queries; it answers the queries file's question
+form (:mod:`prefalign.feedback`) by the noise model of :mod:`prefalign.oracles.choice_model`:
+ratings with seeded Gaussian noise per query (:func:`prefalign.domains.answer_noise`), likes,
+pairwise and best-of-K choices by a logistic choice model with temperature ``T``. The users
+themselves live in the domains' modules (``make_oracle`` / ``Domain.oracle``).
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from prefalign.io.atomic import atomic_path
-from prefalign.io.queries import read_queries
+from prefalign.io.queries import read_questions
+from prefalign.oracles.choice_model import ChoiceModel
 from prefalign.settings import parse_options
 
 StrPath = str | os.PathLike[str]
@@ -32,7 +35,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("domain")
     parser.add_argument("user", help="the simulated user's name (see the domain's docs)")
     parser.add_argument("--domain-option", action="append", metavar="KEY=VALUE")
-    parser.add_argument("--noise-std", type=float, default=0.0, help="Gaussian noise on answers")
+    parser.add_argument(
+        "--noise-std", type=float, default=0.0, help="Gaussian noise on ratings (form rate)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="choice noise of likes, pairs and groups (logistic / softmax; 0: no noise)",
+    )
+    parser.add_argument(
+        "--like-threshold", type=float, default=0.5, help="binary: likes a utility above this"
+    )
+    parser.add_argument(
+        "--tie-margin", type=float, default=0.0, help="pairwise: 'tie' when utilities differ less"
+    )
     parser.add_argument("--noise-seed", type=int, default=0)
     parser.add_argument("queries")
     parser.add_argument("rewards")
@@ -47,22 +64,54 @@ def answer_queries(
     options: dict[str, Any] | None = None,
     noise_std: float = 0.0,
     noise_seed: int = 0,
-) -> np.ndarray:
-    """Write ``user``'s answers to the queries file as the rewards CSV (``id,reward``, every
-    digit of each float); returns the rewards."""
+    temperature: float = 0.0,
+    like_threshold: float = 0.5,
+    tie_margin: float = 0.0,
+) -> pd.DataFrame:
+    """Write ``user``'s answers to the queries file in its form (a rating CSV ``id,reward`` with
+    every digit of each float, or the rows of another form); returns the rows written."""
+    model = choice_model(
+        domain, user, options, noise_std, noise_seed, temperature, like_threshold, tie_margin
+    )
+    return _write_answers(model, queries, rewards)[1]
+
+
+def choice_model(
+    domain: str,
+    user: str,
+    options: dict[str, Any] | None,
+    noise_std: float,
+    noise_seed: int,
+    temperature: float,
+    like_threshold: float,
+    tie_margin: float,
+) -> ChoiceModel:
+    """The built-in ``user`` of ``domain`` with its noise model in every form."""
     from prefalign.domains import get_oracle
 
-    oracle = get_oracle(domain, user, options, noise_std=noise_std, noise_seed=noise_seed)
-    return _write_answers(oracle, queries, rewards)[1]
+    utility = get_oracle(domain, user, options)
+    rating = (
+        get_oracle(domain, user, options, noise_std=noise_std, noise_seed=noise_seed)
+        if noise_std > 0
+        else utility
+    )
+    return ChoiceModel(
+        utility=utility,
+        rating=rating,
+        temperature=temperature,
+        threshold=like_threshold,
+        tie_margin=tie_margin,
+        seed=noise_seed,
+    )
 
 
-def _write_answers(user, queries: StrPath, rewards: StrPath) -> tuple[np.ndarray, np.ndarray]:
-    """Answer the queries file with the reward function ``user``: the rewards CSV (``id,reward``,
-    every digit of each float); returns the ids and the answers."""
-    ids, x = read_queries(queries)
-    answers = np.asarray(user(x), dtype=np.float64)
-    pd.DataFrame({"id": ids, "reward": answers}).to_csv(rewards, index=False, float_format="%.17g")
-    return ids, answers
+def _write_answers(model: ChoiceModel, queries: StrPath, answers: StrPath):
+    """Answer the queries file with ``model`` in the file's form; returns the questions and the
+    rows written."""
+    questions = read_questions(queries)
+    rows = model.answer(questions)
+    rows.to_csv(answers, index=False, float_format="%.17g")
+    return questions, rows
 
 
 class _QuietParser(argparse.ArgumentParser):
@@ -93,17 +142,21 @@ def is_builtin(argv: Sequence[str]) -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def user_function(argv: tuple[str, ...]):
-    """The reward function a built-in user's argv answers with (its noise included), or None for
-    any other command; built once per argv."""
-    from prefalign.domains import get_oracle
-
+def user_function(argv: tuple[str, ...]) -> ChoiceModel | None:
+    """How a built-in user's argv answers (its noise included), or None for any other command;
+    built once per argv."""
     args = _parse(argv)
     if args is None:
         return None
-    options = parse_options(args.domain_option)
-    return get_oracle(
-        args.domain, args.user, options, noise_std=args.noise_std, noise_seed=args.noise_seed
+    return choice_model(
+        args.domain,
+        args.user,
+        parse_options(args.domain_option),
+        args.noise_std,
+        args.noise_seed,
+        args.temperature,
+        args.like_threshold,
+        args.tie_margin,
     )
 
 
@@ -114,15 +167,15 @@ def answer_in_process(
     process: a built-in user's argv is answered here (the same CSV as the command, no interpreter
     start per batch) and validated the same way; any other oracle runs as its command."""
     from prefalign.io.oracle_command import run_oracle
-    from prefalign.io.queries import read_rewards
+    from prefalign.io.queries import read_answers
 
     user = user_function(tuple(argv))
     if user is None:
         return run_oracle(argv, queries, rewards, *args, **kwargs)
-    # like run_oracle: the rewards file appears only once its answers are valid
+    # like run_oracle: the answers file appears only once its answers are valid
     with atomic_path(rewards) as tmp:
-        ids, _ = _write_answers(user, queries, tmp)
-        answers = read_rewards(tmp, list(ids))
+        questions, _ = _write_answers(user, queries, tmp)
+        answers = read_answers(tmp, questions)
     return answers
 
 

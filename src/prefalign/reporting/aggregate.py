@@ -53,6 +53,18 @@ def copy_sample_plots(evaluations: Sequence[StrPath], figures_dir: Path) -> dict
     return plots
 
 
+def query_rewards_files(evaluations: Sequence[StrPath]) -> dict[tuple[str, int], Path]:
+    """``{(campaign, seed): query_rewards.csv}`` of the evaluations that wrote one (beside their
+    samples: ``seed0.json`` -> ``seed0/query_rewards.csv``)."""
+    found = {}
+    for p in evaluations:
+        record = json.loads(Path(p).read_text())
+        path = Path(p).with_suffix("") / "query_rewards.csv"
+        if path.is_file():
+            found[(str(record["campaign"]), int(record["seed"]))] = path
+    return found
+
+
 def aggregate_experiment(
     observations: Sequence[StrPath],
     evaluations: Sequence[StrPath],
@@ -71,7 +83,9 @@ def aggregate_experiment(
     figures_dir, tables_dir = out / "figures", out / "tables"
     figures_dir.mkdir(parents=True, exist_ok=True)
     tables_dir.mkdir(parents=True, exist_ok=True)
-    rounds = metrics.campaign_round_metrics(observations)
+    rounds = metrics.campaign_round_metrics(
+        observations, query_rewards=query_rewards_files(evaluations)
+    )
     rounds.to_csv(tables_dir / "round_metrics.csv", index=False)
     evals = comparison.load_evaluations(evaluations)
     evals.to_csv(tables_dir / "evaluations.csv", index=False)
@@ -81,7 +95,9 @@ def aggregate_experiment(
     paired = comparison.paired_differences(per_seed, reference)
     tables.write_paired_table(paired, tables_dir / "paired")
     nested = final_metrics_json(table)
-    (tables_dir / "final_metrics.json").write_text(json.dumps(nested, indent=2, default=float) + "\n")
+    (tables_dir / "final_metrics.json").write_text(
+        json.dumps(nested, indent=2, default=float) + "\n"
+    )
     figures.plot_learning_curves(rounds, figures_dir / "reward_vs_queries.png")
     figures.plot_final_metrics(evals, figures_dir / "final_metrics.png")
     write_cost(benchmarks, tables_dir, figures_dir)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -150,7 +150,8 @@ def _one_campaign(obs: pd.DataFrame, k: int | None) -> pd.DataFrame:
             f"campaign {campaign!r} seed {seed}: rounds must be 0..R without gaps, "
             f"got {show(rounds.tolist(), str)}"
         )
-    sizes = obs.groupby("round").size()
+    questions = obs["question"] if "question" in obs.columns else obs["id"]
+    sizes = questions.groupby(obs["round"]).nunique()
     if k is not None and (sizes != k).any():
         bad = [f"round {r}: {n}" for r, n in sizes.items() if n != k]
         raise MetricsError(
@@ -158,10 +159,12 @@ def _one_campaign(obs: pd.DataFrame, k: int | None) -> pd.DataFrame:
         )
     rows = []
     seen = np.empty(0)
+    asked = 0
     for r in rounds:
         this = obs[obs["round"] == r]
         rewards = this["reward"].to_numpy(np.float64)
         seen = np.concatenate([seen, rewards])
+        asked += int(sizes.loc[r])
         labels = this["selected_by"].astype(str).value_counts()
         rows.append(
             {
@@ -170,7 +173,7 @@ def _one_campaign(obs: pd.DataFrame, k: int | None) -> pd.DataFrame:
                 "method": method,
                 "seed": seed,
                 "round": int(r),
-                "n_queries": seen.size,
+                "n_queries": asked,
                 "round_mean_reward": float(rewards.mean()),
                 "best_so_far": float(seen.max()),
                 "top10_mean": _top_mean(seen, TOP_N),
@@ -190,8 +193,9 @@ def round_metrics(obs: pd.DataFrame, *, k: int | None = None) -> pd.DataFrame:
 
     Returns:
         Columns campaign, domain, method, seed (parsed from ``campaign``, see
-        :func:`parse_campaign`), round, ``n_queries`` (cumulative queries up to and including the
-        round), ``round_mean_reward`` (mean reward of the round's queries: what the user saw),
+        :func:`parse_campaign`), round, ``n_queries`` (cumulative questions up to and including
+        the round: units of budget, whatever a question shows), ``round_mean_reward`` (mean
+        reward of the items the round's questions showed: what the user saw),
         ``best_so_far`` (largest reward observed so far), ``top10_mean`` (mean of the
         :data:`TOP_N` largest rewards so far; of all when fewer), and ``n_top``, ``n_random``
         (plus ``n_<label>`` for any other ``selected_by`` label): the round's queries per
@@ -228,11 +232,22 @@ def _tidy_counts(df: pd.DataFrame) -> pd.DataFrame:
     return df[front + counts].reset_index(drop=True)
 
 
-def campaign_round_metrics(paths: Sequence[StrPath], *, k: int | None = None) -> pd.DataFrame:
+def campaign_round_metrics(
+    paths: Sequence[StrPath],
+    *,
+    k: int | None = None,
+    query_rewards: Mapping[tuple[str, int], StrPath] | None = None,
+) -> pd.DataFrame:
     """:func:`round_metrics` of many campaigns, one final observation file each, concatenated.
 
+    ``query_rewards``: per (campaign, seed), the evaluation's ``query_rewards.csv``
+    (:func:`prefalign.loop.evaluation.rate_queries`); the rewards of the shown items in the
+    campaigns whose questions answer no number (``binary``, ``pairwise``, ``best-of-K``) come
+    from there, not from the answers.
+
     Raises:
-        MetricsError: no paths, or two files holding the same campaign and seed.
+        MetricsError: no paths, two files holding the same campaign and seed, a campaign of
+            another form than ``rate`` without its query rewards (or with ids that differ).
         prefalign.io.observations.ObservationError: an unreadable or invalid file (names it).
     """
     if len(paths) == 0:
@@ -240,6 +255,7 @@ def campaign_round_metrics(paths: Sequence[StrPath], *, k: int | None = None) ->
     frames, origin = [], {}
     for path in paths:
         obs, _ = read_observations(path)
+        obs = _rated(obs, query_rewards or {}, path)
         metrics = round_metrics(obs, k=k)
         for key in metrics[["campaign", "seed"]].drop_duplicates().itertuples(index=False):
             if tuple(key) in origin:
@@ -249,6 +265,29 @@ def campaign_round_metrics(paths: Sequence[StrPath], *, k: int | None = None) ->
             origin[tuple(key)] = path
         frames.append(metrics)
     return _tidy_counts(pd.concat(frames, ignore_index=True))
+
+
+def _rated(
+    obs: pd.DataFrame, query_rewards: Mapping[tuple[str, int], StrPath], path: StrPath
+) -> pd.DataFrame:
+    """The observations with each shown item's reward in ``reward``: the answers themselves for
+    ratings, the evaluator's ratings for the other forms."""
+    form = str(obs["form"].iloc[0]) if len(obs) else "rate"
+    if form == "rate":
+        return obs
+    key = (str(obs["campaign"].iloc[0]), int(obs["seed"].iloc[0]))
+    if key not in query_rewards:
+        raise MetricsError(
+            f"{path}: campaign {key[0]!r} seed {key[1]} asks {form!r} questions, whose answers "
+            "are no rewards; its evaluation's query_rewards.csv is needed for the learning curves"
+        )
+    rated = pd.read_csv(query_rewards[key], dtype={"id": str}).set_index("id")["reward"]
+    missing = sorted(set(obs["id"]) - set(rated.index))
+    if missing:
+        raise MetricsError(f"{query_rewards[key]} lacks the rewards of ids {show(missing, str)}")
+    out = obs.copy()
+    out["reward"] = rated.loc[obs["id"].tolist()].to_numpy(np.float64)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,7 +340,9 @@ def campaign_summary(
         given, ``queries_to_threshold`` (see :func:`queries_to_threshold`).
     """
     missing = [
-        c for c in (*CAMPAIGN_KEYS, "round", "n_queries", *LEARNING_CURVE_METRICS) if c not in round_metrics
+        c
+        for c in (*CAMPAIGN_KEYS, "round", "n_queries", *LEARNING_CURVE_METRICS)
+        if c not in round_metrics
     ]
     if missing:
         raise MetricsError(f"round metrics lack column(s) {missing}; build them with round_metrics")

@@ -93,7 +93,7 @@ def write_results_page(
         " below comes from that run. The observation datasets are reproduced bit for bit by the"
         " same config on the same CPU type with the same versions; on another CPU type the numbers"
         " differ in their last digits and the campaigns drift apart, so the tables agree within"
-        " the seeds' confidence intervals, not to the digit (README, \"Reproducibility\").",
+        ' the seeds\' confidence intervals, not to the digit (README, "Reproducibility").',
         "",
         "<details><summary>Machine and versions</summary>",
         "",

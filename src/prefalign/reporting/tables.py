@@ -25,6 +25,7 @@ _TABLE_LABELS = {
     "final_best_so_far": "best observed",
 }
 
+
 def _table_layout(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     """``(group columns, metrics)`` of a final table: metrics are the columns with a ``_ci95``."""
     metrics = [c for c in table.columns if f"{c}_ci95" in table.columns]

@@ -32,6 +32,7 @@ rule aggregate:
     params:
         threshold=get_success_threshold,
         title=get_experiment_title,
+        reference=get_experiment_reference,
         page_dir=get_page_dir,
     log:
         "logs/aggregate/{experiment}.log",
@@ -42,6 +43,7 @@ rule aggregate:
         "--evaluations {input.evaluations:q} --threshold {params.threshold} "
         "--benchmarks {input.benchmarks:q} "
         "--out results/experiments/{wildcards.experiment:q} --title {params.title} "
+        "--reference {params.reference} "
         "--page-dir {params.page_dir:q} "
         "> {log:q} 2>&1"
 

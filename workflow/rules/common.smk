@@ -184,6 +184,12 @@ def get_experiment_title(wildcards):
     return shlex.quote(e.get("title", wildcards.experiment))
 
 
+def get_experiment_reference(wildcards):
+    """The method the experiment's paired differences are against."""
+    e = config["experiments"][wildcards.experiment]
+    return shlex.quote(e.get("reference", "best-of-n"))
+
+
 def get_experiment_benchmarks(wildcards):
     """The benchmark file of every job of the experiment's campaigns: what `prefalign aggregate
     --benchmarks` reads (every `*.tsv` under each campaign's folder of results/benchmarks)."""

@@ -401,8 +401,12 @@ def _torch_thickness(x: torch.Tensor) -> torch.Tensor:
 
 
 def oracle_names() -> list[str]:
-    """All simulated users: ``digit-K``, ``thick``, ``thick-K`` and their ``eval-`` versions."""
+    """The simulated users: ``digit-K``, ``thick``, ``thick-K``, ``set-1479`` (any set of
+    distinct digits, ``set-KLM...``: the probability that the digit is one of them; PAPA's
+    user likes {1, 4, 7, 9}) and their ``eval-`` versions. Listed: every one but the sets other
+    than ``set-1479``."""
     names = [f"digit-{k}" for k in range(10)] + ["thick"] + [f"thick-{k}" for k in range(10)]
+    names.append("set-1479")
     return names + [f"eval-{name}" for name in names]
 
 
@@ -421,9 +425,12 @@ def _reward_fn(name: str, *, differentiable: bool = False):
         if kind == "digit":
             return lambda x: probability(x, k, evaluation=evaluation)
         return lambda x: probability(x, k, evaluation=evaluation) * thick(x)
+    if kind == "set" and digit.isdigit() and len(set(digit)) == len(digit):
+        ks = [int(d) for d in digit]
+        return lambda x: sum(probability(x, k, evaluation=evaluation) for k in ks)
     raise ValueError(
         f"unknown digits oracle {name!r}; must be one of digit-K, thick, thick-K (K in 0..9), "
-        "optionally prefixed by 'eval-'"
+        "set-KL... (distinct digits), optionally prefixed by 'eval-'"
     )
 
 

@@ -96,7 +96,11 @@ def save_surrogate(
                 "y_mean": float(surrogate.y_mean),
                 "y_std": float(surrogate.y_std),
             },
-            "head": {"kind": surrogate.head, "anchor": surrogate.anchor.tolist()},
+            "head": {
+                "kind": surrogate.head,
+                "anchor": surrogate.anchor.tolist(),
+                "span": surrogate.span.tolist(),
+            },
             "training_set_hash": training_set_hash,
             "fit": report.to_dict(),
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
@@ -154,14 +158,17 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
             math.isfinite(v) for v in (y_mean, y_std, x_mean.sum().item(), x_std.sum().item())
         ):
             raise ValueError("normalisation statistics are not finite")
-        head_meta = meta.get("head", {"kind": "rate", "anchor": [0.0] * config.ensemble})
+        head_meta = meta.get("head", {"kind": "rate"})
         head = str(head_meta["kind"])
-        anchor = torch.tensor(np.asarray(head_meta["anchor"], dtype=np.float32))
+        anchor, span = (
+            torch.tensor(np.asarray(head_meta.get(key, [default] * config.ensemble), np.float32))
+            for key, default in (("anchor", 0.0), ("span", 1.0))
+        )
         # the module the metadata describes, on the meta device: shapes only, no memory
         with torch.device("meta"):
             probe = Surrogate(
                 config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std,
-                head=head, anchor=anchor,
+                head=head, anchor=anchor, span=span,
             )  # fmt: skip
         expected = {name: (tuple(t.shape), t.dtype) for name, t in probe.state_dict().items()}
         del probe
@@ -214,7 +221,7 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
     # 3. the metadata and the weights agree: build the module (its size is the file's)
     surrogate = Surrogate(
         config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std,
-        head=head, anchor=anchor,
+        head=head, anchor=anchor, span=span,
     )  # fmt: skip
     surrogate.load_state_dict(tensors, strict=True)
     surrogate.eval()

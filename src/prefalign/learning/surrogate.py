@@ -12,16 +12,19 @@ so ``surrogate(x)`` is in the oracle's units and ``grad_x sum(r(x))`` is what th
 
 That is the ``rate`` head, fitted by least squares to ratings. Answers in the other question
 forms (:mod:`prefalign.feedback`) are fitted by their likelihoods on the same networks, and the
-surrogate's output is then a probability, on the [0, 1] scale the domains' ratings use, so the
-sampler's tilt strength ``lam_max`` means the same in every form:
+output is put on the [0, 1] scale of the domains' ratings, so that the sampler's tilt strength
+``lam_max`` means the same in every form:
 
 - ``binary`` (like/dislike, logistic regression on the member's logit ``f``):
   ``r(x) = mean_e sigmoid(f_e(x))``, the probability that the user likes ``x``;
 - ``choice`` (``pairwise``: Bradley-Terry, ``best-of-K``: Plackett-Luce's first choice, both the
   cross-entropy of ``softmax(f)`` over a question's items against the answer; a pairwise tie is
-  half a win each): ``r(x) = mean_e sigmoid(f_e(x) - a_e)``, the probability that ``x`` is
-  preferred to an item of utility ``a_e``, the mean utility of the items observed so far (a
-  typical shown item). A choice fixes utilities only up to a shift; the anchor fixes the shift.
+  half a win each): ``r(x) = mean_e (f_e(x) - lo_e) / (hi_e - lo_e)``, the utility on the scale
+  of what the user was shown: 0 at the worst item observed so far, 1 at the best (as the
+  ensemble mean ranks them; beyond 1 above it). Choices fix utilities only up to a shift and,
+  when they are (nearly) deterministic, a scale; the two observed items fix both. (A
+  probability such as ``sigmoid(f - a)`` would saturate: answers without noise make the
+  likelihood's optimal scale infinite, and the tilt would become a step.)
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ from prefalign.settings import SurrogateConfig
 _ARCH_FIELDS = ("arch", "hidden", "layers", "ensemble", "activation")
 #: What the output means, by the form of the answers fitted (see the module's docstring).
 HEADS = ("rate", "binary", "choice")
+#: Smallest utility span of the choice head (a member that cannot tell its best observed item
+#: from its worst: the utilities are not stretched beyond this).
+_MIN_SPAN = 1e-3
 
 
 def head_of(form: str) -> str:
@@ -84,7 +90,8 @@ class Surrogate(nn.Module):
         seed: seeds the members' initial weights (member ``e`` from :func:`member_seeds`).
         head: what the output is (:data:`HEADS`): a rating, a like probability, or a choice
             probability against each member's ``anchor`` utility.
-        anchor: (E,) utilities of the ``choice`` head's typical item (zeros when None).
+        anchor, span: (E,) each member's utility of the worst observed item and how much
+            more the best one has (``choice`` head; 0 and 1 when None).
     """
 
     def __init__(
@@ -99,6 +106,7 @@ class Surrogate(nn.Module):
         seed: int = 0,
         head: str = "rate",
         anchor: torch.Tensor | None = None,
+        span: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if head not in HEADS:
@@ -130,9 +138,14 @@ class Surrogate(nn.Module):
         self.register_buffer("y_mean", torch.tensor(float(y_mean)), persistent=False)
         self.register_buffer("y_std", torch.tensor(float(y_std)), persistent=False)
         anchor = torch.zeros(config.ensemble) if anchor is None else anchor.detach().float()
-        if tuple(anchor.shape) != (config.ensemble,) or not torch.isfinite(anchor).all():
-            raise ValueError(f"anchor must be {config.ensemble} finite values, got {anchor}")
+        span = torch.ones(config.ensemble) if span is None else span.detach().float()
+        for name, values in (("anchor", anchor), ("span", span)):
+            if tuple(values.shape) != (config.ensemble,) or not torch.isfinite(values).all():
+                raise ValueError(f"{name} must be {config.ensemble} finite values, got {values}")
+        if not (span > 0).all():
+            raise ValueError(f"span must be positive, got {span}")
         self.register_buffer("anchor", anchor.clone(), persistent=False)
+        self.register_buffer("span", span.clone(), persistent=False)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if tuple(x.shape[1:]) != self.event_shape or x.dim() != len(self.event_shape) + 1:
@@ -148,13 +161,14 @@ class Surrogate(nn.Module):
         return torch.stack([net(z) for net in self.nets])  # (E, N)
 
     def members(self, x: torch.Tensor) -> torch.Tensor:
-        """Every member's reward: (N, *event_shape) -> (E, N); in the oracle's units (``rate``),
-        or a probability (``binary``, ``choice``)."""
+        """Every member's reward: (N, *event_shape) -> (E, N): in the oracle's units (``rate``),
+        a like probability (``binary``), or the utility from 0 at the worst item observed to 1 at
+        the best (``choice``)."""
         f = self.standardised_members(x)  # (E, N)
         if self.head == "binary":
             return torch.sigmoid(f)
         if self.head == "choice":
-            return torch.sigmoid(f - self.anchor[:, None])
+            return (f - self.anchor[:, None]) / self.span[:, None]
         return self.y_mean + self.y_std * f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -309,9 +323,13 @@ def fit(
     if bar is not None:
         bar.close()
     surrogate.eval()
-    if head == "choice":  # each member's utility of a typical observed item
+    if head == "choice":  # each member's utilities of the worst and best items observed
         with torch.no_grad():
-            surrogate.anchor.copy_(surrogate.standardised_members(xt).mean(dim=1))
+            utilities = surrogate.standardised_members(xt)  # (E, N)
+            mean = utilities.mean(dim=0)
+            low, high = utilities[:, int(torch.argmin(mean))], utilities[:, int(torch.argmax(mean))]
+            surrogate.anchor.copy_(low)
+            surrogate.span.copy_(torch.clamp(high - low, min=_MIN_SPAN))
     report = FitReport(
         epochs=config.epochs,
         final_loss=float(np.mean(losses)),

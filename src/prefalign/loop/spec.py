@@ -304,7 +304,7 @@ def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int
         ),
         domain_options=dict(dom.get("options", {})),
         true_reward=dom.get("true_reward") if meth.get("true_reward") else None,
-        **_given(dom, _DOMAIN_KEYS),
+        **_given({**dom, **_given(meth, ("form",))}, _DOMAIN_KEYS),
         **_given(config, ("device", "torch_threads")),
     )
 

@@ -150,8 +150,9 @@ def _one_campaign(obs: pd.DataFrame, k: int | None) -> pd.DataFrame:
             f"campaign {campaign!r} seed {seed}: rounds must be 0..R without gaps, "
             f"got {show(rounds.tolist(), str)}"
         )
-    questions = obs["question"] if "question" in obs.columns else obs["id"]
-    sizes = questions.groupby(obs["round"]).nunique()
+    # a question is one unit of budget; without a question column each row is one
+    questions = obs["question"] if "question" in obs.columns else pd.Series(range(len(obs)))
+    sizes = pd.Series(questions.to_numpy()).groupby(obs["round"].to_numpy()).nunique()
     if k is not None and (sizes != k).any():
         bad = [f"round {r}: {n}" for r, n in sizes.items() if n != k]
         raise MetricsError(

@@ -382,18 +382,38 @@ def test_a_campaign_runs_in_each_form(tmp_path: Path, form: str, rule: str) -> N
     assert meta["head"]["kind"] == {"rate": "rate", "binary": "binary"}.get(form, "choice")
 
 
-def test_a_bad_answer_fails_the_round_and_records_nothing(tmp_path: Path) -> None:
-    """A pairwise answer naming a third id: the observe step names it and writes nothing."""
+def _bad_answer(form: str, asked) -> tuple[str, str]:
+    """An answer file with one bad answer of ``form`` and the message it must fail with."""
+    questions = list(dict.fromkeys(asked.questions.tolist()))
+    first = questions[0]
+    items = [i for i, q in zip(asked.ids.tolist(), asked.questions.tolist(), strict=True)
+             if q == first]  # fmt: skip
+    if form == "binary":
+        rows = [f"{i},{0.5 if n == 0 else 1}" for n, i in enumerate(asked.ids.tolist())]
+        return "id,like\n" + "\n".join(rows), f"got '{items[0]}' \\('0.5'\\)"
+    if form == "pairwise":  # a third id
+        other = next(i for i in asked.ids.tolist() if i not in items)
+        rows = [f"{first},{other}"] + [f"{q},tie" for q in questions[1:]]
+        return "question,choice\n" + "\n".join(rows), f"question '{first}' shows .* names '{other}'"
+    rows = [f"{first},{items[0]}", f"{first},{items[1]}"]  # two favourites
+    rows += [f"{q},{i}" for q, i in zip(questions[1:], asked.ids.tolist()[4::4], strict=False)]
+    return "question,choice\n" + "\n".join(
+        rows
+    ), f"'{first}' has 2 \\('{items[0]}', '{items[1]}'\\)"
+
+
+@pytest.mark.parametrize("form", ["binary", "pairwise", "best-of-4"])
+def test_a_bad_answer_fails_the_round_and_records_nothing(tmp_path: Path, form: str) -> None:
+    """A binary 0.5, a pair answered with a third id, a group with two favourites: the round's
+    observe step names the problem and writes no observations."""
     from prefalign.loop import steps
 
-    spec = _spec("pairwise")
+    spec = _spec(form)
     steps.sample_round(spec, 0, None, tmp_path / "p.npz")
     steps.select_round(spec, 0, tmp_path / "p.npz", tmp_path / "q.npz", tmp_path / "s.csv")
-    asked = read_questions(tmp_path / "q.npz")
-    first, other = asked.questions[0], asked.ids[2]
-    rows = [f"{q},tie" for q in dict.fromkeys(asked.questions.tolist()) if q != first]
-    (tmp_path / "a.csv").write_text("question,choice\n" + f"{first},{other}\n" + "\n".join(rows))
-    with pytest.raises(OracleError, match=f"question '{first}' shows .* names '{other}'"):
+    text, message = _bad_answer(form, read_questions(tmp_path / "q.npz"))
+    (tmp_path / "a.csv").write_text(text + "\n")
+    with pytest.raises(OracleError, match=message):
         steps.observe_round(
             spec, 0, None, tmp_path / "q.npz", tmp_path / "s.csv", tmp_path / "a.csv",
             tmp_path / "o.parquet",

@@ -129,7 +129,7 @@ def fitted_surrogate(
         generator=torch.Generator().manual_seed(seed),
     )
     x = base.x.numpy()
-    y = user_function(tuple(cfg["oracle"]))(x)
+    y = user_function(tuple(cfg["oracle"])).rate(x)
     config = SurrogateConfig.from_dict(cfg.get("surrogate", {}))
     surrogate, report = fit(x, y, config, seed=seed)
     if save_to is not None:

@@ -111,7 +111,7 @@ def run_domain(
             with np.load(wd / "samples.npz") as data:
                 samples.append(data["x"])
         held_out = np.concatenate(samples)
-        truth = user_function(tuple(spec.oracle))(held_out)
+        truth = user_function(tuple(spec.oracle)).rate(held_out)
         for arm, path in surrogates.items():
             with torch.no_grad():
                 pred = load_surrogate(path)(torch.as_tensor(held_out)).double().numpy()

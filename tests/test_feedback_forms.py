@@ -16,7 +16,7 @@ import torch
 
 from prefalign import pairing
 from prefalign.acquisition import Selection
-from prefalign.feedback import FeedbackError, choices_table, parse_answers, parse_form
+from prefalign.io.feedback import FeedbackError, choices_table, parse_answers, parse_form
 from prefalign.io.observations import (
     ObservationError,
     append_round,

@@ -15,6 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("loop",),
     ("reporting",),
+    ("pairing",),
     ("learning", "sampling", "acquisition", "oracles"),
     ("domains",),
     ("models",),

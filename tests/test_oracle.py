@@ -243,6 +243,17 @@ ORACLES = {
             for i, xi in zip(ids, x):
                 f.write(f"{i},{float(xi.sum())}\\n")
     """,
+    "pieces": """
+        import sys, time
+        q, r = sys.argv[-2], sys.argv[-1]
+        sys.stdout.write("scoring"); sys.stdout.flush(); time.sleep(0.3)
+        print("stderr works", file=sys.stderr, flush=True); time.sleep(0.3)
+        sys.stdout.write(" 3 queries\\n"); sys.stdout.flush()
+        import numpy as np
+        ids = np.load(q)["id"]
+        with open(r, "w") as f:
+            f.write("id,reward\\n" + "".join(f"{i},1\\n" for i in ids))
+    """,
     "fail": """
         import sys
         print("user closed the browser", file=sys.stderr)
@@ -317,6 +328,14 @@ def test_run_oracle_success(tmp_path: Path, queries: Path, x: np.ndarray) -> Non
     assert "scoring 3 queries" in text  # stdout logged
     assert "stderr works" in text  # stderr logged
     only_expected_files(tmp_path, "queries.npz", "rewards.csv", "logs")
+
+
+def test_run_oracle_logs_whole_lines(tmp_path: Path, queries: Path) -> None:
+    """An unbuffered oracle writes a line in pieces; the other stream's lines never split it."""
+    log = tmp_path / "oracle.log"
+    run_oracle(script(tmp_path, "pieces"), queries, tmp_path / "r.csv", 30, log)
+    lines = log.read_text().splitlines()
+    assert "scoring 3 queries" in lines and "stderr works" in lines
 
 
 def test_run_oracle_appends_to_log(tmp_path: Path, queries: Path) -> None:

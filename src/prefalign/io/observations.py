@@ -18,7 +18,7 @@ column             type                meaning
 ``selected_by``    str                 how the query was chosen: ``top``, ``random``, ``ucb``, ...
 ``fk_log_weight``  float64             FK (path) log-weight at selection time; NaN when none
 ``surrogate_pred`` float64             surrogate prediction at selection time; NaN when none
-``form``           str                 the question form (:mod:`prefalign.feedback`), one value
+``form``           str                 the question form (:mod:`prefalign.io.feedback`), one value
                                        per file
 ``question``       str                 the question the item was shown in (its ``id`` for
                                        ``rate`` and ``binary``); a question lies in one round
@@ -257,7 +257,7 @@ def _validate(
 def _check_answers(df: pd.DataFrame, where: str) -> None:
     """One form per dataset; each question in one round, with the form's number of items and
     values its answer can give (0/1 for binary; one chosen item, or a pairwise tie)."""
-    from prefalign.feedback import FeedbackError, group_items, parse_form
+    from prefalign.io.feedback import FeedbackError, group_items, parse_form
 
     forms = pd.unique(df["form"])
     if len(forms) != 1:
@@ -357,7 +357,7 @@ def new_round_frame(
             none).
         surrogate_pred: surrogate prediction at selection time; None or NaN where there is no
             surrogate yet (round 0).
-        form: the question form the answers were given in (:mod:`prefalign.feedback`).
+        form: the question form the answers were given in (:mod:`prefalign.io.feedback`).
         questions: the question of each item (None: its id, as for ``rate`` and ``binary``).
 
     Returns:

@@ -86,6 +86,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+_PENDING_BYTES = 65536
+
+
 class _LogBudget:
     """Bytes of oracle output still allowed into the log, shared by the stdout and stderr tees."""
 
@@ -108,27 +111,43 @@ class _LogBudget:
 def _tee(pipe_fd: int, sink_fd: int, budget: _LogBudget, tail: bytearray | None) -> None:
     """Copy one of the oracle's output pipes to ``sink_fd`` as it arrives, within ``budget``;
     keep reading (and dropping) past it so the oracle never blocks on a full pipe. The last
-    bytes go to ``tail`` (stderr, for the error message)."""
+    bytes go to ``tail`` (stderr, for the error message).
+
+    Whole lines only (or a progress bar's ``\r`` update, or a line longer than
+    ``_PENDING_BYTES``): stdout and stderr share the log, and an unbuffered oracle writes a
+    ``print`` in pieces, which the other stream's lines would otherwise split."""
+    pending = b""
     while True:
         try:
             chunk = os.read(pipe_fd, 65536)
         except OSError:
-            break
-        if not chunk:
-            break
-        allowed, just_reached = budget.take(len(chunk))
-        with contextlib.suppress(OSError):
-            if allowed:
-                _write_all(sink_fd, chunk[:allowed])
-            if just_reached:
-                _write_all(
-                    sink_fd,
-                    f"\n[prefalign] the oracle's output passed {budget.limit} bytes; the rest is "
-                    "not logged\n".encode(),
-                )
+            chunk = b""
         if tail is not None:
             tail.extend(chunk)
             del tail[:-_STDERR_TAIL_BYTES]
+        pending += chunk
+        end = max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1
+        if not chunk or len(pending) > _PENDING_BYTES:
+            end = len(pending)
+        if end:
+            _log(sink_fd, pending[:end], budget)
+            pending = pending[end:]
+        if not chunk:
+            break
+
+
+def _log(sink_fd: int, data: bytes, budget: _LogBudget) -> None:
+    """Write ``data`` to the log as far as ``budget`` allows, saying once where it stopped."""
+    allowed, just_reached = budget.take(len(data))
+    with contextlib.suppress(OSError):
+        if allowed:
+            _write_all(sink_fd, data[:allowed])
+        if just_reached:
+            _write_all(
+                sink_fd,
+                f"\n[prefalign] the oracle's output passed {budget.limit} bytes; the rest is "
+                "not logged\n".encode(),
+            )
 
 
 # -- every process of the oracle dies with it -------------------------------------------------
@@ -299,7 +318,7 @@ def run_oracle(
     context: Mapping[str, str] | None = None,
 ) -> pd.Series:
     """Run the oracle ``argv + [queries_path, <temporary rewards path>]`` and validate its answer
-    in the queries file's question form (:mod:`prefalign.feedback`; ``PREFALIGN_FORM`` in the
+    in the queries file's question form (:mod:`prefalign.io.feedback`; ``PREFALIGN_FORM`` in the
     oracle's environment names it).
 
     The command runs without a shell, in a new session (its own process group), with stdin closed.
@@ -324,7 +343,7 @@ def run_oracle(
             ``PREFALIGN_BUDGET_LEFT`` (an oracle may show them; none has to read them).
 
     Returns:
-        The validated answers, one value per shown item (:func:`prefalign.feedback.parse_answers`:
+        The validated answers, one value per shown item (:func:`prefalign.io.feedback.parse_answers`:
         the rewards of ``rate`` questions, as :func:`~prefalign.io.queries.read_rewards`).
 
     Raises:
@@ -461,7 +480,7 @@ def _run(
             f"oracle exited 0 but wrote no rewards file (it is given the rewards path as its "
             f"last argument): {shown}"
         )
-    from prefalign.feedback import parse_answers, parse_form
+    from prefalign.io.feedback import parse_answers, parse_form
 
     where = (
         f"{'rewards' if questions.form == 'rate' else 'answers'} written by the oracle ({shown})"

@@ -5,7 +5,7 @@
   the same queries give the same bytes. A file whose questions are not ratings also holds
   ``form`` (a 0-d unicode array: ``binary``, ``pairwise``, ``best-of-K``) and ``question`` (the
   question id of each item; a question's items are contiguous), read by :func:`read_questions`
-  (:mod:`prefalign.feedback`); without them every item is its own ``rate`` question.
+  (:mod:`prefalign.io.feedback`); without them every item is its own ``rate`` question.
 - rewards: CSV with header exactly ``id,reward`` and one row per query id, finite floats, read
   and validated by :func:`read_rewards`; a file over :func:`rewards_size_limit` is refused before
   it is read.
@@ -106,7 +106,7 @@ def write_queries(
         path: destination, conventionally ``queries.npz``.
         ids: one unique, non-empty string per query.
         x: array of shape ``(len(ids), *event_shape)``; cast to float32, must be finite.
-        form: the question form (:func:`prefalign.feedback.parse_form`).
+        form: the question form (:func:`prefalign.io.feedback.parse_form`).
         questions: the question id of each item (contiguous groups of the form's size);
             None: each item is its own question, named by its id.
 
@@ -114,7 +114,7 @@ def write_queries(
         OracleError: ids not unique, empty, or not matching ``x``; non-finite ``x``; questions
             that do not fit the form.
     """
-    from prefalign.feedback import group_items, parse_form
+    from prefalign.io.feedback import group_items, parse_form
 
     path = Path(path)
     id_arr = np.asarray([str(i) for i in ids], dtype=np.str_)
@@ -205,7 +205,7 @@ def read_questions(path: StrPath) -> Questions:
         OracleError: as :func:`read_queries`, and a ``form`` that is not a form, a ``question``
             array that does not match the ids or whose groups do not fit the form.
     """
-    from prefalign.feedback import group_items, parse_form
+    from prefalign.io.feedback import group_items, parse_form
 
     ids, x = read_queries(path)
     where = f"queries file {path}"
@@ -258,13 +258,13 @@ def read_rewards(path: StrPath, expected_ids: Sequence[str]) -> pd.Series:
 
 def read_answers(path: StrPath, questions: Questions) -> pd.Series:
     """Read and validate the oracle's answer file for ``questions`` in their form
-    (:func:`prefalign.feedback.parse_answers`): one value per shown item.
+    (:func:`prefalign.io.feedback.parse_answers`): one value per shown item.
 
     Raises:
         OracleError: a missing, oversized or unreadable file, and every problem
-            :func:`~prefalign.feedback.parse_answers` finds.
+            :func:`~prefalign.io.feedback.parse_answers` finds.
     """
-    from prefalign.feedback import parse_answers, parse_form
+    from prefalign.io.feedback import parse_answers, parse_form
 
     path = Path(path)
     if not path.is_file():

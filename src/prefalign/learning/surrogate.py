@@ -11,7 +11,7 @@ The surrogate normalises its input and de-standardises its output inside ``forwa
 so ``surrogate(x)`` is in the oracle's units and ``grad_x sum(r(x))`` is what the sampler needs.
 
 That is the ``rate`` head, fitted by least squares to ratings. Answers in the other question
-forms (:mod:`prefalign.feedback`) are fitted by their likelihoods on the same networks, and the
+forms (:mod:`prefalign.io.feedback`) are fitted by their likelihoods on the same networks, and the
 output is put on the [0, 1] scale of the domains' ratings, so that the sampler's tilt strength
 ``lam_max`` means the same in every form:
 
@@ -56,7 +56,7 @@ _MIN_SPAN = 1e-3
 
 def head_of(form: str) -> str:
     """The surrogate head that learns from answers in question form ``form``."""
-    from prefalign.feedback import parse_form
+    from prefalign.io.feedback import parse_form
 
     parsed = parse_form(form)
     return "choice" if parsed.is_choice else parsed.name
@@ -246,7 +246,7 @@ def fit(
             architecture and event shape.
         sde: the domain's VP SDE; required when ``config.noise_train``.
         progress: show a tqdm bar over epochs.
-        form: the question form of the answers (:mod:`prefalign.feedback`).
+        form: the question form of the answers (:mod:`prefalign.io.feedback`).
         questions: (N,) the question of each item; required for the choice forms, whose
             questions' items are contiguous rows. Ensemble members resample whole questions.
 
@@ -342,7 +342,7 @@ def fit(
 
 def _question_groups(questions: np.ndarray | None, n: int, form: str) -> torch.Tensor:
     """(Q, K) row indices of each question's items (contiguous rows, K per question)."""
-    from prefalign.feedback import group_items, parse_form
+    from prefalign.io.feedback import group_items, parse_form
 
     if questions is None:
         raise ValueError(f"answers in form {form!r} need the question of each item (questions=)")

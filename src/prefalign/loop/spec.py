@@ -15,8 +15,8 @@ from typing import Any
 
 from prefalign.acquisition import BATCH_RULES, STRATEGIES
 from prefalign.domains import available_domains
-from prefalign.feedback import parse_form
 from prefalign.io.atomic import write_text
+from prefalign.io.feedback import parse_form
 from prefalign.pairing import PAIRINGS
 from prefalign.settings import VARIANTS, SamplerConfig, SurrogateConfig
 
@@ -149,7 +149,7 @@ class CampaignSpec:
     device: str = "cpu"
     torch_threads: int = 1
     form: str = (
-        "rate"  # the question form (prefalign.feedback): rate | binary | pairwise | best-of-K
+        "rate"  # the question form (prefalign.io.feedback): rate | binary | pairwise | best-of-K
     )
 
     def __post_init__(self) -> None:

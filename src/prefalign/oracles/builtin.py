@@ -3,7 +3,7 @@
 [--tie-margin M] [--noise-seed N] QUERIES.npz ANSWERS.csv``.
 
 A user's utility is its reward function on the queries; it answers the queries file's question
-form (:mod:`prefalign.feedback`) by the noise model of :mod:`prefalign.oracles.choice_model`:
+form (:mod:`prefalign.io.feedback`) by the noise model of :mod:`prefalign.oracles.choice_model`:
 ratings with seeded Gaussian noise per query (:func:`prefalign.domains.answer_noise`), likes,
 pairwise and best-of-K choices by a logistic choice model with temperature ``T``. The users
 themselves live in the domains' modules (``make_oracle`` / ``Domain.oracle``).

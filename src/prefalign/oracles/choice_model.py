@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from prefalign.feedback import BINARY_HEADER, CHOICE_HEADER, RATE_HEADER, TIE, parse_form
+from prefalign.io.feedback import BINARY_HEADER, CHOICE_HEADER, RATE_HEADER, TIE, parse_form
 from prefalign.io.queries import Questions
 
 __all__ = ["ChoiceModel"]
@@ -48,15 +48,16 @@ class ChoiceModel:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
+    def rate(self, x: np.ndarray) -> np.ndarray:
+        """What the user answers when asked to rate ``x`` (its utility plus its noise)."""
+        return np.asarray((self.rating or self.utility)(x), np.float64)
+
     def answer(self, questions: Questions) -> pd.DataFrame:
         """The answer file's rows for ``questions``, with the form's header as columns."""
         form = parse_form(questions.form)
         ids = questions.ids.tolist()
         if form.name == "rate":
-            rate = self.rating or self.utility
-            return pd.DataFrame(
-                {RATE_HEADER[0]: ids, RATE_HEADER[1]: np.asarray(rate(questions.x), np.float64)}
-            )
+            return pd.DataFrame({RATE_HEADER[0]: ids, RATE_HEADER[1]: self.rate(questions.x)})
         u = np.asarray(self.utility(questions.x), dtype=np.float64)
         if form.name == "binary":
             likes = [int(self._likes(u[i], questions.x[i : i + 1])) for i in range(len(ids))]

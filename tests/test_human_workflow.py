@@ -34,6 +34,7 @@ import yaml
 from test_human_oracle import CHROMIUM, CHROMIUM_ARGS, _browser_missing, radio
 from workflow_helpers import REPO, env, snakemake_cmd, workdir
 
+from prefalign.io.feedback import TIE, parse_form
 from prefalign.io.observations import COLUMNS, read_observations
 from prefalign.io.oracle_command import run_oracle
 from prefalign.loop.spec import read_spec
@@ -301,3 +302,146 @@ def test_two_rounds_rated_in_a_browser(tmp_path: Path) -> None:
     assert result["eval_oracle"] == " ".join(config["domains"][DOMAIN]["eval_oracle"])
     assert 0.0 <= result["mean_reward"] <= 1.0 and result["n_samples"] == 16
     assert f"| {DOMAIN} | {METHOD} | 1 |" in table.read_text()
+
+
+#: The question forms other than ``rate``, each a domain of the forms test: (form, domain).
+FORMS = (("binary", "digits-human-binary"), ("pairwise", "digits-human-pairwise"),
+         ("best-of-4", "digits-human-best-of-4"))  # fmt: skip
+
+
+def forms_config() -> dict:
+    """:func:`human_config` with one two-round campaign per question form: the same digits user
+    asked like/dislike, which of two, and the favourite of 4, each on its own page (port 0, its
+    own URL file, the form's default question), 4 questions a round."""
+    config = human_config()
+    template = config["domains"].pop(DOMAIN)
+    oracle = template["oracle"][: template["oracle"].index("--url-file")]  # ... --port 0
+    config["domains"] = {
+        domain: {
+            **template,
+            "form": form,
+            "oracle": [*oracle, "--url-file", f"results/human/{form}-url.txt"],
+        }
+        for form, domain in FORMS
+    }
+    (experiment,) = config["run"]
+    config["experiments"][experiment]["domains"] = [domain for _, domain in FORMS]
+    config["budget"], config["k"] = 8, 4
+    return config
+
+
+def answer_round(browser: Any, url: str, form: str, round_: int) -> dict[str, str]:
+    """Open a round's question page, answer every question by clicks (one pair a tie), submit;
+    returns ``{question id: the answer as the file says it}`` (``1`` / ``0`` for like/dislike,
+    the chosen id or ``tie`` for a choice)."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    context.set_default_timeout(30_000)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        expect(page.locator(".facts")).to_contain_text(f"Round {round_} of rounds 0 to 1")
+        expect(page.locator(".facts")).to_contain_text(f"Budget left {4 * (1 - round_)} questions")
+        questions = page.locator("fieldset.question")
+        expect(questions).to_have_count(4)
+        shown = parse_form(form).items
+        expect(page.locator("img.picture")).to_have_count(4 * shown)
+        given: dict[str, str] = {}
+        for index in range(4):
+            question = page.locator(f"#q{index}")
+            if form == "binary":
+                button = "Like" if (index + round_) % 2 == 0 else "Dislike"
+                question.get_by_role("radio", name=button, exact=True).click()
+            elif form == "pairwise" and index == 1:
+                question.get_by_label("Can't say").click()
+            else:
+                question.locator("label.option").nth((index + round_) % shown).click()
+            given[question.get_attribute("data-id")] = question.locator(
+                "input:checked"
+            ).get_attribute("value")
+        expect(page.locator("#progress")).to_have_text("4 of 4 questions answered")
+        page.get_by_role("button", name="Submit answers").click()
+        expect(page.get_by_role("heading", name="Thank you")).to_be_visible()
+        return given
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+def test_two_rounds_of_each_form_answered_in_a_browser(tmp_path: Path) -> None:
+    """Like/dislike, which of two and favourite of 4: Snakemake runs one two-round digits campaign
+    per form with the page as the oracle; the browser answers each round's page as it appears,
+    and each observation dataset records the form, the questions and exactly those answers."""
+    reason = _browser_missing()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    config = forms_config()
+    (tmp_path / "wd").mkdir()
+    wd = workdir(tmp_path / "wd", config)
+    subprocess.run(
+        [sys.executable, "-m", "prefalign.cli", "train-digits", "--steps", "20", "--out",
+         str(wd / config["domains"][FORMS[0][1]]["options"]["model_dir"])],
+        env=env(), check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    campaign = {form: f"{domain}/{METHOD}/seed0" for form, domain in FORMS}
+    url_files = {form: wd / f"results/human/{form}-url.txt" for form, _ in FORMS}
+    (experiment,) = config["run"]
+    table = wd / f"results/experiments/{experiment}/tables/final.md"
+    log = tmp_path / "snakemake.log"
+    deadline = time.monotonic() + 2 * DEADLINE_S
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            snakemake_cmd(str(table.relative_to(wd))),
+            cwd=wd,
+            env=env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    seen: dict[str, list[str]] = {form: [] for form, _ in FORMS}
+    given: dict[str, dict[str, str]] = {form: {} for form, _ in FORMS}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                while any(len(urls) < 2 for urls in seen.values()):
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise AssertionError(
+                            f"pages answered {seen}; snakemake {proc.poll()}:\n{_tail(log)}"
+                        )
+                    for form, url_file in url_files.items():
+                        url = url_file.read_text().strip() if url_file.exists() else ""
+                        if url and url not in seen[form] and len(seen[form]) < 2:
+                            given[form] |= answer_round(browser, url, form, len(seen[form]))
+                            seen[form].append(url)
+                    time.sleep(0.1)
+            finally:
+                browser.close()
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        assert proc.returncode == 0, f"snakemake failed:\n{_tail(log)}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    for form, _ in FORMS:
+        for round_, url in enumerate(seen[form]):
+            text = (wd / f"logs/{campaign[form]}/round{round_}/query.log").read_text()
+            assert f"open this page to answer the questions: {url}" in text
+        df, _ = read_observations(wd / f"results/observations/{campaign[form]}/round1.parquet")
+        assert tuple(df.columns) == COLUMNS and set(df["form"]) == {form}
+        assert df["round"].tolist() == [0] * (len(df) // 2) + [1] * (len(df) // 2)
+        if form == "binary":  # each picture is its own question: its like is its reward
+            assert df.set_index("id")["reward"].to_dict() == {
+                item: float(answer) for item, answer in given[form].items()
+            }
+            continue
+        assert df["question"].nunique() == 8 and set(given[form]) == set(df["question"])
+        for question, rows in df.groupby("question"):
+            answer = given[form][question]
+            expected = [0.5] * len(rows) if answer == TIE else (rows["id"] == answer).astype(float)
+            assert rows["reward"].tolist() == list(expected), f"{form} question {question}"
+    assert all(f"| {domain} | {METHOD} | 1 |" in table.read_text() for _, domain in FORMS)

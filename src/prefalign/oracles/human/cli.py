@@ -1,7 +1,8 @@
 """The command line: ``prefalign oracle human [options] QUERIES.npz REWARDS.csv``.
 
-:func:`main` checks everything that could fail before anyone starts rating (the queries, the
-rewards folder, the URL file, the address), serves the page, prints its URL and waits for the
+:func:`main` checks everything that could fail before anyone starts answering (the queries, the
+rewards folder, the URL file, the address), serves the page of the queries file's question form
+(``rate``, ``binary``, ``pairwise`` or ``best-of-K``), prints its URL and waits for the
 submission, the time-out, Ctrl-C or SIGTERM; it returns the exit status.
 """
 
@@ -25,11 +26,14 @@ from prefalign.oracles.human.address import (
     remove_url_file,
     write_url_file,
 )
+from prefalign.oracles.human.answers import BinarySession, ChoiceSession
 from prefalign.oracles.human.page import PageSettings
 from prefalign.oracles.human.pictures import QueryPictures
-from prefalign.oracles.human.queries import QueriesError, load_queries
+from prefalign.oracles.human.queries import Queries, QueriesError, load_queries
 from prefalign.oracles.human.ratings import RatingSession
 from prefalign.oracles.human.server import CONNECTION_TIMEOUT_S, PROG, OracleServer
+from prefalign.oracles.human.session import AnswerSession
+from prefalign.oracles.human.wording import default_title
 
 EXIT_OK = 0
 EXIT_INPUT_ERROR = 1
@@ -40,6 +44,8 @@ EXIT_INTERRUPTED = 130
 MAX_SCALE_STEPS = 10
 #: Seconds the round waits, once the rewards are written, for the thank-you page to go out.
 REPLY_GRACE_S = 5.0
+#: The rating scale when ``--scale`` is not given.
+DEFAULT_SCALE = (1, 5)
 
 
 def _timeout(text: str) -> float | None:
@@ -93,6 +99,8 @@ ENV_CAMPAIGN = "PREFALIGN_CAMPAIGN"
 ENV_ROUND = "PREFALIGN_ROUND"
 ENV_ROUNDS = "PREFALIGN_ROUNDS"
 ENV_BUDGET_LEFT = "PREFALIGN_BUDGET_LEFT"
+#: The question form the workflow asks (``docs/feedback-forms.md``); the queries file decides.
+ENV_FORM = "PREFALIGN_FORM"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -100,9 +108,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
-            "Ask a person to rate one round's queries in a web browser, then write REWARDS.csv "
-            "(id,reward). Prints the page's URL (with a secret token) to stdout, and to stderr "
-            "after 'open this page to rate the queries:'."
+            "Ask a person to answer one round's queries in a web browser, in the question form "
+            "the queries file names (rate, binary, pairwise, best-of-K; rate when it names "
+            "none), then write REWARDS.csv: id,reward (rate), id,like (binary) or "
+            "question,choice (pairwise, best-of-K). Prints the page's URL (with a secret "
+            "token) to stdout, and to stderr after 'open this page to rate the queries:' "
+            "('... to answer the questions:' for the other forms)."
         ),
         epilog=(
             f"Run by the workflow, the page shows the campaign, round and budget left from the "
@@ -112,8 +123,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             "130 interrupted or terminated. Nothing is written unless 0."
         ),
     )
-    parser.add_argument("queries", type=Path, metavar="QUERIES.npz", help="queries to rate")
-    parser.add_argument("rewards", type=Path, metavar="REWARDS.csv", help="rewards file to write")
+    parser.add_argument("queries", type=Path, metavar="QUERIES.npz", help="queries to ask")
+    parser.add_argument(
+        "rewards", type=Path, metavar="REWARDS.csv", help="rewards (answer) file to write"
+    )
     parser.add_argument(
         "--host",
         type=_host,
@@ -160,7 +173,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         default=None,
         metavar="B",
         help=(
-            "number of queries left in the budget after this round, to show "
+            "number of queries (questions) left in the budget after this round, to show "
             f"(default: ${ENV_BUDGET_LEFT}, else none)"
         ),
     )
@@ -171,17 +184,24 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help=f"campaign name to show (default: ${ENV_CAMPAIGN}, else none)",
     )
     parser.add_argument(
-        "--title", default="Rate these samples", help="page heading (default: %(default)s)"
+        "--title",
+        default=None,
+        help=(
+            "page heading, the question asked (default per form: 'Rate these samples', "
+            "'Do you like these samples?', 'Which of the two do you prefer?', 'Pick your "
+            "favourite in each group of K')"
+        ),
     )
     parser.add_argument(
         "--scale",
         type=int,
         nargs=2,
-        default=(1, 5),
+        default=None,
         metavar=("MIN", "MAX"),
         help=(
-            "whole-number rating scale, MIN = worst, MAX = best, one radio button per value, "
-            f"at most {MAX_SCALE_STEPS + 1} values (default: 1 5)"
+            "whole-number rating scale of rate questions, MIN = worst, MAX = best, one radio "
+            f"button per value, at most {MAX_SCALE_STEPS + 1} values (default: 1 5; the other "
+            "forms ignore it)"
         ),
     )
     parser.add_argument(
@@ -248,11 +268,35 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def new_session(queries: Queries, scale: tuple[int, int], rewards_path: Path) -> AnswerSession:
+    """The answers of a round asking ``queries`` in their form, to be written to ``rewards_path``."""
+    form = queries.form
+    if form.name == "rate":
+        return RatingSession(queries.ids, scale, rewards_path)
+    if form.name == "binary":
+        return BinarySession(form, queries.ids, rewards_path)
+    return ChoiceSession(form, queries.groups(), rewards_path)
+
+
+def _form_warnings(args: argparse.Namespace, queries: Queries) -> list[str]:
+    """Warnings about options and the environment that do not fit the queries file's form."""
+    warnings = []
+    named = os.environ.get(ENV_FORM, "").strip()
+    if named and named != queries.form.name:
+        warnings.append(
+            f"{ENV_FORM}={named!r} but {args.queries} asks {queries.form.name} questions; the "
+            "page asks what the queries file says"
+        )
+    if args.scale is not None and queries.form.name != "rate":
+        warnings.append(f"--scale is for rate questions; ignored for {queries.form.name}")
+    return warnings
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the human oracle; returns the exit status (see :mod:`prefalign.oracles.human`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    low, high = args.scale
+    low, high = DEFAULT_SCALE if args.scale is None else args.scale
     if not 1 <= high - low <= MAX_SCALE_STEPS:
         parser.error(
             f"--scale MIN MAX needs MIN < MAX with at most {MAX_SCALE_STEPS + 1} values, "
@@ -270,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         queries = load_queries(args.queries)
     except QueriesError as error:
         return fail(str(error))
+    for warning in _form_warnings(args, queries):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    if args.title is None:
+        args.title = default_title(queries.form)
     rewards_path: Path = args.rewards
     if not rewards_path.parent.is_dir():
         return fail(f"the folder of the rewards file {rewards_path} does not exist")
@@ -285,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"cannot create the folder of --url-file {url_file}: {error}")
 
     # 2. Listen.
-    session = RatingSession(queries.ids, (low, high), rewards_path)
+    session = new_session(queries, (low, high), rewards_path)
+    words = session.words
+    asked = len(session.keys)
     # the page's settings are the options of the same names
     settings = PageSettings(
         **{field.name: getattr(args, field.name) for field in fields(PageSettings)}
@@ -326,9 +376,15 @@ def main(argv: list[str] | None = None) -> int:
                     write_url_file(url_file, url + "\n")
                 except OSError as error:
                     return fail(f"cannot write --url-file {url_file}: {error}")
+            if queries.form.name == "rate":
+                waiting = f"{asked} queries of {what} wait for a person; open this page to rate"
+            else:
+                waiting = (
+                    f"{asked} {queries.form.name} questions ({len(queries)} pictures) of {what} "
+                    "wait for a person; open this page to answer"
+                )
             print(
-                f"{PROG}: {len(queries)} queries of {what} wait for a person; "
-                f"open this page to rate the queries: {url}",
+                f"{PROG}: {waiting} the {words.items}: {url}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -338,10 +394,11 @@ def main(argv: list[str] | None = None) -> int:
                 open_in_browser(url)
             finished = session.done.wait(args.timeout_s)
             if not finished and session.close_on_timeout():
-                rated = len(session.snapshot())
+                count = len(session.snapshot())
                 print(
-                    f"{PROG}: error: timed out after {args.timeout_s:g} s waiting for ratings "
-                    f"({rated} of {len(queries)} queries rated); nothing was written to "
+                    f"{PROG}: error: timed out after {args.timeout_s:g} s waiting for "
+                    f"{words.answers} ({count} of {asked} {words.items} {words.answered}); "
+                    "nothing was written to "
                     f"{rewards_path}",
                     file=sys.stderr,
                 )
@@ -354,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         if session.close_on_timeout():
             how = "interrupted" if isinstance(error, KeyboardInterrupt) else "terminated"
             print(
-                f"{PROG}: {how}; nothing was written to {rewards_path}; the ratings entered "
+                f"{PROG}: {how}; nothing was written to {rewards_path}; the {words.answers} "
+                "entered "
                 "in this round are lost",
                 file=sys.stderr,
             )
@@ -364,6 +422,5 @@ def main(argv: list[str] | None = None) -> int:
         server.server_close()
         if url_file is not None:
             remove_url_file(url_file, url)
-    print(f"{PROG}: wrote {len(queries)} ratings to {rewards_path}", file=sys.stderr)
+    print(f"{PROG}: wrote {asked} {words.answers} to {rewards_path}", file=sys.stderr)
     return EXIT_OK
-

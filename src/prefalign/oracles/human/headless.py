@@ -78,9 +78,7 @@ def oracle_command(queries: Path, rewards: Path, url_file: Path, *options: str) 
     return [*command, *options, str(queries), str(rewards)]
 
 
-def wait_for_url(
-    url_file: Path, process: subprocess.Popen[bytes], timeout_s: float = 60
-) -> str:
+def wait_for_url(url_file: Path, process: subprocess.Popen[bytes], timeout_s: float = 60) -> str:
     """The URL the oracle started as ``process`` writes to ``url_file`` once it listens.
 
     Raises:

@@ -1,10 +1,13 @@
-"""The pages a person sees: the rating page, the thank-you page and a page with one message.
+"""The pages a person sees: the rating page, the thank-you page and a page with one message
+(the question pages of the other forms are :mod:`~prefalign.oracles.human.question_page`).
 
 They are rendered from the Jinja templates in ``templates/`` with autoescaping (every id, title,
-campaign name and message is escaped). The page's style (``static/rating.css``) and script
+campaign name and message is escaped). The rating page's style (``static/rating.css``) and script
 (``static/rating.js``) are inlined, and :data:`SECURITY_HEADERS` allow exactly these two by their
 SHA-256 hashes in the Content-Security-Policy: no other script or style runs, nothing is loaded
-from elsewhere. Templates and static files are package data, read through
+from elsewhere. The question pages inline ``rating.css`` followed by ``questions.css`` and the
+script ``questions.js``, allowed by :data:`QUESTION_SECURITY_HEADERS`; :func:`security_headers`
+picks the headers of a round's form. Templates and static files are package data, read through
 :mod:`importlib.resources`.
 """
 
@@ -19,16 +22,19 @@ from pathlib import Path
 
 import jinja2
 
+from prefalign.io.feedback import QuestionForm
 from prefalign.oracles.human.pictures import QueryPictures
 from prefalign.oracles.human.ratings import RatingSession
 
 __all__ = [
     "FIELD_PREFIX",
+    "QUESTION_SECURITY_HEADERS",
     "SECURITY_HEADERS",
     "PageSettings",
     "render_message_page",
     "render_rating_page",
     "render_thanks_page",
+    "security_headers",
 ]
 
 #: Form fields carrying a rating are named ``rating:<query id>``.
@@ -48,9 +54,12 @@ def _template_source(name: str) -> str | None:
         return None
 
 
-#: The style and the script inlined into the pages.
+#: The style and the script inlined into the rating page (and the style into every page).
 CSS = _package_text("static", "rating.css")
 JS = _package_text("static", "rating.js")
+#: The style and the script inlined into the question pages (binary, pairwise, best-of-K).
+QUESTION_CSS = CSS + _package_text("static", "questions.css")
+QUESTION_JS = _package_text("static", "questions.js")
 
 
 def _csp_hash(text: str) -> str:
@@ -58,18 +67,35 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
-#: Headers sent with every reply.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        f"default-src 'none'; img-src 'self' data:; style-src {_csp_hash(CSS)}; "
-        f"script-src {_csp_hash(JS)}; connect-src 'self'; form-action 'self'; "
-        "base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-}
+def _headers(css: str, js: str) -> dict[str, str]:
+    """The headers of every reply of a round whose page inlines ``css`` and ``js``."""
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; img-src 'self' data:; style-src {_csp_hash(css)}; "
+            f"script-src {_csp_hash(js)}; connect-src 'self'; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        ),
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+    }
+
+
+#: Headers sent with every reply of a ``rate`` round.
+SECURITY_HEADERS = _headers(CSS, JS)
+#: Headers sent with every reply of a ``binary``, ``pairwise`` or ``best-of-K`` round; the
+#: thank-you and message pages inline ``rating.css`` alone, allowed here as well.
+QUESTION_SECURITY_HEADERS = _headers(QUESTION_CSS, QUESTION_JS)
+QUESTION_SECURITY_HEADERS["Content-Security-Policy"] = QUESTION_SECURITY_HEADERS[
+    "Content-Security-Policy"
+].replace("style-src ", f"style-src {_csp_hash(CSS)} ")
+
+
+def security_headers(form: QuestionForm) -> dict[str, str]:
+    """The headers of every reply of a round that asks questions of ``form``."""
+    return SECURITY_HEADERS if form.name == "rate" else QUESTION_SECURITY_HEADERS
+
 
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.FunctionLoader(_template_source),
@@ -122,10 +148,13 @@ class _Card:
     alt: str
 
 
-def _render(template: str, title: str, script: bool, **context: object) -> str:
-    """Render ``template`` into the page layout (``base.html``) with the style inlined."""
+def render(
+    template: str, title: str, script: bool, *, css: str = CSS, js: str = JS, **context: object
+) -> str:
+    """Render ``template`` into the page layout (``base.html``) with the style ``css`` inlined,
+    and the script ``js`` when ``script``."""
     page = _ENVIRONMENT.get_template(template)
-    return page.render(document_title=title, css=CSS, js=JS if script else None, **context)
+    return page.render(document_title=title, css=css, js=js if script else None, **context)
 
 
 def render_rating_page(
@@ -159,7 +188,7 @@ def render_rating_page(
     ]
     width, height = pictures.size()
     low, high = session.scale
-    return _render(
+    return render(
         "rating.html",
         settings.document_title(),
         script=True,
@@ -173,19 +202,23 @@ def render_rating_page(
     )
 
 
-def render_thanks_page(settings: PageSettings, count: int, rewards_path: Path) -> str:
-    """The page shown after the rewards are written.
+def render_thanks_page(
+    settings: PageSettings, count: int, rewards_path: Path, what: str = "ratings"
+) -> str:
+    """The page shown after the rewards (or answers) are written.
 
     Args:
         settings: the page's title and the round.
-        count: how many ratings were saved.
+        count: how many ratings (answers) were saved.
         rewards_path: the rewards file (only its name is shown).
+        what: what was saved, plural (``ratings``, ``answers``).
     """
-    return _render(
+    return render(
         "thanks.html",
         f"Thank you - {settings.title}",
         script=False,
         count=count,
+        what=what,
         round=settings.round,
         file_name=rewards_path.name,
     )
@@ -193,7 +226,7 @@ def render_thanks_page(settings: PageSettings, count: int, rewards_path: Path) -
 
 def render_message_page(settings: PageSettings, heading: str, message: str) -> str:
     """A plain page with one message (the round is closed, a write failed, ...)."""
-    return _render(
+    return render(
         "message.html",
         f"{heading} - {settings.title}",
         script=False,

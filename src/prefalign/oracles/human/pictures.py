@@ -137,14 +137,22 @@ class QueryPictures:
             return DISPLAY_PX, DISPLAY_PX
         return image_display_size(self.queries.x.shape[1:])
 
-    def alt_text(self, index: int) -> str:
-        """A text alternative for query ``index``."""
+    def __len__(self) -> int:
+        """How many pictures: one per query (item)."""
+        return len(self.queries)
+
+    def describe(self, index: int) -> str:
+        """What picture ``index`` shows, in words (the text alternative without its name)."""
         if self.queries.kind == "points2d":
             x0, x1 = self.queries.x[index]
             return (
-                f"Query {index + 1}: the point ({x0:.3g}, {x1:.3g}), highlighted among the "
-                f"round's {len(self.queries)} points"
+                f"the point ({x0:.3g}, {x1:.3g}), highlighted among the round's "
+                f"{len(self.queries)} points"
             )
         shape = self.queries.x.shape[1:]
         colour = "colour" if len(shape) == 3 and shape[0] == 3 else "grey"
-        return f"Query {index + 1}: {shape[-2]} by {shape[-1]} pixel {colour} image"
+        return f"{shape[-2]} by {shape[-1]} pixel {colour} image"
+
+    def alt_text(self, index: int) -> str:
+        """A text alternative for query ``index``: ``Query <n>: <what it shows>``."""
+        return f"Query {index + 1}: {self.describe(index)}"

@@ -1,6 +1,8 @@
-"""One round's queries as the rating page shows them: points or images, checked before serving.
+"""One round's queries as the page shows them: points or images, in questions of a form, checked
+before serving.
 
-The file is read and validated by the shared loader, :func:`prefalign.io.queries.read_queries`;
+The file is read and validated by the shared loader, :func:`prefalign.io.queries.read_questions`
+(the items, the question form and the question of each item, ``docs/feedback-forms.md``);
 :func:`load_queries` adds what only this oracle needs (at least one query, a shape it can draw)
 and words the loader's errors the way this oracle has always worded them.
 """
@@ -9,13 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from prefalign.io.queries import OracleError, read_queries
+from prefalign.io.feedback import TIE, QuestionForm, group_items, parse_form
+from prefalign.io.queries import OracleError, read_questions
 
 __all__ = ["Queries", "QueriesError", "QueryKind", "load_queries"]
 
@@ -31,17 +34,35 @@ class Queries:
     """One round's queries.
 
     Attributes:
-        ids: the query ids, in file order, unique.
+        ids: the query (item) ids, in file order, unique.
         x: float32 array of shape (k, 2) (points) or (k, H, W) / (k, C, H, W) (images).
         kind: ``points2d`` or ``image``.
+        form: the question form (``rate`` for a file that names none).
+        questions: the question id of each item (its own id for ``rate`` and ``binary``);
+            empty: each item is its own question.
     """
 
     ids: tuple[str, ...]
     x: np.ndarray
     kind: QueryKind
+    form: QuestionForm = field(default_factory=lambda: parse_form("rate"))
+    questions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.questions:
+            object.__setattr__(self, "questions", self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def groups(self) -> dict[str, list[str]]:
+        """The item ids of each question, in file order: ``{question: [ids]}``."""
+        return group_items(self.ids, self.questions, self.form, "queries")
+
+    @property
+    def n_questions(self) -> int:
+        """How many questions the round asks (units of budget)."""
+        return len(dict.fromkeys(self.questions))
 
 
 #: The shared loader's messages, reworded as this oracle words them (its tests and users quote
@@ -94,17 +115,26 @@ def load_queries(path: str | os.PathLike[str]) -> Queries:
     Raises:
         QueriesError: the file is unreadable, lacks an array, or holds ids or shapes this oracle
             cannot show (no queries, duplicate ids, non-finite values, shapes other than points
-            or images).
+            or images), or questions that do not fit its form (``form``, ``question``).
     """
     path = Path(path)
     try:
-        ids_array, x = read_queries(path)
+        read = read_questions(path)
     except OracleError as error:
         raise QueriesError(_reworded(str(error))) from error
-    ids = tuple(str(value) for value in ids_array.tolist())
+    ids = tuple(str(value) for value in read.ids.tolist())
     if not ids:
         raise QueriesError(f"queries file {path} holds no queries")
-    return Queries(ids=ids, x=x, kind=_query_kind(x.shape, path))
+    form = parse_form(read.form)
+    if form.allows_tie and TIE in ids:
+        raise QueriesError(
+            f"queries file {path}: a {form.name} item has the id {TIE!r}, which the answer "
+            f'file reserves for "can\'t say"; rename it'
+        )
+    questions = tuple(str(value) for value in read.questions.tolist())
+    return Queries(
+        ids=ids, x=read.x, kind=_query_kind(read.x.shape, path), form=form, questions=questions
+    )
 
 
 def _query_kind(shape: tuple[int, ...], path: Path) -> QueryKind:

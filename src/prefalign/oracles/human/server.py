@@ -1,10 +1,12 @@
 """The HTTP server of one round: the page, the pictures, drafts and the submission.
 
 Every request must carry the round's secret token as the first part of its path; one without it
-gets 403 and changes nothing. ``GET /TOKEN/`` is the rating page, ``GET /TOKEN/query/<i>.png`` a
-query's picture, ``POST /TOKEN/draft`` (JSON ``{"ratings": {id: value}}``) keeps ratings as the
-person clicks, ``POST /TOKEN/submit`` (the form) ends the round once every query is rated. A
-connection idle for ``connection_timeout_s`` is closed; malformed requests get 400.
+gets 403 and changes nothing. ``GET /TOKEN/`` is the page (the rating page, or the question page
+of the round's form), ``GET /TOKEN/query/<i>.png`` the picture of item ``i``, ``POST /TOKEN/draft``
+keeps answers as the person clicks (JSON ``{"ratings": {id: value}}`` for ``rate``,
+``{"answers": {question: value}}`` for the other forms), ``POST /TOKEN/submit`` (the form) ends the
+round once every question is answered. A connection idle for ``connection_timeout_s`` is closed;
+malformed requests get 400.
 """
 
 from __future__ import annotations
@@ -19,21 +21,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from prefalign.oracles.human.page import (
-    FIELD_PREFIX,
-    SECURITY_HEADERS,
     PageSettings,
     render_message_page,
-    render_rating_page,
     render_thanks_page,
+    security_headers,
 )
 from prefalign.oracles.human.pictures import QueryPictures
-from prefalign.oracles.human.ratings import RatingError, RatingSession
+from prefalign.oracles.human.question_page import render_answer_page
+from prefalign.oracles.human.session import AnswerError, AnswerSession
 
 __all__ = ["CONNECTION_TIMEOUT_S", "MAX_BODY_BYTES", "PROG", "OracleServer"]
 
 #: The command's name: the start of every line it prints.
 PROG = "prefalign oracle human"
-#: Largest request body accepted (a submission of thousands of ratings fits easily).
+#: Largest request body accepted (a submission of thousands of answers fits easily).
 MAX_BODY_BYTES = 1 << 20
 #: Seconds a connection may sit idle (no byte sent or taken) before the server closes it.
 CONNECTION_TIMEOUT_S = 30.0
@@ -47,7 +48,7 @@ class OracleServer(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        session: RatingSession,
+        session: AnswerSession,
         pictures: QueryPictures,
         settings: PageSettings,
         token: str,
@@ -61,6 +62,7 @@ class OracleServer(ThreadingHTTPServer):
         self.settings = settings
         self.token = token
         self.connection_timeout_s = connection_timeout_s
+        self.headers = security_headers(session.form)
 
     def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
         """A client that went away (closed tab, reset) is one line on stderr, not a traceback."""
@@ -108,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         return rest
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        """Serve the page and the query pictures."""
+        """Serve the page and the items' pictures."""
         rest = self._route()
         if rest is None:
             return
@@ -116,11 +118,11 @@ class _Handler(BaseHTTPRequestHandler):
         if session.outcome is not None:
             self._send_closed()
         elif rest == "":
-            page = render_rating_page(session, self.server.pictures, self.server.settings)
+            page = render_answer_page(session, self.server.pictures, self.server.settings)
             self._send_html(HTTPStatus.OK, page)
         elif match := re.fullmatch(r"query/(\d{1,9})\.png", rest):
             index = int(match.group(1))
-            if index >= len(session.ids):
+            if index >= len(self.server.pictures):
                 self._send_text(HTTPStatus.NOT_FOUND, f"no query number {index}\n")
                 return
             self._send(HTTPStatus.OK, "image/png", self.server.pictures.png(index))
@@ -128,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_text(HTTPStatus.NOT_FOUND, f"not found: {rest!r}\n")
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        """Accept draft ratings (JSON) and the final submission (a form)."""
+        """Accept draft answers (JSON) and the final submission (a form)."""
         rest = self._route()
         if rest is None:
             return
@@ -145,11 +147,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        session = self.server.session
+        words = session.words
         try:
             request = json.loads(body.decode("utf-8"))
-            ratings = request["ratings"]
-            if not isinstance(ratings, dict):
-                raise TypeError("'ratings' must be an object")
+            answers = request[words.draft_key]
+            if not isinstance(answers, dict):
+                raise TypeError(f"'{words.draft_key}' must be an object")
         except RecursionError:
             self._send_json(
                 HTTPStatus.BAD_REQUEST, {"error": "the draft is too deeply nested to be a draft"}
@@ -158,16 +162,16 @@ class _Handler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
             self._send_json(
                 HTTPStatus.BAD_REQUEST,
-                {"error": f'a draft must be JSON {{"ratings": {{id: value}}}}: {error}'},
+                {"error": f"a draft must be JSON {words.draft_example}: {error}"},
             )
             return
         try:
-            rated = self.server.session.save_draft(ratings.items())
-        except RatingError as error:
-            status = HTTPStatus.GONE if self.server.session.outcome else HTTPStatus.BAD_REQUEST
+            count = session.save_draft(answers.items())
+        except AnswerError as error:
+            status = HTTPStatus.GONE if session.outcome else HTTPStatus.BAD_REQUEST
             self._send_json(status, {"error": str(error)})
             return
-        self._send_json(HTTPStatus.OK, {"rated": rated, "total": len(self.server.session.ids)})
+        self._send_json(HTTPStatus.OK, {words.count_key: count, "total": len(session.keys)})
 
     def _post_submit(self) -> None:
         server = self.server
@@ -175,6 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        prefix = session.words.field_prefix
         pairs: list[tuple[str, object]] = []
         errors: list[str] = []
         try:
@@ -185,8 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
             fields = []
             errors.append(f"the submission is not a valid form: {error}")
         for name, value in fields:
-            if name.startswith(FIELD_PREFIX):
-                pairs.append((name.removeprefix(FIELD_PREFIX), value))
+            if name.startswith(prefix):
+                pairs.append((name.removeprefix(prefix), value))
             else:
                 errors.append(f"unexpected form field {name!r}")
         if session.outcome is not None:
@@ -200,25 +205,27 @@ class _Handler(BaseHTTPRequestHandler):
                     f"{PROG}: error: cannot write {session.rewards_path}: {error}", file=sys.stderr
                 )
                 message = (
-                    f"Could not write the rewards file: {error}. Your ratings are kept; "
-                    "fix the problem and submit again."
+                    f"Could not write the {session.words.file}: {error}. Your "
+                    f"{session.words.answers} are kept; fix the problem and submit again."
                 )
-                page = render_rating_page(session, server.pictures, server.settings, [message])
+                page = render_answer_page(session, server.pictures, server.settings, [message])
                 self._send_html(HTTPStatus.INTERNAL_SERVER_ERROR, page)
                 return
         if errors:
-            page = render_rating_page(session, server.pictures, server.settings, errors)
+            page = render_answer_page(session, server.pictures, server.settings, errors)
             self._send_html(HTTPStatus.BAD_REQUEST, page)
             return
-        # the rewards are in place and session.done is set: the round ends whatever happens to
+        # the answers are in place and session.done is set: the round ends whatever happens to
         # this reply (the main thread gives it cli.REPLY_GRACE_S to go out)
         try:
-            page = render_thanks_page(server.settings, len(session.ids), session.rewards_path)
+            page = render_thanks_page(
+                server.settings, len(session.keys), session.rewards_path, session.words.answers
+            )
             self._send_html(HTTPStatus.OK, page)
         except OSError as error:  # BrokenPipeError, ConnectionResetError, a time-out
             print(
-                f"{PROG}: the ratings were saved, but the thank-you page could not be sent "
-                f"({error})",
+                f"{PROG}: the {session.words.answers} were saved, but the thank-you page could "
+                f"not be sent ({error})",
                 file=sys.stderr,
             )
             self.close_connection = True
@@ -249,9 +256,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _send_closed(self) -> None:
-        outcome = self.server.session.outcome
+        session = self.server.session
+        outcome = session.outcome
         message = (
-            "The ratings of this round were already submitted."
+            f"The {session.words.answers} of this round were already submitted."
             if outcome == "submitted"
             else "This round timed out; nothing was saved. Ask whoever runs the workflow."
         )
@@ -262,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in self.server.headers.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":

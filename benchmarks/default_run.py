@@ -252,6 +252,8 @@ def main() -> None:
             started = time.perf_counter()
             results.append(run_side(side, tree, wd, env))
             print(f"{side} done in {time.perf_counter() - started:.0f} s", flush=True)
+            if args.json:  # a side's numbers survive a failure of the next one
+                Path(args.json).write_text(json.dumps({"sides": results}, indent=2) + "\n")
     finally:
         if ref_tree.exists():
             subprocess.run(["git", "worktree", "remove", "--force", str(ref_tree)], cwd=REPO)

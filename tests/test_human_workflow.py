@@ -17,7 +17,6 @@ tests/test_human_oracle.py, and is skipped, with the reason, only when one of th
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from test_human_oracle import CHROMIUM, CHROMIUM_ARGS, _browser_missing, radio
-from workflow_helpers import REPO, env, snakemake_cmd, workdir
+from workflow_helpers import REPO, env, snakemake_in_background, train_tiny_digits, workdir
 
 from prefalign.io.feedback import TIE, parse_form
 from prefalign.io.observations import COLUMNS, read_observations
@@ -228,11 +227,7 @@ def test_two_rounds_rated_in_a_browser(tmp_path: Path) -> None:
     config = human_config()
     (tmp_path / "wd").mkdir()
     wd = workdir(tmp_path / "wd", config)
-    subprocess.run(
-        [sys.executable, "-m", "prefalign.cli", "train-digits", "--steps", "20", "--out",
-         str(wd / config["domains"][DOMAIN]["options"]["model_dir"])],
-        env=env(), check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+    train_tiny_digits(wd / config["domains"][DOMAIN]["options"]["model_dir"])
     url_file = wd / _url_file(config)
     evaluation = wd / f"results/evaluation/{CAMPAIGN_DIR}.json"
     observations = wd / f"results/observations/{CAMPAIGN_DIR}/round1.parquet"
@@ -240,16 +235,8 @@ def test_two_rounds_rated_in_a_browser(tmp_path: Path) -> None:
     table = wd / f"results/experiments/{experiment}/tables/final.md"  # the aggregation
     log = tmp_path / "snakemake.log"
     deadline = time.monotonic() + DEADLINE_S
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            snakemake_cmd(str(evaluation.relative_to(wd)), str(table.relative_to(wd))),
-            cwd=wd,
-            env=env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    targets = (str(evaluation.relative_to(wd)), str(table.relative_to(wd)))
+    with snakemake_in_background(wd, log, *targets) as proc:
         seen: list[str] = []
         clicked: dict[str, float] = {}
         with sync_playwright() as playwright:
@@ -270,10 +257,6 @@ def test_two_rounds_rated_in_a_browser(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert proc.poll() is not None, f"snakemake still running after {DEADLINE_S} s"
         assert proc.returncode == 0, f"snakemake failed:\n{_tail(log)}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
     # Each round's URL was announced in its oracle log, then the URL file was removed.
     for round_, url in enumerate(seen):
@@ -381,29 +364,16 @@ def test_two_rounds_of_each_form_answered_in_a_browser(tmp_path: Path) -> None:
     config = forms_config()
     (tmp_path / "wd").mkdir()
     wd = workdir(tmp_path / "wd", config)
-    subprocess.run(
-        [sys.executable, "-m", "prefalign.cli", "train-digits", "--steps", "20", "--out",
-         str(wd / config["domains"][FORMS[0][1]]["options"]["model_dir"])],
-        env=env(), check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+    train_tiny_digits(wd / config["domains"][FORMS[0][1]]["options"]["model_dir"])
     campaign = {form: f"{domain}/{METHOD}/seed0" for form, domain in FORMS}
     url_files = {form: wd / f"results/human/{form}-url.txt" for form, _ in FORMS}
     (experiment,) = config["run"]
     table = wd / f"results/experiments/{experiment}/tables/final.md"
     log = tmp_path / "snakemake.log"
     deadline = time.monotonic() + 2 * DEADLINE_S
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            snakemake_cmd(str(table.relative_to(wd))),
-            cwd=wd,
-            env=env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     seen: dict[str, list[str]] = {form: [] for form, _ in FORMS}
     given: dict[str, dict[str, str]] = {form: {} for form, _ in FORMS}
-    try:
+    with snakemake_in_background(wd, log, str(table.relative_to(wd))) as proc:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
@@ -422,10 +392,6 @@ def test_two_rounds_of_each_form_answered_in_a_browser(tmp_path: Path) -> None:
                 browser.close()
         proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         assert proc.returncode == 0, f"snakemake failed:\n{_tail(log)}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
     for form, _ in FORMS:
         for round_, url in enumerate(seen[form]):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -49,6 +52,36 @@ def run_snakemake(wd: Path, *args: str, check: bool = True) -> subprocess.Comple
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
+
+
+@contextmanager
+def snakemake_in_background(wd: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Snakemake started in its own session with its output in ``log``; on leaving the block,
+    if it still runs, it is killed together with its jobs (SIGKILL to the session)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            snakemake_cmd(*args),
+            cwd=wd,
+            env=env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def train_tiny_digits(model_dir: Path) -> None:
+    """A 20-step digits DDPM at ``model_dir``: enough for a workflow test to sample from."""
+    subprocess.run(
+        [sys.executable, "-m", "prefalign.cli", "train-digits", "--steps", "20", "--out",
+         str(model_dir)],
+        env=env(), check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
 
 
 def observation_files(wd: Path) -> dict[str, bytes]:

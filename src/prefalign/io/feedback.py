@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from prefalign.io.listing import MAX_SHOWN, duplicates, shorten, show
+from prefalign.io.listing import MAX_SHOWN, duplicates, key_problems, shorten, show
 from prefalign.io.queries import OracleError, parse_rewards
 
 __all__ = [
@@ -165,7 +165,7 @@ def _rows(text: str, header: tuple[str, str], where: str) -> list[tuple[int, str
 def _binary_values(text: str, ids: Sequence[str], where: str) -> dict[str, float]:
     """``id,like`` rows: 1 (like) or 0 (dislike) per item."""
     body = _rows(text, BINARY_HEADER, where)
-    problems = _key_problems([r[1] for r in body], list(ids), "ids")
+    problems = key_problems([r[1] for r in body], list(ids), "ids")
     values: dict[str, float] = {}
     bad = []
     for _, item, answer in body:
@@ -198,7 +198,7 @@ def _choice_values(
             f"{'choice' if form.allows_tie else 'favourite'}, but "
             + shorten([f"{q!r} has {len(c)} ({show(c)})" for q, c in chosen.items()])
         )
-    problems += _key_problems(answered, list(groups), "questions", skip_duplicates=True)
+    problems += key_problems(answered, list(groups), "questions", skip_duplicates=True)
     values: dict[str, float] = {}
     outside = []
     for _, question, choice in body:
@@ -221,25 +221,6 @@ def _choice_values(
     if problems:
         raise FeedbackError(f"{where}: " + "; ".join(problems))
     return values
-
-
-def _key_problems(
-    got: list[str], expected: list[str], what: str, *, skip_duplicates: bool = False
-) -> list[str]:
-    """Duplicate, unknown and missing keys of an answer file, as message parts."""
-    problems = []
-    dup = duplicates(got)
-    if dup and not skip_duplicates:
-        problems.append(f"duplicate {what} {show(dup)}")
-    known = set(expected)
-    unknown = [k for k in dict.fromkeys(got) if k not in known]
-    if unknown:
-        problems.append(f"unknown {what} (not among the queries) {show(unknown)}")
-    present = set(got)
-    missing = [k for k in expected if k not in present]
-    if missing:
-        problems.append(f"missing {what} {show(missing)}")
-    return problems
 
 
 def parse_answers(

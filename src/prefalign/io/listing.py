@@ -30,3 +30,25 @@ def duplicates(values: Iterable[str]) -> list[str]:
             dup[v] = None
         seen.add(v)
     return list(dup)
+
+
+def key_problems(
+    got: list[str], expected: list[str], what: str, *, skip_duplicates: bool = False
+) -> list[str]:
+    """Duplicate, unknown and missing keys of an answer file, as message parts.
+
+    ``got`` are the keys the file names, in file order; ``expected`` those the queries ask.
+    """
+    problems = []
+    dup = duplicates(got)
+    if dup and not skip_duplicates:
+        problems.append(f"duplicate {what} {show(dup)}")
+    known = set(expected)
+    unknown = [k for k in dict.fromkeys(got) if k not in known]
+    if unknown:
+        problems.append(f"unknown {what} (not among the queries) {show(unknown)}")
+    present = set(got)
+    missing = [k for k in expected if k not in present]
+    if missing:
+        problems.append(f"missing {what} {show(missing)}")
+    return problems

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from prefalign.io.atomic import atomic_path
-from prefalign.io.listing import MAX_SHOWN, duplicates, shorten, show
+from prefalign.io.listing import MAX_SHOWN, duplicates, key_problems, shorten, show
 
 __all__ = [
     "REWARDS_HEADER",
@@ -336,17 +336,7 @@ def parse_rewards(text: str, expected_ids: Sequence[str], where: str) -> pd.Seri
     if malformed:
         problems.append(f"rows without exactly 2 fields on line(s) {malformed[:MAX_SHOWN]}")
 
-    dup = duplicates(ids)
-    if dup:
-        problems.append(f"duplicate ids {_show_ids(dup)}")
-    expected_set = set(expected)
-    unknown = [i for i in dict.fromkeys(ids) if i not in expected_set]
-    if unknown:
-        problems.append(f"unknown ids (not among the queries) {_show_ids(unknown)}")
-    got = set(ids)
-    missing = [i for i in expected if i not in got]
-    if missing:
-        problems.append(f"missing ids {_show_ids(missing)}")
+    problems += key_problems(ids, expected, "ids")
 
     values: dict[str, float] = {}
     non_numeric: list[str] = []

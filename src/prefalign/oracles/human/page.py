@@ -2,13 +2,15 @@
 (the question pages of the other forms are :mod:`~prefalign.oracles.human.question_page`).
 
 They are rendered from the Jinja templates in ``templates/`` with autoescaping (every id, title,
-campaign name and message is escaped). The rating page's style (``static/rating.css``) and script
-(``static/rating.js``) are inlined, and :data:`SECURITY_HEADERS` allow exactly these two by their
-SHA-256 hashes in the Content-Security-Policy: no other script or style runs, nothing is loaded
-from elsewhere. The question pages inline ``rating.css`` followed by ``questions.css`` and the
-script ``questions.js``, allowed by :data:`QUESTION_SECURITY_HEADERS`; :func:`security_headers`
-picks the headers of a round's form. Templates and static files are package data, read through
-:mod:`importlib.resources`.
+campaign name and message is escaped); both pages take their facts list and the box of a refused
+submission from ``templates/_parts.html``. The rating page's style (``static/rating.css``) and
+script (``static/drafts.js``: each choice saved as a draft as it is made) are inlined, and
+:data:`SECURITY_HEADERS` allow exactly these two by their SHA-256 hashes in the
+Content-Security-Policy: no other script or style runs, nothing is loaded from elsewhere. The
+question pages inline ``rating.css`` followed by ``questions.css``, and ``drafts.js`` followed by
+``questions.js`` (the keyboard shortcuts) as one script, allowed by
+:data:`QUESTION_SECURITY_HEADERS`; :func:`security_headers` picks the headers of a round's form.
+Templates and static files are package data, read through :mod:`importlib.resources`.
 """
 
 from __future__ import annotations
@@ -56,10 +58,10 @@ def _template_source(name: str) -> str | None:
 
 #: The style and the script inlined into the rating page (and the style into every page).
 CSS = _package_text("static", "rating.css")
-JS = _package_text("static", "rating.js")
+JS = _package_text("static", "drafts.js")
 #: The style and the script inlined into the question pages (binary, pairwise, best-of-K).
 QUESTION_CSS = CSS + _package_text("static", "questions.css")
-QUESTION_JS = _package_text("static", "questions.js")
+QUESTION_JS = JS + _package_text("static", "questions.js")
 
 
 def _csp_hash(text: str) -> str:

@@ -1,37 +1,11 @@
 "use strict";
+// The question page's keyboard shortcuts (its drafts are drafts.js, loaded before this).
 (function () {
   const form = document.getElementById("answers");
   if (!form) { return; }
-  const counter = document.getElementById("answered-count");
-  const saveStatus = document.getElementById("save-status");
   const questions = Array.from(form.querySelectorAll("fieldset.question"));
   const keys = document.getElementById("keys");
   if (keys) { keys.hidden = false; }
-  let queue = Promise.resolve();
-  function send(id, value) {
-    const body = JSON.stringify({ answers: { [id]: value } });
-    return fetch("draft", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: body,
-    }).then(function (response) {
-      return response.json().then(function (reply) {
-        if (!response.ok) { throw new Error(reply.error || response.statusText); }
-        counter.textContent = String(reply.answered);
-        saveStatus.textContent = "";
-      });
-    }).catch(function (error) {
-      saveStatus.textContent = "This answer was not saved as a draft (" + error.message +
-        "); it is still sent when you submit.";
-    });
-  }
-  form.addEventListener("change", function (event) {
-    const input = event.target;
-    if (!(input instanceof HTMLInputElement) || input.type !== "radio") { return; }
-    const fieldset = input.closest("fieldset");
-    fieldset.classList.remove("missing");
-    fieldset.removeAttribute("aria-invalid");
-    counter.textContent = String(form.querySelectorAll("input[type=radio]:checked").length);
-    queue = queue.then(function () { return send(fieldset.dataset.id, input.value); });
-  });
   // Keyboard: j / k move between questions; each radio button's data-keys answer the question
   // that has the focus, which then moves on to the next question.
   function focusQuestion(index) {

@@ -38,10 +38,6 @@ class BinarySession(AnswerSession[str]):
             raise ValueError(f"a BinarySession asks binary questions, not {form.name}")
         super().__init__(ids, form, rewards_path)
 
-    def label(self, key: str) -> str:
-        """``Question <position>``."""
-        return f"Question {self._index[key] + 1}"
-
     def parse_answer(self, key: str, raw: object) -> str:
         """``1``/``0`` (a string, or the whole number from a draft); nothing else, not ``0.5``."""
         text = raw if isinstance(raw, str) else None
@@ -77,10 +73,6 @@ class ChoiceSession(AnswerSession[str]):
             )
         super().__init__(list(groups), form, rewards_path)
         self.groups = {question: tuple(items) for question, items in groups.items()}
-
-    def label(self, key: str) -> str:
-        """``Question <position>``."""
-        return f"Question {self._index[key] + 1}"
 
     def options(self, key: str) -> tuple[str, ...]:
         """Every answer question ``key`` takes: its ids, then ``tie`` where allowed."""

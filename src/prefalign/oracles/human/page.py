@@ -195,6 +195,7 @@ def render_rating_page(
         settings.document_title(),
         script=True,
         settings=settings,
+        words=session.words,
         rated=len(ratings),
         cards=cards,
         errors=list(errors),

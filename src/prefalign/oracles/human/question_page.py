@@ -144,6 +144,7 @@ def render_question_page(
         css=QUESTION_CSS,
         js=QUESTION_JS,
         settings=settings,
+        words=session.words,
         kind=kind,
         k=form.items,
         answered=len(answers),

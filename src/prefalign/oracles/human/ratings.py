@@ -54,10 +54,6 @@ class RatingSession(AnswerSession[int]):
         """The ratings entered so far (the live dict; read :meth:`snapshot` from other threads)."""
         return self.answers
 
-    def label(self, query_id: str) -> str:
-        """How the page names a query: ``Query <position>``."""
-        return f"Query {self._index[query_id] + 1}"
-
     def parse_rating(self, query_id: str, raw: object) -> int:
         """Check one rating: a known id and a whole number within the scale.
 

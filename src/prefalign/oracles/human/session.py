@@ -68,9 +68,10 @@ class AnswerSession(ABC, Generic[Value]):
 
     # -- what a form says ---------------------------------------------------------------------
 
-    @abstractmethod
     def label(self, key: str) -> str:
-        """How the page names what ``key`` stands for (``Query 3``, ``Question 3``)."""
+        """How the page names what ``key`` stands for, by its position: ``Query 3``,
+        ``Question 3``."""
+        return f"{self.words.item.capitalize()} {self._index[key] + 1}"
 
     @abstractmethod
     def parse_answer(self, key: str, raw: object) -> Value:

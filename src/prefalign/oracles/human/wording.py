@@ -23,7 +23,8 @@ class Wording:
         items: plural (``queries`` / ``questions``).
         key_name: how an error names an answer's key (``query id`` / ``question``).
         answered: the past participle (``rated`` / ``answered``).
-        answers: what the person gives (``ratings`` / ``answers``).
+        answer: what the person gives for one item, singular (``rating`` / ``answer``).
+        answers: plural (``ratings`` / ``answers``).
         verb: the imperative (``Rate`` / ``Answer``).
         draft_key: the JSON key of a draft, ``{draft_key: {key: value}}``.
         draft_example: a draft's shape, for error messages.
@@ -36,6 +37,7 @@ class Wording:
     items: str
     key_name: str
     answered: str
+    answer: str
     answers: str
     verb: str
     draft_key: str
@@ -51,6 +53,7 @@ RATINGS = Wording(
     items="queries",
     key_name="query id",
     answered="rated",
+    answer="rating",
     answers="ratings",
     verb="Rate",
     draft_key="ratings",
@@ -65,6 +68,7 @@ ANSWERS = Wording(
     items="questions",
     key_name="question",
     answered="answered",
+    answer="answer",
     answers="answers",
     verb="Answer",
     draft_key="answers",

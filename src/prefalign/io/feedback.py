@@ -20,8 +20,6 @@ every dataset says how it was collected, and the question's items are the rows s
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from collections.abc import Sequence
@@ -31,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from prefalign.io.listing import MAX_SHOWN, duplicates, key_problems, shorten, show
-from prefalign.io.queries import OracleError, parse_rewards
+from prefalign.io.queries import OracleError, csv_rows, parse_rewards
 
 __all__ = [
     "CHOICE_HEADER",
@@ -134,27 +132,8 @@ def group_items(
 
 def _rows(text: str, header: tuple[str, str], where: str) -> list[tuple[int, str, str]]:
     """The body rows ``(line, first, second)`` of a two-column CSV with exactly ``header``."""
-    if not text.strip():
-        raise FeedbackError(
-            f"{where} is empty; expected a header `{','.join(header)}` and one row per "
-            f"{'question' if header == CHOICE_HEADER else 'id'}"
-        )
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
-    except csv.Error as exc:
-        raise FeedbackError(f"{where} is not valid CSV: {exc}") from exc
-    if tuple(rows[0]) != header:
-        raise FeedbackError(
-            f"{where} has header {','.join(rows[0])!r}; expected exactly {','.join(header)!r}"
-        )
-    body, malformed = [], []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != 2:
-            malformed.append(line)
-            continue
-        body.append((line, row[0], row[1]))
+    unit = "question" if header == CHOICE_HEADER else "id"
+    body, malformed = csv_rows(text, header, where, unit, FeedbackError)
     if malformed:
         raise FeedbackError(
             f"{where}: rows without exactly 2 fields on line(s) {malformed[:MAX_SHOWN]}"
@@ -214,10 +193,7 @@ def _choice_values(
             tie = f" (or answer {TIE!r})" if form.allows_tie else ""
             outside.append(f"question {question!r} shows {shows}{tie}; the answer names {choice!r}")
     if outside:
-        problems.append(
-            "; ".join(outside[:MAX_SHOWN])
-            + (f"; ... and {len(outside) - MAX_SHOWN} more" if len(outside) > MAX_SHOWN else "")
-        )
+        problems.append(shorten(outside, sep="; "))
     if problems:
         raise FeedbackError(f"{where}: " + "; ".join(problems))
     return values

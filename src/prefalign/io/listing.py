@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterable, Sequence
 MAX_SHOWN = 5
 
 
-def shorten(items: Sequence[str]) -> str:
-    """The first few items joined by commas, then ``... and N more``."""
-    shown = ", ".join(items[:MAX_SHOWN])
+def shorten(items: Sequence[str], sep: str = ", ") -> str:
+    """The first few items joined by ``sep``, then ``... and N more``."""
+    shown = sep.join(items[:MAX_SHOWN])
     if len(items) > MAX_SHOWN:
-        shown += f", ... and {len(items) - MAX_SHOWN} more"
+        shown += f"{sep}... and {len(items) - MAX_SHOWN} more"
     return shown
 
 

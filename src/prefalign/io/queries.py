@@ -305,34 +305,53 @@ def read_rewards_text(path: Path, limit: int, where: str) -> str:
         raise OracleError(f"{where} is not readable UTF-8 text: {exc}") from exc
 
 
+def csv_rows(
+    text: str,
+    header: tuple[str, str],
+    where: str,
+    unit: str,
+    error: type[OracleError] = OracleError,
+) -> tuple[list[tuple[int, str, str]], list[int]]:
+    """The rows of a two-column answer file with exactly ``header``: ``(line, first, second)``
+    for each row of two fields, and the line numbers of rows with another count (blank lines
+    are skipped). ``unit`` is what a row stands for (``id``, ``question``) in the message.
+
+    Raises:
+        error: the text is empty, is not valid CSV, or has another header.
+    """
+    if not text.strip():
+        raise error(
+            f"{where} is empty; expected a header `{','.join(header)}` and one row per {unit}"
+        )
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as exc:
+        raise error(f"{where} is not valid CSV: {exc}") from exc
+    if tuple(rows[0]) != header:
+        raise error(
+            f"{where} has header {','.join(rows[0])!r}; expected exactly {','.join(header)!r}"
+        )
+    body, malformed = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:  # blank line
+            continue
+        if len(row) != 2:
+            malformed.append(line)
+            continue
+        body.append((line, row[0], row[1]))
+    return body, malformed
+
+
 def parse_rewards(text: str, expected_ids: Sequence[str], where: str) -> pd.Series:
     """Validate the text of a rewards CSV; ``where`` names its source in error messages."""
     expected = [str(i) for i in expected_ids]
     dup_expected = duplicates(expected)
     if dup_expected:
         raise ValueError(f"expected_ids contains duplicates: {_show_ids(dup_expected)}")
-    if not text.strip():
-        raise OracleError(f"{where} is empty; expected a header `id,reward` and one row per id")
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
-    except csv.Error as exc:
-        raise OracleError(f"{where} is not valid CSV: {exc}") from exc
-    header, body = rows[0], rows[1:]
-    if tuple(header) != REWARDS_HEADER:
-        raise OracleError(f"{where} has header {','.join(header)!r}; expected exactly 'id,reward'")
-
+    body, malformed = csv_rows(text, REWARDS_HEADER, where, "id")
     problems: list[str] = []
-    ids: list[str] = []
-    texts: list[str] = []
-    malformed: list[int] = []
-    for line_no, row in enumerate(body, start=2):
-        if not row:  # blank line
-            continue
-        if len(row) != 2:
-            malformed.append(line_no)
-            continue
-        ids.append(row[0])
-        texts.append(row[1])
+    ids = [item for _, item, _ in body]
+    texts = [value for _, _, value in body]
     if malformed:
         problems.append(f"rows without exactly 2 fields on line(s) {malformed[:MAX_SHOWN]}")
 

@@ -20,6 +20,7 @@ include: "workflow/rules/job_server.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/finetune.smk"
 include: "workflow/rules/aggregate.smk"
 
 

@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "prefalign"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("loop",),
+    ("finetune",),
     ("reporting",),
     ("pairing",),
     ("learning", "sampling", "acquisition", "oracles"),

@@ -1,4 +1,4 @@
-"""Settings of the sampler and the surrogate: frozen dataclasses, saved as JSON beside what
+"""Settings of the sampler, the surrogate, the DDPM training and fine-tuning: frozen dataclasses, saved as JSON beside what
 they produced, validated on construction, importable without torch (the light workflow steps
 read them without paying torch's start-up)."""
 
@@ -243,6 +243,72 @@ class DDPMTraining:
         """Build from a (possibly empty) dict; missing keys take their defaults, unknown keys
         are an error."""
         return _from_dict(cls, data or {}, "DDPM training setting")
+
+
+#: ``full``: every weight; ``split``: every weight, trained and used only at ``t >= t_split``
+#: (EPAPA: the base model samples the rest); ``lora``: low-rank adapters (peft) on every linear
+#: and convolution layer, merged into the weights when saved.
+MODES: tuple[str, ...] = ("full", "split", "lora")
+#: What the online learners fine-tune on: ``papa`` (the liked items, denoising score matching),
+#: ``d3po`` (the answered pairs, the Diffusion-DPO loss against the base model).
+LEARNERS: tuple[str, ...] = ("surrogate", "papa", "d3po")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Settings of one fine-tuning run.
+
+    Attributes:
+        mode: one of :data:`MODES`.
+        steps: optimiser steps.
+        batch_size: examples per step (drawn with replacement, by weight).
+        lr: AdamW learning rate (constant after a 10 % linear warm-up).
+        t_split: ``split`` mode: the forward time from which the fine-tuned network is trained
+            and used; below it the base model denoises.
+        decay: pull of the weights back toward the base model's, per step: ``theta -= lr decay
+            (theta - theta_base)`` (for ``lora``: of the adapters toward the zero update).
+        lora_rank: rank of the adapters (``lora``).
+        dpo_beta: inverse temperature of the Diffusion-DPO loss (``d3po``), on per-value mean
+            squared errors.
+        particles: samples of the aligned sampler drawn to distil it (the ``finetune`` rule).
+        seed: seeds the batches, timesteps and noise.
+    """
+
+    mode: str = "full"
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 1e-3
+    t_split: float = 0.5
+    decay: float = 0.0
+    lora_rank: int = 4
+    dpo_beta: float = 2000.0
+    particles: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"finetune mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        for name in ("steps", "batch_size", "lora_rank", "particles"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"finetune {name} must be an integer >= 1; got {value!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"finetune lr must be > 0; got {self.lr}")
+        if not 0.0 <= self.t_split < 1.0:
+            raise ValueError(f"finetune t_split must lie in [0, 1); got {self.t_split}")
+        if not (math.isfinite(self.decay) and self.decay >= 0):
+            raise ValueError(f"finetune decay must be >= 0; got {self.decay}")
+        if not (math.isfinite(self.dpo_beta) and self.dpo_beta > 0):
+            raise ValueError(f"finetune dpo_beta must be > 0; got {self.dpo_beta}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> FinetuneSettings:
+        """Build from a dict; missing keys take their defaults, unknown keys are an error."""
+        return _from_dict(cls, dict(data or {}), "finetune setting")
 
 
 def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:

@@ -27,6 +27,8 @@ OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.p
 ROUND_SURROGATE = "results/campaigns/{domain}/{method}/seed{seed}/round{round}/surrogate"
 # the surrogate the final evaluation samples with: fitted on every round
 FINAL_SURROGATE = "results/evaluation/{domain}/{method}/seed{seed}/surrogate"
+# the `finetune` rule's folder: a campaign's aligned sampler distilled into the base model
+FINETUNED = "results/finetune/{domain}/{method}/seed{seed}"
 # each job's `benchmark:` file (wall time, memory), read by `aggregate` (experiment E4)
 CAMPAIGN_BENCHMARKS = "results/benchmarks/{domain}/{method}/seed{seed}"
 
@@ -273,6 +275,12 @@ def check_campaigns():
     of k, a score its sampler cannot give, ...) stops `snakemake -n` with the setting named,
     before any job."""
     for experiment in experiments():
+        distil = config["experiments"][experiment].get("distil")
+        if distil and distil["method"] not in config["experiments"][experiment]["methods"]:
+            raise ValueError(
+                f"config: experiment {experiment!r} distils {distil['method']!r}, which is not "
+                "one of its methods"
+            )
         for domain, method, seed in experiment_campaigns(experiment):
             try:
                 campaign_spec(domain, method, seed)
@@ -283,7 +291,51 @@ def check_campaigns():
 
 
 def get_experiment_sections(wildcards):
-    return expand("results/experiments/{experiment}/section.md", experiment=experiments())
+    """Each experiment's section, followed by its fine-tuning section when it distils."""
+    sections = []
+    for e in experiments():
+        sections.append(f"results/experiments/{e}/section.md")
+        if "distil" in config["experiments"][e]:
+            sections.append(f"results/experiments/{e}/amortised.md")
+    return sections
+
+
+def _distil(experiment):
+    return config["experiments"][experiment]["distil"]
+
+
+def distil_modes(experiment):
+    return _distil(experiment).get("modes", ["full", "split", "lora"])
+
+
+def get_distil_modes(wildcards):
+    """`--modes` of the finetune and amortise rules: the modes of the (first) experiment that
+    distils this campaign, or of this experiment."""
+    if "experiment" in wildcards.keys():
+        return " ".join(map(shlex.quote, distil_modes(wildcards.experiment)))
+    for e in experiments():
+        d = config["experiments"][e].get("distil")
+        if d and d["method"] == wildcards.method and wildcards.domain in config["experiments"][e]["domains"]:
+            return " ".join(map(shlex.quote, distil_modes(e)))
+    raise ValueError(f"no experiment distils {wildcards.domain}/{wildcards.method}")
+
+
+def get_distil_method(wildcards):
+    return shlex.quote(_distil(wildcards.experiment)["method"])
+
+
+def distilled(experiment):
+    """The finetune folders of an experiment: its distilled method's campaigns."""
+    method = _distil(experiment)["method"]
+    return [
+        expand(FINETUNED, domain=d, method=m, seed=s)[0]
+        for d, m, s in experiment_campaigns(experiment)
+        if m == method
+    ]
+
+
+def get_distilled(wildcards):
+    return distilled(wildcards.experiment)
 
 
 def get_gpu(wildcards):
@@ -303,6 +355,8 @@ def get_final_outputs():
         outputs += [f"results/experiments/{e}/{name}" for e in experiments()]
     for e in experiments():
         outputs += final_observations(e) + evaluations(e)
+        if "distil" in config["experiments"][e]:
+            outputs += distilled(e) + [f"results/experiments/{e}/amortised.md"]
     used = {d for e in experiments() for d in config["experiments"][e]["domains"]}
     if any(config["domains"][d].get("type", d) == "digits" for d in used):
         outputs.append("results/models/digits-base/validity.json")

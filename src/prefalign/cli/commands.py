@@ -204,6 +204,46 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def finetune(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.finetuning.distil_campaign`; built-in users judge in this process."""
+    from prefalign.loop.finetuning import distil_campaign
+    from prefalign.oracles.builtin import answer_in_process
+
+    records = distil_campaign(
+        _spec(args),
+        args.surrogate,
+        args.out,
+        args.modes,
+        log=args.log,
+        progress=not args.quiet,
+        runner=answer_in_process,
+    )
+    for mode, record in records.items():
+        print(
+            f"{mode}: reward {record['mean_reward']:.4f}, validity {record['validity_rate']:.3f}, "
+            f"{record['finetune_seconds']:.1f} s fine-tuning, "
+            f"{record['trained_parameters']:,} parameters trained"
+        )
+    return 0
+
+
+def amortise(args: argparse.Namespace) -> int:
+    """:func:`prefalign.reporting.amortised.write_amortised`."""
+    from prefalign.reporting.amortised import write_amortised
+
+    section = write_amortised(
+        args.evaluations,
+        args.distilled,
+        args.modes,
+        args.out,
+        teacher=args.teacher,
+        title=args.title,
+        page_dir=args.page_dir,
+    )
+    print(f"wrote {section}")
+    return 0
+
+
 def aggregate(args: argparse.Namespace) -> int:
     """:func:`prefalign.reporting.aggregate.aggregate_experiment`."""
     from prefalign.reporting.aggregate import aggregate_experiment

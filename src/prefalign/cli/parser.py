@@ -155,6 +155,34 @@ def _step_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> 
     p.add_argument("--quiet", action="store_true")
 
 
+def _finetune_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
+    p = add(
+        "finetune",
+        commands.finetune,
+        "Distil a campaign's aligned sampler into the base model (full, split, LoRA) and judge "
+        "each fine-tuned model like the final evaluation.",
+    )
+    p.add_argument("--spec", required=True)
+    p.add_argument("--surrogate", required=True, help="the campaign's last surrogate")
+    p.add_argument("--modes", nargs="+", default=["full", "split", "lora"])
+    p.add_argument("--out", required=True, help="folder: <mode>/ models, <mode>.json records")
+    p.add_argument("--log")
+    p.add_argument("--quiet", action="store_true")
+
+    p = add(
+        "amortise",
+        commands.amortise,
+        "The fine-tuning table of an experiment: FKC sampler, fine-tuned models, baselines.",
+    )
+    p.add_argument("--evaluations", nargs="+", required=True, help="the campaigns' evaluations")
+    p.add_argument("--distilled", nargs="+", required=True, help="the finetune rule's folders")
+    p.add_argument("--modes", nargs="+", required=True)
+    p.add_argument("--teacher", required=True, help="the method the models were distilled from")
+    p.add_argument("--out", required=True, help="experiment folder")
+    p.add_argument("--title", required=True)
+    p.add_argument("--page-dir", required=True, help="folder of the results page (for links)")
+
+
 def _report_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
     p = add("aggregate", commands.aggregate, "An experiment's seeds into figures and tables.")
     p.add_argument("--observations", nargs="+", required=True, help="final observations each")
@@ -195,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         add("base-report", commands.base_report, "Base-model samples: validity beside real data.")
     )
     _step_flags(add)
+    _finetune_flags(add)
     _report_flags(add)
 
     p = add("oracle", lambda a: 2, "Built-in oracle commands (simulated users, a person).")

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
+    from prefalign.models.ddpm import UNetScore
     from prefalign.models.sde import VPSDE
 
 EVENT_SHAPE: tuple[int, int, int] = (1, 8, 8)
@@ -514,6 +515,11 @@ class DigitsDomain:
             )
         self._score = UNetScore(unet, load_noise_schedule(self.model_dir))
         self.sde: VPSDE = self._score.sde
+
+    @property
+    def noise_model(self) -> UNetScore:
+        """The base UNet with its schedule (what :mod:`prefalign.finetune` fine-tunes)."""
+        return self._score
 
     def score(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """``grad log q_t(x) = -eps_hat(x, t (T-1)) / s_t`` for x of shape (N, 1, 8, 8)."""

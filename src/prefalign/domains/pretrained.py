@@ -162,6 +162,11 @@ class PretrainedDomain:
         self._score = UNetScore(unet, load_noise_schedule(self.model_dir))
         self.sde: VPSDE = self._score.sde
 
+    @property
+    def noise_model(self) -> UNetScore:
+        """The base UNet with its schedule (what :mod:`prefalign.finetune` fine-tunes)."""
+        return self._score
+
     def score(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """``grad log q_t(x)`` from the UNet at timestep ``t (T - 1)``; x is (N, C, H, W)."""
         return self._score(x, t)

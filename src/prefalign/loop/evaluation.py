@@ -26,7 +26,7 @@ from prefalign.loop.steps import (
     draw_particles,
     fit_round,
 )
-from prefalign.runtime import numpy_rng
+from prefalign.runtime import numpy_rng, resolve_device
 
 #: The round number of the evaluation's random streams: apart from every round's.
 EVALUATION_ROUND = 10**6
@@ -102,32 +102,78 @@ def evaluate_campaign(
     ``log_weight`` of each particle. Uniform weights give the plain means, as before."""
     import torch
 
-    from prefalign.learning.checkpoint import load_surrogate
-
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)
-    surrogate = load_surrogate(surrogate_dir)
+    start = time.perf_counter()
+    result = _final_draw(spec, domain, surrogate_dir, progress)
+    seconds = time.perf_counter() - start
+    x = result.x.detach().cpu().float().numpy()
+    log_w = result.log_weights.detach().cpu().double().numpy()
+    weights = importance_weights(log_w)
+    _atomic_savez(samples_out, x=x, log_weight=log_w)
+    judged = judge_samples(spec, domain, x, weights, Path(out_json).parent, log=log, runner=runner)
+    evaluation = {
+        "campaign": spec.name,
+        "domain": spec.label or spec.domain,
+        "method": spec.method.name,
+        "seed": spec.seed,
+        "n_queries": spec.budget,
+        "n_samples": len(x),
+        **judged,
+        "seconds": seconds,
+        "seconds_per_sample": seconds / len(x),
+        "network_evals_per_sample": (result.n_score_evals + result.n_reward_evals) / len(x),
+    }
+    write_text(out_json, json.dumps(evaluation, indent=2) + "\n")
+    if plot:
+        plot_final_samples(spec, x, plot)
+    return evaluation
+
+
+def _final_draw(spec: CampaignSpec, domain, learnt_dir: PathLike, progress: bool):
+    """The evaluation's fresh samples: the method's evaluation sampler tilted by the last
+    surrogate, or, for a fine-tuning learner, plain samples of its last model."""
+    if spec.method.learner != "surrogate":
+        from prefalign.finetune.model_dir import load_finetuned
+        from prefalign.loop.finetuning import sample_model
+
+        model = load_finetuned(learnt_dir, resolve_device(spec.device))
+        model.event_shape = domain.event_shape
+        return sample_model(
+            spec, model, spec.eval_particles, EVALUATION_ROUND, "evaluate", progress=progress
+        )
+    from prefalign.learning.checkpoint import load_surrogate
+
     eval_spec = spec
     if spec.method.eval_sampler is not None:
         eval_spec = replace(spec, method=replace(spec.method, sampler=spec.method.eval_sampler))
-    start = time.perf_counter()
-    result = draw_particles(
+    return draw_particles(
         eval_spec,
         domain,
-        surrogate,
+        load_surrogate(learnt_dir),
         spec.eval_particles,
         EVALUATION_ROUND,
         "evaluate",
         explore=False,
         progress=progress,
     )
-    seconds = time.perf_counter() - start
-    x = result.x.detach().cpu().float().numpy()
-    log_w = result.log_weights.detach().cpu().double().numpy()
-    weights = importance_weights(log_w)
-    _atomic_savez(samples_out, x=x, log_weight=log_w)
+
+
+def judge_samples(
+    spec: CampaignSpec,
+    domain,
+    x: np.ndarray,
+    weights: np.ndarray | None,
+    workdir: PathLike,
+    *,
+    log: PathLike | None = None,
+    runner: OracleRunner = run_oracle,
+) -> dict:
+    """The final evaluation's numbers for samples ``x`` (importance ``weights`` or None): the
+    oracle's and the evaluator's mean reward, its spread and the share above the threshold,
+    the validity rate and the diversity (see :func:`evaluate_campaign`)."""
     scores: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(dir=Path(out_json).parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         ids = [f"eval-{i:05d}" for i in range(len(x))]
         queries = Path(tmp) / "queries.npz"
         write_queries(queries, ids, x)
@@ -156,13 +202,7 @@ def evaluate_campaign(
                 weights, numpy_rng(spec.seed, EVALUATION_ROUND, "evaluate-diversity")
             )
         ]
-    evaluation = {
-        "campaign": spec.name,
-        "domain": spec.label or spec.domain,
-        "method": spec.method.name,
-        "seed": spec.seed,
-        "n_queries": spec.budget,
-        "n_samples": len(x),
+    return {
         **scores,
         "validity_rate": validity,
         "diversity": {k: float(v) for k, v in domain.diversity(diverse).items()},
@@ -170,15 +210,12 @@ def evaluate_campaign(
         "eval_ess": float(1.0 / np.sum(weights**2)) if weights is not None else float(len(x)),
         "eval_oracle": " ".join(spec.eval_oracle or spec.oracle),
         "oracle_in_evaluation": spec.oracle_in_evaluation,
-        "seconds": seconds,
     }
-    write_text(out_json, json.dumps(evaluation, indent=2) + "\n")
-    if plot:
-        plot_final_samples(spec, x, plot)
-    return evaluation
 
 
-def plot_final_samples(spec: CampaignSpec, x: np.ndarray, path: PathLike) -> None:
+def plot_final_samples(
+    spec: CampaignSpec, x: np.ndarray, path: PathLike, title: str | None = None
+) -> None:
     """A picture of the final samples, coloured by the campaign's simulated user's reward when
     its oracle is a built-in user of the domain."""
     from prefalign.oracles.builtin import builtin_user
@@ -187,7 +224,7 @@ def plot_final_samples(spec: CampaignSpec, x: np.ndarray, path: PathLike) -> Non
     domain = campaign_domain(spec)
     user = builtin_user(spec.oracle, spec.domain)
     user = user if user in domain.oracle_names() else None
-    plot_domain_samples(domain, x, path, user=user, title=spec.name)
+    plot_domain_samples(domain, x, path, user=user, title=title or spec.name)
 
 
 def rate_queries(

@@ -18,7 +18,7 @@ from prefalign.domains import available_domains
 from prefalign.io.atomic import write_text
 from prefalign.io.feedback import parse_form
 from prefalign.pairing import PAIRINGS
-from prefalign.settings import VARIANTS, SamplerConfig, SurrogateConfig
+from prefalign.settings import LEARNERS, VARIANTS, FinetuneSettings, SamplerConfig, SurrogateConfig
 
 SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
 #: The selection rules: :data:`prefalign.acquisition.STRATEGIES` (a new rule is added there).
@@ -63,6 +63,10 @@ class MethodSpec:
         base_share: share of N drawn from the base model when ``explore_from`` is ``base``.
         pairing: who joins each lead in a ``pairwise`` or ``best-of-K`` question:
             ``top-random`` or ``uncertain`` (:mod:`prefalign.pairing`); unused by other forms.
+        learner: what each round learns from the answers: ``surrogate`` (a reward model that
+            tilts the sampler), or a fine-tuned copy of the base model that is sampled plainly
+            (``papa``: the liked items, binary questions; ``d3po``: the answered pairs,
+            pairwise questions; :mod:`prefalign.loop.finetuning`).
     """
 
     name: str
@@ -81,8 +85,22 @@ class MethodSpec:
     explore_from: str = "tilted"
     base_share: float = 0.5
     pairing: str = "top-random"
+    learner: str = "surrogate"
 
     def __post_init__(self) -> None:
+        if self.learner not in LEARNERS:
+            raise ValueError(
+                f"method {self.name!r}: learner must be one of {', '.join(LEARNERS)}; "
+                f"got {self.learner!r}"
+            )
+        if self.learner != "surrogate" and (
+            self.sampler.variant != "base" or self.selection != "random"
+        ):
+            raise ValueError(
+                f"method {self.name!r}: learner {self.learner!r} samples its fine-tuned model "
+                "plainly and asks about random samples of it: it needs sampler.variant 'base' "
+                f"and selection 'random' (got {self.sampler.variant!r}, {self.selection!r})"
+            )
         if not 0.0 < self.base_share < 1.0:
             raise ValueError(f"method {self.name!r}: base_share must lie in (0, 1)")
         for key, value, valid in (
@@ -151,9 +169,17 @@ class CampaignSpec:
     form: str = (
         "rate"  # the question form (prefalign.io.feedback): rate | binary | pairwise | best-of-K
     )
+    # how the base model is fine-tuned: by the online learners, and to distil the aligned sampler
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
 
     def __post_init__(self) -> None:
         parse_form(self.form)  # a ValueError naming the valid forms
+        needed = {"papa": "binary", "d3po": "pairwise"}.get(self.method.learner)
+        if needed is not None and self.form != needed:
+            raise ValueError(
+                f"method {self.method.name!r}: learner {self.method.learner!r} learns from "
+                f"{needed!r} questions; the campaign asks {self.form!r} (set form: {needed})"
+            )
         if self.k < 1 or self.budget < self.k:
             raise ValueError(f"need 1 <= k <= budget; got k={self.k}, budget={self.budget}")
         if self.budget % self.k:
@@ -203,6 +229,7 @@ class CampaignSpec:
         if self.method.eval_sampler is not None:
             d["method"]["eval_sampler"] = self.method.eval_sampler.to_dict()
         d["surrogate"] = self.surrogate.to_dict()
+        d["finetune"] = self.finetune.to_dict()
         return d
 
     @classmethod
@@ -217,6 +244,7 @@ class CampaignSpec:
             method["eval_sampler"] = SamplerConfig.from_dict(method["eval_sampler"])
         data["method"] = MethodSpec(**method)
         data["surrogate"] = SurrogateConfig.from_dict(data["surrogate"])
+        data["finetune"] = FinetuneSettings.from_dict(data.get("finetune"))
         return cls(**data)
 
 
@@ -245,6 +273,7 @@ _METHOD_KEYS = (
     "explore_from",
     "base_share",
     "pairing",
+    "learner",
 )
 #: Domain keys of the workflow config that are :class:`CampaignSpec` fields as they are.
 _DOMAIN_KEYS = (
@@ -277,7 +306,7 @@ def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int
         )
     sampler = SamplerConfig.from_dict(merge_settings(dom.get("sampler"), meth.get("sampler")))
     eval_sampler = None
-    if sampler.variant == "base":
+    if sampler.variant == "base" and meth.get("learner", "surrogate") == "surrogate":
         # methods that query base samples are judged by FKC tilted by their own surrogate
         eval_sampler = SamplerConfig.from_dict(
             merge_settings(dom.get("sampler"), {"variant": "fkc"})
@@ -303,6 +332,11 @@ def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int
             merge_settings(dom.get("surrogate"), meth.get("surrogate"))
         ),
         domain_options=dict(dom.get("options", {})),
+        finetune=FinetuneSettings.from_dict(
+            merge_settings(
+                merge_settings(config.get("finetune"), dom.get("finetune")), meth.get("finetune")
+            )
+        ),
         true_reward=dom.get("true_reward") if meth.get("true_reward") else None,
         **_given({**dom, **_given(meth, ("form",))}, _DOMAIN_KEYS),
         **_given(config, ("device", "torch_threads")),

@@ -219,19 +219,30 @@ def sample_round(
 
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)
-    surrogate = None if round_ == 0 or surrogate_dir is None else load_surrogate(surrogate_dir)
+    learnt = None if round_ == 0 or surrogate_dir is None else surrogate_dir
+    surrogate = None
     n_base = explore_particles(spec, round_)
     start = time.perf_counter()
-    result = draw_particles(
-        spec,
-        domain,
-        surrogate,
-        spec.n_particles - n_base,
-        round_,
-        "sample",
-        progress=progress,
-        base_draws=base_draws,
-    )
+    if learnt is not None and spec.method.learner != "surrogate":
+        # a fine-tuning learner: plain samples of the model fitted on the answers so far
+        from prefalign.finetune.model_dir import load_finetuned
+        from prefalign.loop.finetuning import sample_model
+
+        model = load_finetuned(learnt, resolve_device(spec.device))
+        model.event_shape = domain.event_shape
+        result = sample_model(spec, model, spec.n_particles, round_, "sample", progress=progress)
+    else:
+        surrogate = None if learnt is None else load_surrogate(learnt)
+        result = draw_particles(
+            spec,
+            domain,
+            surrogate,
+            spec.n_particles - n_base,
+            round_,
+            "sample",
+            progress=progress,
+            base_draws=base_draws,
+        )
     x = result.x.detach().cpu().float()
     fk = result.path_log_weights.cpu().numpy()
     logw = result.log_weights.cpu().numpy()
@@ -301,7 +312,7 @@ def select_round(
     method = spec.method
     rng = numpy_rng(spec.seed, round_, "select")
     size = spec.items_per_question
-    if round_ == 0 and size > 1:
+    if (round_ == 0 or method.learner != "surrogate") and size > 1:
         groups = pairing.random_questions(x, k, size, rng)
         chosen = acquisition.Selection(indices=groups.indices, selected_by=groups.selected_by)
         question = groups.question
@@ -561,7 +572,13 @@ def fit_round(
     progress: bool = False,
 ) -> dict:
     """Step 5: fit the surrogate on all observations so far (warm-started from the previous
-    round's checkpoint when the config asks) and checkpoint it."""
+    round's checkpoint when the config asks) and checkpoint it; for a method whose ``learner``
+    fine-tunes the base model instead, save that model in ``out``
+    (:func:`prefalign.loop.finetuning.fit_learner`)."""
+    if spec.method.learner != "surrogate":  # a fine-tuned model instead of a surrogate
+        from prefalign.loop.finetuning import fit_learner
+
+        return fit_learner(spec, round_, observations, previous_surrogate, out, progress=progress)
     import torch
 
     from prefalign.learning.checkpoint import load_surrogate, save_surrogate

@@ -127,6 +127,7 @@ class _Run:
         )
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.abar = _alphas_cumprod(schedule)
+        self.device = next(net.parameters()).device
         self.lo = first_timestep(schedule, settings)
 
     def draw(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,9 +142,11 @@ class _Run:
         self, x0: torch.Tensor, i: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x_i, target)``: the noised samples and what the network should predict."""
+        # drawn on the CPU (the same draws on every device), computed on the network's
+        x0, noise = x0.to(self.device), noise.to(self.device)
         shape = (len(x0),) + (1,) * (x0.ndim - 1)
-        a = self.abar[i].sqrt().reshape(shape)
-        s = (1.0 - self.abar[i]).sqrt().reshape(shape)
+        a = self.abar[i].sqrt().reshape(shape).to(self.device)
+        s = (1.0 - self.abar[i]).sqrt().reshape(shape).to(self.device)
         return a * x0 + s * noise, _target(self.schedule.prediction_type, x0, noise, a, s)
 
     def step(self, loss: torch.Tensor) -> None:
@@ -194,7 +197,7 @@ def _optimise(
 
 
 def _out(model: nn.Module, x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-    return model(x, i).sample
+    return model(x, i.to(x.device)).sample
 
 
 def denoising_fit(

@@ -367,6 +367,31 @@ def test_figures_are_written(tmp_path: Path, evals: pd.DataFrame, rounds: pd.Dat
     assert set(from_evals["metric"]) == {"mean_reward", "validity_rate", "diversity_modes_covered"}
 
 
+def test_final_metrics_draw_a_panel_only_where_a_metric_exists(
+    tmp_path: Path, evals: pd.DataFrame
+) -> None:
+    """A domain without modes (digits: classes) gets its own diversity panel, not an empty
+    "modes covered" one, and a method evaluated on one domain only has no row in the other."""
+    digits = evals[evals["method"] == "fkc-al"].assign(
+        domain="digits", diversity_modes_covered=np.nan, diversity_n_classes=[9.0, 10.0, 10.0]
+    )
+    mixture = evals.assign(diversity_n_classes=np.nan)
+    summary = plot_final_metrics(pd.concat([mixture, digits]), tmp_path / "final.png")
+    assert_png(tmp_path / "final.png")
+    panels = summary.groupby("domain")["metric"].agg(set).to_dict()
+    assert panels == {
+        "digits": {"mean_reward", "validity_rate", "diversity_n_classes"},
+        DOMAIN: {"mean_reward", "validity_rate", "diversity_modes_covered"},
+    }
+    assert summary.groupby("domain")["method"].agg(set).to_dict() == {
+        "digits": {"fkc-al"},
+        DOMAIN: set(METHODS),
+    }
+    assert summary["mean"].notna().all()
+    row = summary[(summary["domain"] == "digits") & (summary["metric"] == "diversity_n_classes")]
+    assert row["mean"].item() == pytest.approx(29 / 3)
+
+
 def test_tables_are_written(tmp_path: Path, evals: pd.DataFrame, rounds: pd.DataFrame) -> None:
     table = final_table(evals, rounds, threshold=0.7)
     paths = write_tables(table, tmp_path / "tables" / "final")

@@ -81,6 +81,7 @@ _LABELS = {
     "final_top10_mean": "final mean of top-10 observed rewards",
     "final_best_so_far": "final best observed reward",
     "queries_to_threshold": "queries to threshold",
+    "diversity_n_classes": "digit classes covered",
     "n_queries": "queries",
     "n_seeds": "seeds",
 }
@@ -302,15 +303,44 @@ def _final_summary(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return _summarise(frame, ["domain", "method"], metrics)
 
 
+#: Diversity metrics in order of preference for a domain's panel: the mixture's modes, the
+#: digits' classes, then whichever the domain reports first.
+DIVERSITY_PREFERENCE = ("diversity_modes_covered", "diversity_n_classes")
+
+
+def _has_values(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame.columns and bool(frame[column].notna().any())
+
+
 def _diversity_key(frame: pd.DataFrame, key: str | None) -> str | None:
+    """The diversity column of ``frame`` (one domain's rows) to draw: ``key`` when given (and
+    then it must be a column), else the first of :data:`DIVERSITY_PREFERENCE` with a value,
+    else the first diversity column with one; None when the domain reports no diversity."""
     if key is not None:
         name = key if key.startswith("diversity_") else f"diversity_{key}"
         _check_columns(frame, [name], "the final metrics")
-        return name
-    keys = sorted(c for c in frame.columns if c.startswith("diversity_") and "_ci95" not in c)
-    if "diversity_modes_covered" in keys:
-        return "diversity_modes_covered"
-    return keys[0] if keys else None
+        return name if _has_values(frame, name) else None
+    keys = sorted(
+        c for c in frame.columns if c.startswith("diversity_") and not c.endswith("_ci95")
+    )
+    for name in (*DIVERSITY_PREFERENCE, *keys):
+        if name in keys and _has_values(frame, name):
+            return name
+    return None
+
+
+def _domain_panels(
+    frame: pd.DataFrame, domain: str, diversity_key: str | None
+) -> tuple[list[str], list[str]]:
+    """One domain's row of the final-metrics figure: its metrics with a value (reward,
+    validity, its diversity measure) and its methods (those evaluated on it)."""
+    part = frame[frame["domain"].astype(str) == domain]
+    metrics = [m for m in ("mean_reward", "validity_rate") if _has_values(part, m)]
+    key = _diversity_key(part, diversity_key)
+    if key is not None:
+        metrics.append(key)
+    evaluated = part[part[metrics].notna().any(axis=1)] if metrics else part.iloc[:0]
+    return metrics, sorted(evaluated["method"].astype(str).unique())
 
 
 def plot_final_metrics(
@@ -324,41 +354,54 @@ def plot_final_metrics(
 
     Horizontal bars with 95% CIs over seeds, one row of panels per domain; with per-seed
     evaluations the seeds are drawn as dots too. Validity and diversity beside the reward show a
-    method that wins by leaving the data manifold or by collapsing onto one mode.
+    method that wins by leaving the data manifold or by collapsing onto one mode. Each domain's
+    row holds only the metrics it has (its own diversity measure: modes covered on the mixture,
+    digit classes on digits) and only the methods evaluated on it: no empty panel, no empty row.
 
     Args:
         final_or_evals: :func:`prefalign.reporting.comparison.final_table` (aggregated, with ``n_seeds`` and
             ``<metric>_ci95``) or :func:`prefalign.reporting.comparison.load_evaluations` (one row per seed).
         path: the PNG to write; the plotted numbers go to ``path.with_suffix('.csv')``.
-        diversity_key: diversity column to show (``modes_covered`` or
-            ``diversity_modes_covered``); default ``modes_covered`` when present, else the first.
+        diversity_key: diversity column to show where a domain has it (``modes_covered`` or
+            ``diversity_modes_covered``); by default each domain's first of
+            :data:`DIVERSITY_PREFERENCE` with a value.
         palette: method colours; by default :func:`method_palette`.
 
     Returns:
-        The plotted numbers (also written as CSV): domain, method, metric, mean, ci95, ci_low,
-        ci_high, n_seeds.
+        The plotted numbers (also written as CSV), one row per panel's bar: domain, method,
+        metric, mean, ci95, ci_low, ci_high, n_seeds.
     """
     path = Path(path)
     frame = final_or_evals
     _check_columns(frame, ["domain", "method", "mean_reward", "validity_rate"], "final metrics")
-    metrics = ["mean_reward", "validity_rate"]
-    key = _diversity_key(frame, diversity_key)
-    if key is not None:
-        metrics.append(key)
-    summary = _final_summary(frame, metrics)
     per_seed = None if "n_seeds" in frame.columns else frame
-    methods = sorted(frame["method"].astype(str).unique())
-    colors = dict(palette or method_palette(methods))
-    domains = sorted(frame["domain"].astype(str).unique())
+    colors = dict(palette or method_palette(frame["method"].astype(str).unique()))
+    panels = {
+        d: _domain_panels(frame, d, diversity_key)
+        for d in sorted(frame["domain"].astype(str).unique())
+    }
+    panels = {d: (metrics, methods) for d, (metrics, methods) in panels.items() if methods}
+    if not panels:
+        raise ValueError("final metrics: no method of any domain has a metric to plot")
+    parts = []
+    for d, (metrics, methods) in panels.items():
+        rows = frame[(frame["domain"].astype(str) == d) & frame["method"].astype(str).isin(methods)]
+        parts.append(_final_summary(rows, metrics))
+    summary = pd.concat(parts, ignore_index=True)
 
     axes_style, context = _style()
     with axes_style, context:
-        height = 0.9 + 0.42 * len(methods)
-        fig = Figure(figsize=(3.4 * len(metrics), height * len(domains)), layout="constrained")
-        axes = fig.subplots(len(domains), len(metrics), squeeze=False, sharey="row")
-        for i, domain in enumerate(domains):
-            for j, m in enumerate(metrics):
-                ax = axes[i, j]
+        heights = [0.9 + 0.42 * len(methods) for _, methods in panels.values()]
+        width = 3.4 * max(len(metrics) for metrics, _ in panels.values())
+        fig = Figure(figsize=(width, sum(heights)), layout="constrained")
+        rows_of = fig.subfigures(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+        for row, (domain, (metrics, methods)) in zip(rows_of, panels.items(), strict=True):
+            # every row as wide as the widest: a domain with fewer metrics has fewer panels
+            # of the same width, not wider ones
+            n_cols = max(len(m) for m, _ in panels.values())
+            grid = row.add_gridspec(1, n_cols)
+            axes = [row.add_subplot(grid[0, j]) for j in range(len(metrics))]
+            for j, (ax, m) in enumerate(zip(axes, metrics, strict=True)):
                 part = summary[(summary["domain"] == domain) & (summary["metric"] == m)]
                 _bars(ax, part, methods, colors)
                 if per_seed is not None:
@@ -366,11 +409,12 @@ def plot_final_metrics(
                     _seed_dots(ax, seeds, m, methods)
                 if m == "validity_rate":
                     ax.set_xlim(0, max(1.02, ax.get_xlim()[1]))
-                ax.set_xlabel(metric_label(m) if i == len(domains) - 1 else "")
+                if j:
+                    ax.tick_params(labelleft=False)
+                ax.set_xlabel(metric_label(m))
                 ax.set_title(f"{domain}" if j == 0 else "", loc="left", fontweight="bold")
         dots = "; dots: seeds" if per_seed is not None else ""
         _caption(fig, f"bars: mean over seeds; whiskers: 95% CI (Student t){dots}")
-        fig.get_layout_engine().set(wspace=0.06)
         _save(fig, path, summary)
     return summary
 
@@ -393,7 +437,7 @@ def _bars(ax: Axes, part: pd.DataFrame, methods: list[str], colors: Mapping[str,
             capsize=3,
         )
     ax.set_yticks(y, methods)
-    ax.invert_yaxis()
+    ax.set_ylim(len(methods) - 0.5, -0.5)  # every method's row, the first at the top
     ax.grid(axis="y", visible=False)
 
 

@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 
 
 check_campaigns()  # every campaign of the run resolved at plan time: a bad setting stops here
+check_base_models()  # warns when models.digits differs from the shipped model's training
 
 
 include: "workflow/rules/job_server.smk"

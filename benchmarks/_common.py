@@ -25,6 +25,8 @@ from prefalign.loop.campaign import CampaignRun, run_campaign
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "out"
 CONFIG = REPO / "config" / "config.yaml"
+#: the digits base model shipped with the project (models/shipped.json)
+SHIPPED_DIGITS = REPO / "models" / "digits"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,25 +80,11 @@ def goal_text(value: float, goal: float, *, at_most: bool = True) -> str:
 
 
 def digits_model(out: Path, *, quick: bool, model_dir: Path | None = None) -> Path:
-    """The digits DDPM: ``model_dir`` if given, else trained (or reused) under ``out``.
-
-    The full benchmark uses the default settings (2,000 steps, about 3 minutes on one thread, then
-    cached); ``quick`` trains a 20-step model, good for smoke tests only.
-    """
-    import torch
-
-    from prefalign.domains.digits import train_digits_ddpm
-
-    if model_dir is not None:
-        return Path(model_dir)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        if quick:
-            return train_digits_ddpm(out / "digits-model-quick", steps=20, progress=False)
-        return train_digits_ddpm(out / "digits-model", progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    """The digits DDPM: ``model_dir`` if given, else the model shipped with the project
+    (``models/digits``, the one every run samples: nothing is trained, quick or not).
+    ``out`` and ``quick`` are kept for the sections' uniform call."""
+    del out, quick
+    return Path(model_dir) if model_dir is not None else SHIPPED_DIGITS
 
 
 def fitted_surrogate(

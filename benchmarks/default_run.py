@@ -1,7 +1,8 @@
 """The default run's own cost, side by side: a reference commit against the working tree.
 
-Runs the default config (``config/config.yaml``, ``snakemake --cores 2``, digits training
-included) from an empty ``results/`` for each side in turn, in temporary copies of the workflow:
+Runs the default config (``config/config.yaml``, ``snakemake --cores 2``, with the shipped
+digits model, or its training for a commit from before it was shipped) from an empty
+``results/`` for each side in turn, in temporary copies of the workflow:
 the reference as a ``git worktree`` of ``--reference`` (its ``src/`` first on ``PYTHONPATH``, so
 its jobs and its Snakefile import its own package), the working tree as it is. Each Snakemake
 runs inside this script's wrapper (``_snakemake_wrapper.py``), which records its wall time and
@@ -100,11 +101,13 @@ def rule_of(benchmark: str) -> str:
 
 
 def workflow_copy(tree: Path, dest: Path) -> Path:
-    """A fresh copy of ``tree``'s workflow and config in ``dest``."""
+    """A fresh copy of ``tree``'s workflow, config and shipped models (``models/``, where the
+    tree has one: a reference from before the digits model was shipped trains it) in ``dest``."""
     dest.mkdir(parents=True)
-    for name in ("Snakefile", "workflow", "profiles", "config"):
+    for name in ("Snakefile", "workflow", "profiles", "config", "models"):
         src = tree / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+        if src.exists():
+            (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
     return dest
 
 

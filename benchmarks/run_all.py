@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=DEFAULT_OUT, help="models and campaign files (git-ignored)"
     )
     parser.add_argument(
-        "--model-dir", type=Path, help="a trained digits DDPM (default: trained/reused in --out)"
+        "--model-dir", type=Path, help="a digits DDPM folder (default: the shipped models/digits)"
     )
     parser.add_argument("--seeds", type=int, default=5, help="seeds of section 2")
     parser.add_argument("--json", type=Path, help="also write every number to this JSON file")

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from test_human_oracle import CHROMIUM, CHROMIUM_ARGS, _browser_missing, radio
-from workflow_helpers import REPO, env, snakemake_in_background, train_tiny_digits, workdir
+from workflow_helpers import REPO, env, snakemake_in_background, workdir
 
 from prefalign.io.feedback import TIE, parse_form
 from prefalign.io.observations import COLUMNS, read_observations
@@ -74,7 +74,6 @@ def human_config() -> dict:
     assert config["experiments"][experiment]["methods"] == [METHOD]
     config["domains"] = {DOMAIN: config["domains"][DOMAIN]}
     config["methods"] = {METHOD: config["methods"][METHOD]}
-    config["models"] = {"digits": {"steps": 20}}
     config["n_particles"], config["eval_particles"] = 32, 16
     domain = config["domains"][DOMAIN]
     oracle = list(domain["oracle"])
@@ -226,8 +225,7 @@ def test_two_rounds_rated_in_a_browser(tmp_path: Path) -> None:
 
     config = human_config()
     (tmp_path / "wd").mkdir()
-    wd = workdir(tmp_path / "wd", config)
-    train_tiny_digits(wd / config["domains"][DOMAIN]["options"]["model_dir"])
+    wd = workdir(tmp_path / "wd", config)  # with the shipped digits model
     url_file = wd / _url_file(config)
     evaluation = wd / f"results/evaluation/{CAMPAIGN_DIR}.json"
     observations = wd / f"results/observations/{CAMPAIGN_DIR}/round1.parquet"
@@ -363,8 +361,7 @@ def test_two_rounds_of_each_form_answered_in_a_browser(tmp_path: Path) -> None:
 
     config = forms_config()
     (tmp_path / "wd").mkdir()
-    wd = workdir(tmp_path / "wd", config)
-    train_tiny_digits(wd / config["domains"][FORMS[0][1]]["options"]["model_dir"])
+    wd = workdir(tmp_path / "wd", config)  # with the shipped digits model
     campaign = {form: f"{domain}/{METHOD}/seed0" for form, domain in FORMS}
     url_files = {form: wd / f"results/human/{form}-url.txt" for form, _ in FORMS}
     (experiment,) = config["run"]

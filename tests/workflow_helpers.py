@@ -25,8 +25,9 @@ def tiny_config(**overrides) -> dict:
 
 
 def workdir(tmp: Path, config: dict) -> Path:
-    """A copy of the workflow (Snakefile, workflow/, profiles/) with ``config`` as its config."""
-    for name in ("Snakefile", "workflow", "profiles"):
+    """A copy of the workflow (Snakefile, workflow/, profiles/, and models/: the shipped digits
+    model, with its files' times) with ``config`` as its config."""
+    for name in ("Snakefile", "workflow", "profiles", "models"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / name)
     (tmp / "config").mkdir()
@@ -73,15 +74,6 @@ def snakemake_in_background(wd: Path, log: Path, *args: str) -> Iterator[subproc
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def train_tiny_digits(model_dir: Path) -> None:
-    """A 20-step digits DDPM at ``model_dir``: enough for a workflow test to sample from."""
-    subprocess.run(
-        [sys.executable, "-m", "prefalign.cli", "train-digits", "--steps", "20", "--out",
-         str(model_dir)],
-        env=env(), check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
 
 
 def observation_files(wd: Path) -> dict[str, bytes]:

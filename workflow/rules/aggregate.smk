@@ -52,16 +52,21 @@ rule results_page:
     input:
         sections=get_experiment_sections,
         notes=get_results_notes,
+        base_models=get_base_model_dirs,
+        shipped=get_shipped_models,
     output:
         get_results_page(),
     params:
         name=get_run_name,
         torch_threads=get_torch_threads,
+        base_models=get_base_models,
+        shipped=SHIPPED_MODELS,
     log:
         "logs/results_page.log",
     benchmark:
         "results/benchmarks/results_page.tsv"
     shell:
         "prefalign results-page --sections {input.sections:q} --notes {input.notes:q} "
-        "--config-name {params.name} --torch-threads {params.torch_threads} --out {output:q} "
+        "--config-name {params.name} --torch-threads {params.torch_threads} "
+        "{params.base_models} --shipped {params.shipped:q} --out {output:q} "
         "> {log:q} 2>&1"

@@ -1,10 +1,12 @@
 # Helper functions of the workflow: config validation, campaign resolution, input functions.
+import dataclasses
 import functools
 import json
 import os
 import re
 import shlex
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from prefalign.loop import spec as campaigns
@@ -31,6 +33,10 @@ FINAL_SURROGATE = "results/evaluation/{domain}/{method}/seed{seed}/surrogate"
 FINETUNED = "results/finetune/{domain}/{method}/seed{seed}"
 # each job's `benchmark:` file (wall time, memory), read by `aggregate` (experiment E4)
 CAMPAIGN_BENCHMARKS = "results/benchmarks/{domain}/{method}/seed{seed}"
+# the digits base model shipped with the project (models/shipped.json records its hash); the
+# `train_digits` rule regenerates it here on request (--forcerun train_digits)
+DIGITS_MODEL = "models/digits"
+SHIPPED_MODELS = "models/shipped.json"
 
 
 def oracle_kind(domain):
@@ -233,6 +239,49 @@ def digits_training():
     prefalign.settings.DDPMTraining. One scalar param per setting below (not the dataclass),
     so that Snakemake's params trigger sees a changed value: it ignores params it cannot repr."""
     return DDPMTraining.from_dict(config.get("models", {}).get("digits"))
+
+
+def check_base_models():
+    """Warn at plan time when the config's digits training settings (`models.digits`) differ
+    from those the shipped or regenerated model in DIGITS_MODEL was trained with: Snakemake does
+    not retrain a model it has no record of making (a fresh clone's shipped one), so the new
+    settings take effect only with --forcerun train_digits."""
+    try:
+        with open(os.path.join(DIGITS_MODEL, "training.json")) as fh:
+            trained = json.load(fh).get("settings", {})
+    except (OSError, ValueError):
+        return
+    wanted = dataclasses.asdict(digits_training())
+    differ = {k: (trained.get(k), v) for k, v in wanted.items() if trained.get(k) != v}
+    if differ:
+        what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in differ.items())
+        logger.warning(
+            f"models.digits differs from the training of {DIGITS_MODEL} ({what}); the run uses "
+            f"the model as it is: regenerate it with --forcerun train_digits"
+        )
+
+
+def get_base_models(wildcards):
+    """`DOMAIN=MODEL_DIR` of every domain of the run that samples a model directory: the
+    results page records each one's content hash and origin (shipped, regenerated, supplied)."""
+    used = dict.fromkeys(d for e in experiments() for d in config["experiments"][e]["domains"])
+    items = []
+    for d in used:
+        model_dir = config["domains"][d].get("options", {}).get("model_dir")
+        if model_dir:
+            items.append(shlex.quote(f"{d}={model_dir}"))
+    return " ".join(f"--base-model {item}" for item in items)
+
+
+def get_base_model_dirs(wildcards):
+    """The model directories of :func:`get_base_models`, inputs of the results page."""
+    used = dict.fromkeys(d for e in experiments() for d in config["experiments"][e]["domains"])
+    dirs = [config["domains"][d].get("options", {}).get("model_dir") for d in used]
+    return sorted({m for m in dirs if m})
+
+
+def get_shipped_models(wildcards):
+    return [SHIPPED_MODELS] if os.path.exists(SHIPPED_MODELS) else []
 
 
 def get_digits_steps(wildcards):

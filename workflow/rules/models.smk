@@ -1,10 +1,13 @@
-# Base models that the workflow trains itself (nothing is downloaded).
+# The digits base model. The project ships it (models/digits, recorded in models/shipped.json):
+# a run samples the shipped model and trains nothing. `train_digits` regenerates it in place on
+# request: `snakemake --cores 2 --forcerun train_digits` (every campaign that samples it reruns,
+# and the results page says the model was regenerated). README, "The shipped digits model".
 
 
 rule train_digits:
     output:
-        directory("results/models/digits"),
-    # the run's critical path: first, on as many cores as its torch threads
+        directory(DIGITS_MODEL),
+    # the run's critical path when it runs: first, on as many cores as its torch threads
     priority: 10
     threads: get_digits_threads
     params:
@@ -28,7 +31,7 @@ rule train_digits:
 
 rule digits_base_samples:
     input:
-        "results/models/digits",
+        DIGITS_MODEL,
     output:
         samples="results/models/digits-base/samples.npz",
         grid=report(

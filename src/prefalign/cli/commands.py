@@ -96,6 +96,25 @@ def train_digits(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_hash(args: argparse.Namespace) -> int:
+    """:func:`prefalign.provenance.content_hash` (and, with ``--ship``,
+    :func:`prefalign.reporting.base_models.ship_model`)."""
+    from prefalign.provenance import content_hash, model_manifest
+
+    if args.manifest:
+        print(model_manifest(args.model_dir), end="")
+    if args.ship:
+        from prefalign.reporting.base_models import ship_model
+
+        extra = json.loads(args.extra) if args.extra else {}
+        entry = ship_model(args.model_dir, args.name, args.ship, **extra)
+        print(f"recorded {args.model_dir} as {args.name!r} in {args.ship}")
+        print(entry["content_sha256"])
+        return 0
+    print(content_hash(args.model_dir))
+    return 0
+
+
 # --- the workflow's steps -------------------------------------------------------------------------
 def spec(args: argparse.Namespace) -> int:
     """:func:`prefalign.loop.spec.write_spec` of the settings resolved at plan time."""
@@ -267,12 +286,20 @@ def results_page(args: argparse.Namespace) -> int:
     from prefalign.reporting.results_page import write_results_page
 
     notes = next((n for n in args.notes if n), None)
+    base_models: dict[str, list[str]] = {}
+    for item in args.base_model or []:
+        domain, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--base-model {item!r}: expected DOMAIN=MODEL_DIR")
+        base_models.setdefault(path, []).append(domain)
     write_results_page(
         args.out,
         args.sections,
         config_name=args.config_name,
         notes=notes,
         torch_threads=args.torch_threads,
+        base_models=base_models,
+        shipped_file=args.shipped,
     )
     print(f"wrote {args.out}")
     return 0

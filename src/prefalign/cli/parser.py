@@ -201,6 +201,13 @@ def _report_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -
     p.add_argument("--config-name", required=True, help="the config the page was made from")
     p.add_argument("--notes", nargs="*", default=[], help="Markdown under the header (findings)")
     p.add_argument("--torch-threads", type=int, help="torch threads per job, for the record")
+    p.add_argument(
+        "--base-model",
+        action="append",
+        metavar="DOMAIN=MODEL_DIR",
+        help="a domain's base model directory: its content hash and origin go on the page",
+    )
+    p.add_argument("--shipped", default="models/shipped.json", help="the shipped models' records")
     p.add_argument("--out", required=True)
 
 
@@ -222,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     _base_report_flags(
         add("base-report", commands.base_report, "Base-model samples: validity beside real data.")
     )
+    p = add(
+        "model-hash",
+        commands.model_hash,
+        "Print a model directory's content hash (SHA-256 of its files' sha256sum listing, "
+        "training.json left out); --ship records it as a shipped model.",
+    )
+    p.add_argument("model_dir")
+    p.add_argument("--manifest", action="store_true", help="print the sha256sum listing first")
+    p.add_argument("--ship", metavar="SHIPPED_JSON", help="record the model in this file")
+    p.add_argument("--name", default="digits", help="its name in the --ship file")
+    p.add_argument("--extra", metavar="JSON", help="more fields for the --ship record")
     _step_flags(add)
     _finetune_flags(add)
     _report_flags(add)

@@ -7,7 +7,8 @@ A DDPM here is a diffusers :class:`~diffusers.UNet2DModel` plus the config of it
         model_index.json            # so ``DDPMPipeline.from_pretrained(model_dir)`` works too
         unet/config.json, unet/diffusion_pytorch_model.safetensors
         scheduler/scheduler_config.json
-        training.json               # how it was trained (written by :func:`train_ddpm` only)
+        training.json               # how and where it was trained, and the content hash of
+                                    # the files above (written by :func:`train_ddpm` only)
 
 :func:`load_unet` and :func:`load_noise_schedule` also accept the flat layout (``config.json`` and
 ``scheduler_config.json`` side by side). A linear discrete schedule with ``T`` steps and betas
@@ -23,6 +24,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +34,7 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 from prefalign.io.json_text import parse_json
 from prefalign.io.progress import tqdm
 from prefalign.models.sde import VPSDE
+from prefalign.provenance import content_hash, cpu_identity, git_commit, machine_record
 from prefalign.settings import DDPMTraining
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
@@ -444,6 +447,13 @@ def _train(
         "seconds": round(time.perf_counter() - started, 1),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        # provenance: which model this is and where it was made (the weights' last digits
+        # depend on the CPU's kernels, the versions and the threads)
+        "content_sha256": content_hash(out_dir),
+        "trained_at": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
+        "commit": git_commit(Path(__file__).parent),
+        "cpu": cpu_identity().summary(),
+        "machine": machine_record(),
     }
     (out_dir / TRAINING_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out_dir

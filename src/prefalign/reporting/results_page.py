@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from prefalign.runtime import machine_summary
+from prefalign.provenance import cpu_identity, git_commit, machine_record
+from prefalign.reporting.base_models import SHIPPED_FILE, base_models_table
 
 StrPath = str | os.PathLike[str]
 
@@ -79,22 +80,30 @@ def write_results_page(
     config_name: str,
     notes: StrPath | None = None,
     torch_threads: int | None = None,
+    base_models: dict[str, list[str]] | None = None,
+    shipped_file: StrPath = SHIPPED_FILE,
 ) -> Path:
     """Concatenate the experiments' sections under a header saying how the page was made (the
-    config, the machine, the versions: :func:`prefalign.runtime.machine_summary`) and the
+    config, the commit, the machine and the versions: :func:`prefalign.provenance.machine_record`;
+    the base models, ``base_models`` mapping each model directory to the domains that sample
+    it, with their content hashes and origin: :mod:`prefalign.reporting.base_models`) and the
     ``notes`` file (what the run shows, where the method loses) when given."""
     out = Path(out)
-    machine = machine_summary(torch_threads)
+    machine = {"commit": git_commit(), **machine_record(torch_threads)}
+    models = base_models_table(base_models or {}, shipped_file)
     header = [
         "# Results",
         "",
         f"Written by the workflow from `{config_name}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
-        f"on {machine['CPU']}. Regenerate with `bash scripts/run-main.sh`; every number and figure"
-        " below comes from that run. The observation datasets are reproduced bit for bit by the"
-        " same config on the same CPU type with the same versions; on another CPU type the numbers"
-        " differ in their last digits and the campaigns drift apart, so the tables agree within"
-        ' the seeds\' confidence intervals, not to the digit (README, "Reproducibility").',
+        f"on {cpu_identity().summary()}, torch CPU capability "
+        f"{machine['torch CPU capability']}. Regenerate with `bash scripts/run-main.sh`; every "
+        "number and figure below comes from that run. The observation datasets are reproduced"
+        " bit for bit by the same config and base model on the same CPU type (vendor, family,"
+        " model) with the same versions and threads; on another CPU type the numbers differ in"
+        " their last digits and the campaigns drift apart, so the tables agree within the seeds'"
+        ' confidence intervals, not to the digit (README, "Reproducibility").',
         "",
+        *([*models, ""] if models else []),
         "<details><summary>Machine and versions</summary>",
         "",
         "| | |",

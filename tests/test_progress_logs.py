@@ -57,6 +57,6 @@ def test_sampling_log_is_a_few_lines(tmp_path: Path) -> None:
 def test_digits_training_log_is_a_few_lines(tmp_path: Path) -> None:
     log = tmp_path / "train_digits.log"
     _run(["train-digits", "--out", str(tmp_path / "model"), "--steps", "60",
-          "--batch-size", "8"], log)  # fmt: skip
+          "--batch-size", "8", "--threads", "1"], log)  # fmt: skip
     _check_log(log.read_bytes().decode())
     assert "loss=" in log.read_bytes().decode()

@@ -13,6 +13,7 @@ from prefalign.provenance import (
     cpu_identity,
     git_commit,
     machine_record,
+    thread_settings,
     torch_kernels,
 )
 from prefalign.reporting.results_page import write_results_page
@@ -80,6 +81,13 @@ def test_torch_kernels_and_the_machine_record() -> None:
     for key in ("torch oneDNN", "BLAS (numpy, scipy)", "OMP_NUM_THREADS", "torch", "numpy"):
         assert key in record, key
     assert record["torch threads per job"] == "1"
+
+
+def test_kernel_overrides_are_recorded(monkeypatch) -> None:
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    assert "OPENBLAS_CORETYPE" not in thread_settings()
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert thread_settings()["OPENBLAS_CORETYPE"] == "Haswell"
 
 
 def test_git_commit(tmp_path: Path) -> None:

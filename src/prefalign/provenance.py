@@ -46,6 +46,15 @@ KERNEL_FLAGS = (
 
 #: Environment variables that set the thread pools of OpenMP, MKL and OpenBLAS.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: Environment variables that override the kernels the libraries pick for this CPU (e.g. the
+#: AVX2 kernels of an older CPU on an AVX-512 one): recorded when set.
+KERNEL_VARIABLES = (
+    "ATEN_CPU_CAPABILITY",
+    "OPENBLAS_CORETYPE",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_DEBUG_CPU_TYPE",
+    "ONEDNN_MAX_CPU_ISA",
+)
 
 #: Files of a model directory that record how it was made rather than what it is: left out of
 #: its content hash (a regenerated model with the same weights has the same hash).
@@ -189,8 +198,11 @@ def blas_libraries() -> list[str]:
 
 
 def thread_settings() -> dict[str, str]:
-    """The thread-pool environment variables (:data:`THREAD_VARIABLES`), ``unset`` if unset."""
-    return {name: os.environ.get(name, "unset") for name in THREAD_VARIABLES}
+    """The thread-pool environment variables (:data:`THREAD_VARIABLES`), ``unset`` if unset,
+    and the kernel overrides of :data:`KERNEL_VARIABLES` that are set."""
+    settings = {name: os.environ.get(name, "unset") for name in THREAD_VARIABLES}
+    settings.update({name: os.environ[name] for name in KERNEL_VARIABLES if name in os.environ})
+    return settings
 
 
 #: What decides a run's numbers in a checkout of the project: uncommitted changes to these

@@ -271,7 +271,8 @@ def machine_record(torch_threads: int | None = None) -> dict[str, str]:
     """What a run's numbers depend on beyond the config, one row each for the results page and
     a model's training record: the CPU (:func:`cpu_identity`), torch's kernels
     (:func:`torch_kernels`), the BLAS loaded, the thread settings, the system and the versions.
-    ``torch_threads``: the torch threads each job of a run sets (a config setting), if any."""
+    ``torch_threads``: the torch threads each job of a run sets (a config setting), if any;
+    without it, the record is of this process's own work (a training) and names its threads."""
     cpu = cpu_identity()
     record = {
         "CPU": cpu.name,
@@ -283,7 +284,8 @@ def machine_record(torch_threads: int | None = None) -> dict[str, str]:
         **torch_kernels(),
         "BLAS (numpy, scipy)": "; ".join(blas_libraries()) or "not found",
     }
-    if torch_threads is not None:
+    if torch_threads is not None:  # a run's record: its jobs' setting, not this process's
+        record.pop("torch threads (this process)")
         record["torch threads per job"] = str(torch_threads)
     record.update(thread_settings())
     record.update(

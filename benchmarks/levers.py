@@ -112,9 +112,19 @@ def run_campaign(args: tuple) -> dict:
     rm = round_metrics(pd.read_parquet(sorted(work.glob("observations-round*.parquet"))[-1]))
     later = rm[rm["round"] >= 1]
     hit = rm.loc[rm["round_mean_reward"] >= threshold, "n_queries"]
+    frontier = work / "frontier.csv"
+    tilts = {}
+    if frontier.is_file() and eval_lam is None:
+        table = pd.read_csv(frontier)
+        for _, row in table.iterrows():
+            tilts[f"reward@{row['lam']:g}"] = row["mean_reward"]
+            tilts[f"validity@{row['lam']:g}"] = row["validity_rate"]
+            tilts[f"std@{row['lam']:g}"] = row["surrogate_std"]
     return {
         "method": method,
         "seed": seed,
+        "lam": evaluation.get("lam", math.nan),
+        **tilts,
         "reward": evaluation["mean_reward"],
         "eval_reward": evaluation.get("eval_mean_reward", math.nan),
         "validity": evaluation["validity_rate"],
@@ -196,6 +206,7 @@ def main() -> None:
     cols = [
         c
         for c in (
+            "lam",
             "reward",
             "eval_reward",
             "validity",

@@ -131,7 +131,7 @@ def sample_round(args: argparse.Namespace) -> int:
 
 def select(args: argparse.Namespace) -> int:
     """:func:`prefalign.loop.steps.select_round`."""
-    table = _round_step(args, "select_round", "particles", "queries", "selection")
+    table = _round_step(args, "select_round", "particles", "queries", "selection", "surrogate")
     print(table.to_string(index=False))
     return 0
 

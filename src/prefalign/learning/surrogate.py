@@ -253,6 +253,10 @@ def fit(
     Returns:
         The fitted surrogate (in eval mode) and a :class:`FitReport`.
     """
+    if config.arch == "gp":  # a Gaussian process (prefalign.learning.gp): no networks to train
+        from prefalign.learning.gp import fit_gp
+
+        return fit_gp(x, y, config, seed=seed, form=form, questions=questions)
     start = time.perf_counter()
     # 1. validate the data
     x = np.asarray(x)

@@ -209,3 +209,26 @@ def test_information_batch_refuses_a_network_surrogate() -> None:
     net, _ = fit(x, bump(x), SurrogateConfig(epochs=5), seed=0)
     with pytest.raises(ValueError, match="Gaussian-process surrogate of ratings"):
         information_batch(net, x, x, 2)
+
+
+def test_information_batch_picks_what_botorch_picks() -> None:
+    """The closed-form greedy batch equals BoTorch's qNegIntegratedPosteriorVariance maximised
+    by optimize_acqf_discrete (sequential greedy on fantasy models) over the same candidates."""
+    from botorch.acquisition.active_learning import qNegIntegratedPosteriorVariance
+    from botorch.optim.optimize import optimize_acqf_discrete
+
+    surrogate, _, _ = fitted("rate", n=25)
+    candidates = points(40, seed=21)
+    targets = points(30, seed=22) * 0.5 + np.array([1.0, 0.0])
+    pending = candidates[:3]
+    ours = information_batch(surrogate, candidates[3:], targets, 4, pending=pending)
+
+    def feats(x: np.ndarray) -> torch.Tensor:
+        return surrogate.features(torch.as_tensor(x)).detach()
+
+    acquisition = qNegIntegratedPosteriorVariance(surrogate.model, mc_points=feats(targets))
+    acquisition.set_X_pending(feats(pending))
+    choices = feats(candidates[3:])
+    picked, _ = optimize_acqf_discrete(acquisition, q=4, choices=choices, unique=True)
+    theirs = [int(torch.nonzero(torch.all(choices == row, dim=1))[0]) for row in picked]
+    assert ours.tolist() == theirs

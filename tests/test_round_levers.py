@@ -47,9 +47,7 @@ def _round_one(spec: CampaignSpec, tmp: Path) -> tuple[dict, pd.DataFrame, dict]
     steps.observe_round(spec, 0, None, d0 / "q.npz", d0 / "s.csv", d0 / "r.csv", obs)
     steps.fit_round(spec, 0, obs, None, tmp / "sur")
     stats = steps.sample_round(spec, 1, tmp / "sur", tmp / "p1.npz")
-    table = steps.select_round(
-        spec, 1, tmp / "p1.npz", tmp / "q1.npz", tmp / "s1.csv", tmp / "sur"
-    )
+    table = steps.select_round(spec, 1, tmp / "p1.npz", tmp / "q1.npz", tmp / "s1.csv", tmp / "sur")
     with np.load(tmp / "p1.npz") as data:
         particles = {key: data[key] for key in data.files}
     return stats, table, particles

@@ -205,6 +205,7 @@ class Predictive:
     jitter: float  # added to the prior variance (as the model's own posterior does)
     shift: torch.Tensor  # () the outcome transform's mean (rate), else 0
     scale: torch.Tensor  # () the outcome transform's std (rate), else 1
+    noise: float = math.nan  # the observations' noise variance (rate; in the latent's units)
 
     def cross_covariance(self, z: torch.Tensor) -> torch.Tensor:
         """k(z, X), (N, n)."""
@@ -213,6 +214,15 @@ class Predictive:
     def prior_variance(self, z: torch.Tensor) -> torch.Tensor:
         """k(z, z) on the diagonal, (N,)."""
         return self.kernel(z, diag=True) + self.jitter
+
+    def covariance(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """The posterior covariance of the reward between ``z1`` and ``z2`` (N1, N2), in the
+        reward's units: ``scale^2 (k(z1, z2) - k(z1, X) B k(X, z2))``."""
+        k12 = self.kernel(z1, z2).to_dense()
+        if z1 is z2:
+            k12 = k12 + self.jitter * torch.eye(len(z1), dtype=z1.dtype, device=z1.device)
+        reduced = k12 - self.cross_covariance(z1) @ self.reduction @ self.cross_covariance(z2).T
+        return self.scale**2 * reduced
 
 
 def _predictive(head: str, model: nn.Module) -> Predictive:
@@ -230,6 +240,7 @@ def _predictive(head: str, model: nn.Module) -> Predictive:
         return Predictive(
             kernel, x, weights, torch.cholesky_inverse(chol), c, 0.0,
             transform.means.reshape(()), transform.stdvs.reshape(()),
+            float(model.likelihood.noise.reshape(())),
         )  # fmt: skip
     if head == "binary":
         gp = model.model

@@ -48,9 +48,18 @@ def build_config(
     budget: int | None,
     k: int | None,
     domain_sets: list[str],
+    user: str | None = None,
 ) -> dict:
-    """The workflow config with the ``--set`` method changes applied."""
+    """The workflow config with the ``--set`` method changes applied (and ``user``: the
+    domain's simulated user, its ``eval-`` twin as the evaluation oracle and its exact reward
+    as the ``true-reward`` reference)."""
     config = _common.load_config(path)
+    if user is not None:
+        dom = config["domains"][domain]
+        kind = dom.get("type", domain)
+        dom["oracle"] = ["prefalign", "oracle", "builtin", kind, user]
+        dom["eval_oracle"] = ["prefalign", "oracle", "builtin", kind, f"eval-{user}"]
+        dom["true_reward"] = user
     for item in sets:
         key, _, value = item.partition("=")
         name, _, rest = key.partition(".")
@@ -184,13 +193,14 @@ def main() -> None:
     p.add_argument("--reference", default="best-of-n")
     p.add_argument("--set", dest="sets", action="append", default=[])
     p.add_argument("--domain-set", dest="domain_sets", action="append", default=[])
+    p.add_argument("--user", help="the domain's simulated user (and eval- twin, exact reward)")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", type=Path, default=_common.DEFAULT_OUT / "levers")
     p.add_argument("--eval-lam", type=float, help="re-evaluate the final surrogates at this tilt")
     args = p.parse_args()
     config = build_config(
-        args.config, args.sets, args.domain, args.budget, args.k, args.domain_sets
+        args.config, args.sets, args.domain, args.budget, args.k, args.domain_sets, args.user
     )
     tasks = [
         (config, args.domain, m, s, str(args.out), args.threshold, args.eval_lam)

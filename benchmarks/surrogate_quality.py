@@ -28,6 +28,22 @@ SURROGATES = {
     "gp-raw": {"arch": "gp"},
     "gp-proj16": {"arch": "gp", "features": "projection", "feature_dim": 16},
     "gp-proj32": {"arch": "gp", "features": "projection", "feature_dim": 32},
+    "gp-network": {
+        "arch": "gp",
+        "features": "network",
+        "hidden": 32,
+        "layers": 3,
+        "epochs": 200,
+        "lr": 0.003,
+    },
+    "cnn-ensemble5": {
+        "arch": "cnn",
+        "hidden": 32,
+        "layers": 3,
+        "epochs": 200,
+        "lr": 0.003,
+        "ensemble": 5,
+    },
 }
 
 
@@ -92,7 +108,7 @@ def main() -> None:
                     row[f"pearson_{label}"] = float(np.corrcoef(mean, r)[0, 1])
                     row[f"spearman_{label}"] = float(stats.spearmanr(mean, r).statistic)
                     row[f"rmse_{label}"] = float(np.sqrt(np.mean((mean - r) ** 2)))
-                    if name.startswith("gp"):
+                    if name.startswith("gp") or "ensemble" in name:
                         error = np.abs(mean - r)
                         row[f"std_vs_error_{label}"] = float(stats.spearmanr(std, error).statistic)
                         row[f"within_2std_{label}"] = float(np.mean(error <= 2 * std))

@@ -232,3 +232,24 @@ def test_information_batch_picks_what_botorch_picks() -> None:
     picked, _ = optimize_acqf_discrete(acquisition, q=4, choices=choices, unique=True)
     theirs = [int(torch.nonzero(torch.all(choices == row, dim=1))[0]) for row in picked]
     assert ours.tolist() == theirs
+
+
+def test_network_features_are_a_deep_kernel_and_round_trip(tmp_path: Path) -> None:
+    """features: network: the GP on the CNN's last hidden layer, fitted on the same answers;
+    the checkpoint holds the network too and reloads to the same predictions."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (40, 1, 8, 8))
+    y = x[:, 0, :4].mean(axis=(1, 2)) - x[:, 0, 4:].mean(axis=(1, 2))
+    config = SurrogateConfig(arch="gp", features="network", hidden=8, layers=2, epochs=40)
+    surrogate, report = fit(x, y, config, seed=0)
+    assert surrogate.embedding is not None and surrogate.train_x.shape == (40, 8)
+    probe = torch.as_tensor(rng.uniform(-1, 1, (30, 1, 8, 8)), dtype=torch.float32)
+    probe.requires_grad_(True)
+    mean, std = surrogate.predict(probe)
+    (grad,) = torch.autograd.grad((mean - std).sum(), probe)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    save_surrogate(surrogate, tmp_path / "ck", config=config, report=report, training_set_hash="h")
+    loaded = load_surrogate(tmp_path / "ck")
+    with torch.no_grad():
+        for got, want in zip(loaded.predict(probe), surrogate.predict(probe), strict=True):
+            assert torch.equal(got, want)

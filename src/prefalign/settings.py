@@ -145,7 +145,7 @@ class SamplerConfig:
 
 ARCHS = ("mlp", "cnn", "gp")
 #: The GP surrogate's inputs: the normalised particle as it is, or a fixed random projection.
-GP_FEATURES: tuple[str, ...] = ("raw", "projection")
+GP_FEATURES: tuple[str, ...] = ("raw", "projection", "network")
 Activation = Literal["silu", "softplus", "gelu", "tanh"]
 #: smooth activations only: the sampler needs gradients of r without kinks
 ACTIVATION_NAMES: tuple[str, ...] = ("silu", "softplus", "gelu", "tanh")
@@ -176,7 +176,9 @@ class SurrogateConfig:
     noise_train: bool = False  # train on x_t = a_t x + s_t eps (draft paper: clean data only)
     noise_t_max: float = 1.0  # t ~ U(0, noise_t_max) per example per epoch when noise_train
     activation: Activation = "silu"  # smooth, so grad_x r has no kinks (ReLU is rejected)
-    features: str = "raw"  # gp: "raw" (the normalised particle) or "projection" (random, fixed)
+    # gp: "raw" (the normalised particle), "projection" (random, fixed) or "network" (the last
+    # hidden layer of the CNN/MLP surrogate fitted on the same answers: a deep kernel)
+    features: str = "raw"
     feature_dim: int = 32  # gp: features of the random projection
 
     def __post_init__(self) -> None:

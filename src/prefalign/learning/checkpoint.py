@@ -256,7 +256,7 @@ def _check_sha256(meta: dict[str, Any], sha256: str, weights_path: Path, meta_pa
 def _load_gp(directory: Path, meta: dict[str, Any], config: SurrogateConfig):
     """A GP surrogate's checkpoint: its training data, normalisation and hyperparameters are
     the tensors; the model is rebuilt on the data and its fitted state loaded (strictly)."""
-    from prefalign.learning.gp import GPSurrogate
+    from prefalign.learning.gp import GPSurrogate, NetworkEmbedding
 
     meta_path = directory / META_FILE
     weights_path, tensors, sha256 = _read_weights(directory)
@@ -270,9 +270,13 @@ def _load_gp(directory: Path, meta: dict[str, Any], config: SurrogateConfig):
         missing = [name for name in needed if name not in tensors]
         if missing:
             raise ValueError(f"missing tensors [{show(missing)}]")
+        embedding = None
+        if any(name.startswith("embedding.") for name in tensors):
+            embedding = NetworkEmbedding(config, event_shape)
         surrogate = GPSurrogate(
             config,
             event_shape,
+            embedding=embedding,
             head=head,
             x_mean=tensors["x_mean"],
             x_std=tensors["x_std"],

@@ -24,7 +24,11 @@ The model by the form of the answers (:mod:`prefalign.io.feedback`), each the fi
 Inputs are flattened and normalised (one mean and std for images, per feature for vectors,
 from the training inputs), then mapped by the feature map (``raw``: as they are;
 ``projection``: a fixed Gaussian random projection to ``feature_dim`` features, seeded by a
-constant so it is the same in every round and campaign). The GP works in float64; outputs come
+constant so it is the same in every round and campaign; ``network``: the last hidden layer of
+the project's network surrogate, the CNN for images and the MLP for vectors, fitted on the same
+answers first (``hidden``, ``layers``, ``epochs``, ``lr``... of the surrogate settings), the
+"neural-linear" deep kernel: the network learns what in a digit matters, the GP how sure it is
+of it; each feature then standardised). The GP works in float64; outputs come
 back in the input's dtype. Fitting maximises the marginal likelihood (``fit_gpytorch_mll``,
 L-BFGS-B for the exact and pairwise GPs, Adam for the variational one) with torch's global
 generator seeded from the campaign's stream and restored after, so fits are deterministic.
@@ -45,7 +49,7 @@ from prefalign.learning.surrogate import FitReport, head_of
 from prefalign.settings import SurrogateConfig
 
 #: Feature maps from the normalised input to the GP's input.
-FEATURES: tuple[str, ...] = ("raw", "projection")
+FEATURES: tuple[str, ...] = ("raw", "projection", "network")
 #: The seed of the random projection: a constant, so every round and campaign sees one map.
 PROJECTION_SEED = 20261207
 #: Smallest standard deviation of an input feature (a constant feature is not stretched).
@@ -69,6 +73,8 @@ class GPSurrogate(nn.Module):
         head: ``rate``, ``binary`` or ``choice`` (:data:`prefalign.learning.surrogate.HEADS`).
         x_mean, x_std: the input normalisation (per feature, or scalars for images).
         projection: (D, feature_dim) the random projection (``features: projection``) or None.
+        embedding: the network whose last hidden layer is the GP's input (``features:
+            network``), or None; ``x_mean``/``x_std`` then standardise its features.
         train_x: (n, d) float64 training features.
         train_y: ``rate``: (n,) ratings; ``binary``: (n,) likes in {0, 1}; ``choice``: (m, 2)
             comparisons ``(winner row, loser row)`` as float64.
@@ -89,6 +95,7 @@ class GPSurrogate(nn.Module):
         train_y: torch.Tensor,
         anchor: float = 0.0,
         span: float = 1.0,
+        embedding: NetworkEmbedding | None = None,
     ) -> None:
         super().__init__()
         if config.arch != "gp":
@@ -106,6 +113,7 @@ class GPSurrogate(nn.Module):
             self.register_buffer("projection", projection.detach().double().clone())
         else:
             self.projection = None
+        self.embedding = embedding
         self.register_buffer("train_x", train_x.detach().double().clone())
         self.register_buffer("train_y", train_y.detach().double().clone())
         self.register_buffer("anchor", torch.tensor(float(anchor), dtype=torch.float64))
@@ -122,6 +130,8 @@ class GPSurrogate(nn.Module):
                 f"surrogate expects inputs of shape (N, {', '.join(map(str, self.event_shape))}),"
                 f" got {tuple(x.shape)}"
             )
+        if self.embedding is not None:
+            return (self.embedding(x).double() - self.x_mean) / self.x_std
         z = ((x.double() - self.x_mean) / self.x_std).reshape(x.shape[0], -1)
         return z if self.projection is None else z @ self.projection
 
@@ -187,7 +197,37 @@ class GPSurrogate(nn.Module):
             "feature_dim": int(self.train_x.shape[1]),
             "y_shape": list(self.train_y.shape),
             "projection": self.projection is not None,
+            "embedding": self.embedding is not None,
         }
+
+
+class NetworkEmbedding(nn.Module):
+    """The last hidden layer of a network surrogate's member: the CNN's pooled channels or the
+    MLP's last hidden units, of inputs normalised by the network's own statistics."""
+
+    def __init__(self, config: SurrogateConfig, event_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        from prefalign.learning.nets import build_member
+        from prefalign.learning.surrogate import normalisation_shape
+
+        self.arch = network_arch(event_shape)
+        gen = torch.Generator().manual_seed(0)  # replaced by the fitted weights
+        self.net = build_member(
+            self.arch, event_shape, config.hidden, config.layers, config.activation, gen
+        )
+        shape = normalisation_shape(self.arch, event_shape)
+        self.register_buffer("in_mean", torch.zeros(shape))
+        self.register_buffer("in_std", torch.ones(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, *event_shape) -> (N, hidden)."""
+        h = self.net.body((x.float() - self.in_mean) / self.in_std)
+        return h.mean(dim=(-2, -1)) if self.arch == "cnn" else h
+
+
+def network_arch(event_shape: tuple[int, ...]) -> str:
+    """The network whose features a ``features: network`` GP uses: a CNN for images."""
+    return "cnn" if len(event_shape) == 3 else "mlp"
 
 
 @dataclass(frozen=True)
@@ -333,7 +373,12 @@ def fit_gp(
     event_shape = tuple(x.shape[1:])
     head = head_of(form)
     xt = torch.as_tensor(x)
-    per_feature = normalisation_axes(event_shape)
+    embedding = None
+    if config.features == "network":
+        embedding = _fit_embedding(x, y, config, seed, form, questions)
+        with torch.no_grad():
+            xt = embedding(xt).double()  # (N, hidden): standardised per feature below
+    per_feature = embedding is not None or normalisation_axes(event_shape)
     x_mean = xt.mean(dim=0) if per_feature else xt.mean()
     x_std = xt.std(dim=0, correction=0) if per_feature else xt.std(correction=0)
     x_std = torch.where(x_std > _MIN_STD, x_std, torch.ones_like(x_std))
@@ -359,7 +404,7 @@ def fit_gp(
         torch.manual_seed(int(seed))
         surrogate = GPSurrogate(
             config, event_shape, head=head, x_mean=x_mean, x_std=x_std,
-            projection=projection, train_x=z, train_y=targets,
+            projection=projection, train_x=z, train_y=targets, embedding=embedding,
         )  # fmt: skip
         model = surrogate.model
         if head == "choice" and targets.shape[0] == 0:
@@ -394,6 +439,32 @@ def fit_gp(
         warm_started=False,
     )
     return surrogate, report
+
+
+def _fit_embedding(
+    x: np.ndarray,
+    y: np.ndarray,
+    config: SurrogateConfig,
+    seed: int,
+    form: str,
+    questions: np.ndarray | None,
+) -> NetworkEmbedding:
+    """The network surrogate (one member, the same settings) fitted on the answers by its own
+    likelihood; its last hidden layer becomes the GP's input."""
+    from dataclasses import replace
+
+    from prefalign.learning.surrogate import fit
+
+    event_shape = tuple(x.shape[1:])
+    network_config = replace(
+        config, arch=network_arch(event_shape), ensemble=1, features="raw", noise_train=False
+    )
+    network, _ = fit(x, y, network_config, seed=seed, form=form, questions=questions)
+    embedding = NetworkEmbedding(config, event_shape)
+    embedding.net.load_state_dict(network.nets[0].state_dict())
+    embedding.in_mean.copy_(network.x_mean)
+    embedding.in_std.copy_(network.x_std)
+    return embedding.eval()
 
 
 def _fit_variational(model: nn.Module, targets: torch.Tensor) -> None:

@@ -89,7 +89,21 @@ def build_config(
     return config
 
 
-def run_campaign(args: tuple) -> dict:
+def run_seed(args: tuple) -> list[dict]:
+    """Every method's campaign of one seed in this process, sharing the base model's draws
+    (round 0, and every round of the methods that query base samples, are the same particles
+    seed by seed: :class:`prefalign.loop.steps.BaseDrawCache`); returns their summary rows."""
+    from prefalign.loop.steps import BaseDrawCache
+
+    config, domain, methods, seed, out, threshold, eval_lam = args
+    draws = BaseDrawCache()
+    return [
+        run_campaign((config, domain, m, seed, out, threshold, eval_lam), base_draws=draws)
+        for m in methods
+    ]
+
+
+def run_campaign(args: tuple, base_draws=None) -> dict:
     """One campaign: rounds, final fit, evaluation; returns its summary row."""
     config, domain, method, seed, out, threshold, eval_lam = args
     import torch
@@ -106,7 +120,7 @@ def run_campaign(args: tuple) -> dict:
     if done.is_file() and settings.is_file() and json.loads(settings.read_text()) == spec.to_dict():
         evaluation, seconds = json.loads(done.read_text()), math.nan  # a finished campaign
     else:
-        run = _common.run_rounds(spec, work, fit_last=True)
+        run = _common.run_rounds(spec, work, fit_last=True, base_draws=base_draws)
         evaluation = evaluate_campaign(
             spec,
             run.surrogate,
@@ -202,13 +216,13 @@ def main() -> None:
     config = build_config(
         args.config, args.sets, args.domain, args.budget, args.k, args.domain_sets, args.user
     )
+    # one task per seed: its methods share the base model's draws (the same files as apart)
     tasks = [
-        (config, args.domain, m, s, str(args.out), args.threshold, args.eval_lam)
-        for m in args.methods
+        (config, args.domain, args.methods, s, str(args.out), args.threshold, args.eval_lam)
         for s in args.seeds
     ]
     with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(run_campaign, tasks))
+        rows = [row for rows in pool.map(run_seed, tasks) for row in rows]
     df = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.eval_lam is None else f"-lam{args.eval_lam:g}"

@@ -36,6 +36,14 @@ SURROGATES = {
         "epochs": 200,
         "lr": 0.003,
     },
+    "gp-network-raw": {
+        "arch": "gp",
+        "features": "network-raw",
+        "hidden": 32,
+        "layers": 3,
+        "epochs": 200,
+        "lr": 0.003,
+    },
     "cnn-ensemble5": {
         "arch": "cnn",
         "hidden": 32,
@@ -73,6 +81,7 @@ def main() -> None:
     p.add_argument("--answers", type=int, default=60, help="base and tilted answers each")
     p.add_argument("--lam", type=float, default=16.0, help="tilt of the tilted draws")
     p.add_argument("--out", default=None, help="CSV of the per-seed rows")
+    p.add_argument("--only", nargs="+", help="surrogates to compare (default: all)")
     args = p.parse_args()
 
     from prefalign.domains import get_domain
@@ -96,6 +105,8 @@ def main() -> None:
             test_tilt = draws(domain, 256, 4000 + seed, user.torch, args.lam)
             y = np.asarray(user(train), dtype=np.float64)
             for name, settings in SURROGATES.items():
+                if args.only and name not in args.only:
+                    continue
                 start = time.perf_counter()
                 surrogate, _ = fit(train, y, SurrogateConfig(**settings), seed=seed)
                 seconds = time.perf_counter() - start

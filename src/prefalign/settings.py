@@ -145,7 +145,7 @@ class SamplerConfig:
 
 ARCHS = ("mlp", "cnn", "gp")
 #: The GP surrogate's inputs: the normalised particle as it is, or a fixed random projection.
-GP_FEATURES: tuple[str, ...] = ("raw", "projection", "network")
+GP_FEATURES: tuple[str, ...] = ("raw", "projection", "network", "network-raw")
 Activation = Literal["silu", "softplus", "gelu", "tanh"]
 #: smooth activations only: the sampler needs gradients of r without kinks
 ACTIVATION_NAMES: tuple[str, ...] = ("silu", "softplus", "gelu", "tanh")

@@ -49,7 +49,7 @@ from prefalign.learning.surrogate import FitReport, head_of
 from prefalign.settings import SurrogateConfig
 
 #: Feature maps from the normalised input to the GP's input.
-FEATURES: tuple[str, ...] = ("raw", "projection", "network")
+FEATURES: tuple[str, ...] = ("raw", "projection", "network", "network-raw")
 #: The seed of the random projection: a constant, so every round and campaign sees one map.
 PROJECTION_SEED = 20261207
 #: Smallest standard deviation of an input feature (a constant feature is not stretched).
@@ -131,7 +131,10 @@ class GPSurrogate(nn.Module):
                 f" got {tuple(x.shape)}"
             )
         if self.embedding is not None:
-            return (self.embedding(x).double() - self.x_mean) / self.x_std
+            h = self.embedding(x).double()
+            if self.config.features == "network-raw":  # beside the pixels themselves
+                h = torch.cat([h, x.double().reshape(x.shape[0], -1)], dim=1)
+            return (h - self.x_mean) / self.x_std
         z = ((x.double() - self.x_mean) / self.x_std).reshape(x.shape[0], -1)
         return z if self.projection is None else z @ self.projection
 
@@ -374,10 +377,11 @@ def fit_gp(
     head = head_of(form)
     xt = torch.as_tensor(x)
     embedding = None
-    if config.features == "network":
+    if config.features in ("network", "network-raw"):
         embedding = _fit_embedding(x, y, config, seed, form, questions)
         with torch.no_grad():
-            xt = embedding(xt).double()  # (N, hidden): standardised per feature below
+            h = embedding(xt).double()  # (N, hidden): standardised per feature below
+        xt = h if config.features == "network" else torch.cat([h, xt.reshape(len(xt), -1)], 1)
     per_feature = embedding is not None or normalisation_axes(event_shape)
     x_mean = xt.mean(dim=0) if per_feature else xt.mean()
     x_std = xt.std(dim=0, correction=0) if per_feature else xt.std(correction=0)

@@ -108,9 +108,10 @@ def draw_particles(
     """Sample ``n`` particles with the method's sampler tilted by ``surrogate`` (base if None).
 
     While querying (``explore``), a ``thompson`` method tilts by one ensemble member drawn for
-    the round, and ``lam_ramp_queries`` scales the tilt by the answers seen so far; otherwise the
-    rounds and the final evaluation (``explore=False``, at ``lam_max``) tilt by the final tilt's
-    potential (the mean, or ``mean - pessimism std``). With
+    the round, and ``lam_ramp_queries`` scales the tilt by the answers seen so far; the final
+    evaluation (``explore=False``) tilts by the final tilt's potential (the mean, or ``mean -
+    pessimism std``) at ``lam_max``. (Rounds tilted by the pessimistic potential were measured on
+    thick-3 and taught the final sampler less: docs/bayesian-questions.md.) With
     ``base_draws``, a draw of the base model is taken from (or stored in) that cache.
     """
     from prefalign.sampling import sample
@@ -146,7 +147,7 @@ def draw_particles(
             reward = surrogate.to(device).eval()
             if explore and spec.method.tilt_member == "thompson":
                 reward = _thompson_member(surrogate, spec, round_)
-            else:  # the final tilt's potential: what a round shows is the sampler taken home
+            elif not explore:  # the sampler the user takes home: the final tilt's potential
                 from prefalign.learning.potential import tilt_potential
 
                 reward = tilt_potential(reward, spec.final_tilt.pessimism)

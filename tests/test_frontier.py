@@ -144,3 +144,41 @@ def test_one_tilt_writes_no_frontier(tmp_path: Path) -> None:
     table = pd.read_csv(frontier.frontier_path(out))
     assert table["lam"].tolist() == [8.0] and bool(table["trusted"].iloc[0])
     assert not frontier.write_frontier([out], "best-of-n", tmp_path, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_workflow_leads_the_page_with_the_frontier(tmp_path: Path) -> None:
+    """A tiny run with a grid of tilts: every evaluate job writes its frontier, the experiment's
+    aggregate draws the figure and tables, the page's section starts with them, and a second
+    dry run has nothing to do."""
+    from workflow_helpers import run_snakemake, tiny_config, workdir
+
+    config = tiny_config(
+        final_tilt={"lams": [0.0, 8.0, 32.0], "pessimism": 1.0, "max_std": 0.1},
+        experiments={
+            "E1": {
+                "title": "E1: frontier",
+                "domains": ["mixture2d"],
+                "methods": ["fkc-al", "random", "true-reward"],
+                "seeds": [0, 1],
+                "reference": "random",
+            }
+        },
+    )
+    config["domains"]["mixture2d"]["surrogate"] = {"arch": "gp"}
+    config["domains"]["mixture2d"]["true_reward"] = "one-mode"
+    config["methods"]["true-reward"] = {"sampler": {"variant": "fkc"}, "true_reward": True}
+    wd = workdir(tmp_path, config)
+    run_snakemake(wd)
+    for method in ("fkc-al", "random", "true-reward"):
+        table = pd.read_csv(wd / f"results/evaluation/mixture2d/{method}/seed0/frontier.csv")
+        assert table["lam"].tolist() == [0.0, 8.0, 32.0] and table["trusted"].sum() == 1
+    exp = wd / "results/experiments/E1"
+    assert (exp / "figures/frontier.png").is_file()
+    paired = pd.read_csv(exp / "tables/frontier_paired.csv")
+    assert set(paired["method"]) == {"fkc-al", "true-reward"} and set(paired["n_pairs"]) == {2}
+    section = (exp / "section.md").read_text()
+    assert section.index("tilt frontier") < section.index("| domain")
+    assert "figures/frontier.png" in (wd / "results/README.md").read_text()
+    again = run_snakemake(wd, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr

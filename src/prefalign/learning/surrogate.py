@@ -258,8 +258,9 @@ def fit(
             questions' items are contiguous rows. Ensemble members resample whole questions.
         device: where the members train (None: the CPU). The initial weights are the same on
             every device; the resamples, shuffles and noise come from a generator on the device
-            (:func:`~prefalign.runtime.device_generator`), and the losses are read once, at the
-            end, so the training never waits for the device.
+            (:func:`~prefalign.runtime.device_generator`), and each member's losses are read
+            once, after its last epoch (after each epoch with ``progress``), so the training
+            does not wait for the device batch by batch.
 
     Returns:
         The fitted surrogate (in eval mode) and a :class:`FitReport`.

@@ -34,9 +34,12 @@ def _threads(n: int) -> None:
 
 
 def _domain(args: argparse.Namespace):
+    """The domain of ``--domain`` and ``--domain-option``, on ``--device`` where there is one."""
     from prefalign.domains import get_domain
+    from prefalign.runtime import resolve_device
 
-    return get_domain(args.domain, parse_options(args.domain_option))
+    device = resolve_device(args.device) if getattr(args, "device", None) else None
+    return get_domain(args.domain, parse_options(args.domain_option), device)
 
 
 # --- outside a campaign -------------------------------------------------------------------------

@@ -160,8 +160,8 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
             )
         norm = meta["normalisation"]
         stat_shape = normalisation_shape(config.arch, event_shape)
-        x_mean = torch.tensor(np.asarray(norm["x_mean"], dtype=np.float32))
-        x_std = torch.tensor(np.asarray(norm["x_std"], dtype=np.float32))
+        x_mean = torch.tensor(np.asarray(norm["x_mean"], dtype=np.float32), device="cpu")
+        x_std = torch.tensor(np.asarray(norm["x_std"], dtype=np.float32), device="cpu")
         if tuple(x_mean.shape) != stat_shape or tuple(x_std.shape) != stat_shape:
             raise ValueError(
                 f"normalisation shapes {tuple(x_mean.shape)}/{tuple(x_std.shape)} "
@@ -175,7 +175,10 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
         head_meta = meta.get("head", {"kind": "rate"})
         head = str(head_meta["kind"])
         anchor, span = (
-            torch.tensor(np.asarray(head_meta.get(key, [default] * config.ensemble), np.float32))
+            torch.tensor(
+                np.asarray(head_meta.get(key, [default] * config.ensemble), np.float32),
+                device="cpu",
+            )
             for key, default in (("anchor", 0.0), ("span", 1.0))
         )
         # the module the metadata describes, on the meta device: shapes only, no memory

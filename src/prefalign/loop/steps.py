@@ -58,16 +58,18 @@ def _atomic_savez(path: PathLike, **arrays: np.ndarray) -> None:
 
 
 def campaign_domain(spec: CampaignSpec) -> Domain:
-    """The domain of a campaign, built from its options; built once per process and options (a
-    job of the workflow builds one; an in-process loop of many campaigns loads a model once)."""
-    return _domain(spec.domain, json.dumps(spec.domain_options, sort_keys=True))
+    """The domain of a campaign, built from its options on the campaign's device; built once
+    per process, options and device (a job of the workflow builds one; an in-process loop of
+    many campaigns loads a model once)."""
+    device = str(resolve_device(spec.device))
+    return _domain(spec.domain, json.dumps(spec.domain_options, sort_keys=True), device)
 
 
 @functools.lru_cache(maxsize=4)
-def _domain(name: str, options: str) -> Domain:
+def _domain(name: str, options: str, device: str) -> Domain:
     from prefalign.domains import get_domain
 
-    return get_domain(name, json.loads(options))
+    return get_domain(name, json.loads(options), device)
 
 
 class BaseDrawCache:
@@ -158,7 +160,7 @@ def draw_particles(
         tuple(domain.event_shape),
         reward=reward,
         config=config,
-        generator=torch_generator(spec.seed, round_, step),
+        generator=torch_generator(spec.seed, round_, step, device),
         device=device,
         progress=progress,
     )
@@ -191,16 +193,19 @@ def _thompson_member(surrogate: Surrogate, spec: CampaignSpec, round_: int):
     return lambda x: surrogate.members(x)[member]
 
 
-def _predict(surrogate: Surrogate | None, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def _predict(
+    surrogate: Surrogate | None, x: torch.Tensor, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """The surrogate's mean and spread at ``x``, computed on ``device`` (NaN without one)."""
     import torch
 
     n = x.shape[0]
     if surrogate is None:
         return np.full(n, np.nan), np.full(n, np.nan)
-    surrogate = surrogate.cpu().eval()
+    surrogate = surrogate.to(device).eval()
     with torch.no_grad():
-        mean, std = surrogate.predict(x.detach().cpu().float())
-    return mean.numpy().astype(np.float64), std.numpy().astype(np.float64)
+        mean, std = surrogate.predict(x.detach().float().to(device))
+    return mean.cpu().numpy().astype(np.float64), std.cpu().numpy().astype(np.float64)
 
 
 def sample_round(
@@ -267,12 +272,13 @@ def sample_round(
         ancestor = np.concatenate([ancestor, len(ancestor) + np.arange(n_base)])
         proposal = np.concatenate([proposal, np.ones(n_base, dtype=np.int8)])
     seconds = time.perf_counter() - start
-    pred, std = _predict(surrogate, x)
+    device = resolve_device(spec.device)
+    pred, std = _predict(surrogate, x, device)
     extra = {}
     if surrogate is not None and spec.items_per_question > 1:  # pairing by uncertainty
         with torch.no_grad():
-            utilities = surrogate.cpu().eval().standardised_members(x.detach().cpu().float())
-        extra["surrogate_utilities"] = utilities.numpy().astype(np.float64)
+            utilities = surrogate.to(device).eval().standardised_members(x.float().to(device))
+        extra["surrogate_utilities"] = utilities.cpu().numpy().astype(np.float64)
     _atomic_savez(
         out,
         x=x.numpy(),
@@ -280,7 +286,7 @@ def sample_round(
         log_weight=logw,
         surrogate_pred=pred,
         surrogate_std=std,
-        ess=result.ess.numpy(),
+        ess=result.ess.cpu().numpy(),
         ancestor=ancestor,
         proposal=proposal,
         **extra,
@@ -638,6 +644,7 @@ def fit_round(
         progress=progress,
         form=form,
         questions=questions,
+        device=resolve_device(spec.device),
     )
     save_surrogate(
         surrogate,

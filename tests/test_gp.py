@@ -253,3 +253,16 @@ def test_network_features_are_a_deep_kernel_and_round_trip(tmp_path: Path) -> No
     with torch.no_grad():
         for got, want in zip(loaded.predict(probe), surrogate.predict(probe), strict=True):
             assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("form", ["rate", "binary", "pairwise"])
+def test_the_gp_follows_the_particles_device(form: str) -> None:
+    """Fitted on the host, moved to the particles' device (torch's ``meta`` stands in for a
+    GPU: the same device checks): the posterior, the potential and its gradient stay there."""
+    surrogate, _, _ = fitted(form)
+    surrogate = surrogate.to("meta")
+    x = torch.zeros(8, 2, device="meta", requires_grad=True)
+    mean, std = surrogate.predict(x)
+    potential = tilt_potential(surrogate, 1.0)(x)
+    (grad,) = torch.autograd.grad(potential.sum(), x)
+    assert {t.device.type for t in (mean, std, potential, grad)} == {"meta"}

@@ -43,9 +43,7 @@ def domain_module(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def get_domain(
-    name: str, options: dict[str, Any] | None = None, device: Any = None
-) -> Domain:
+def get_domain(name: str, options: dict[str, Any] | None = None, device: Any = None) -> Domain:
     """Build the domain ``name`` with keyword ``options``, its model on torch ``device``
     (None: the domain's default, the CPU).
 

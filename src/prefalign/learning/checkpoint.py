@@ -290,6 +290,7 @@ def _load_gp(directory: Path, meta: dict[str, Any], config: SurrogateConfig):
             span=float(tensors["span"]),
         )
         surrogate.load_state_dict(tensors, strict=True)
+        surrogate.predictive()  # the posterior's closed form, computed once on load
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
         raise SurrogateCheckpointError(
             f"{weights_path} and {META_FILE} are not a valid GP surrogate: {err}"

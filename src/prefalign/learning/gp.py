@@ -36,6 +36,7 @@ generator seeded from the campaign's stream and restored after, so fits are dete
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -116,8 +117,9 @@ class GPSurrogate(nn.Module):
         self.embedding = embedding
         self.register_buffer("train_x", train_x.detach().double().clone())
         self.register_buffer("train_y", train_y.detach().double().clone())
-        self.register_buffer("anchor", torch.tensor(float(anchor), dtype=torch.float64))
-        self.register_buffer("span", torch.tensor(float(span), dtype=torch.float64))
+        device = self.train_x.device
+        self.register_buffer("anchor", torch.tensor(anchor, dtype=torch.float64, device=device))
+        self.register_buffer("span", torch.tensor(span, dtype=torch.float64, device=device))
         self.model = _build_model(head, self.train_x, self.train_y)
 
     # ---------------------------------------------------------------------------------------
@@ -146,9 +148,9 @@ class GPSurrogate(nn.Module):
         if self.head == "binary":  # the probit of N(mean, std^2), and its spread by the delta rule
             scale = torch.sqrt(1.0 + std**2)
             z = mean / scale
-            normal = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
-            prob = normal.cdf(z)
-            spread = torch.exp(normal.log_prob(z)) * std / scale
+            prob = 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))  # Phi(z)
+            density = torch.exp(-0.5 * z**2) / math.sqrt(2.0 * math.pi)  # phi(z)
+            spread = density * std / scale
             return prob.to(x.dtype), spread.to(x.dtype)
         if self.head == "choice":
             mean, std = (mean - self.anchor) / self.span, std / self.span
@@ -167,14 +169,23 @@ class GPSurrogate(nn.Module):
         return predictive.shift + predictive.scale * mean, predictive.scale * std
 
     def predictive(self) -> Predictive:
-        """The fitted model's :class:`Predictive`, computed once (per device)."""
-        device = self.train_x.device
+        """The fitted model's :class:`Predictive`, computed once where the model is (the fit
+        and a checkpoint's load compute it on the host), and moved with the module."""
         cached = getattr(self, "_predictive", None)
-        if cached is None or cached.weights.device != device:
+        if cached is None:
             with torch.no_grad():
-                cached = _predictive(self.head, self.model)
+                cached = _predictive(self.head, self.model, self.train_x.device)
             object.__setattr__(self, "_predictive", cached)
         return cached
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 (nn.Module's own signature)
+        """``.to(device)`` and friends move the cached :class:`Predictive` too (a device with no
+        linear algebra of its own, such as ``meta``, gets it computed on the host)."""
+        super()._apply(fn, recurse)
+        cached = getattr(self, "_predictive", None)
+        if cached is not None:
+            object.__setattr__(self, "_predictive", cached.apply(fn))
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The posterior mean of the reward, (N, *event_shape) -> (N,)."""
@@ -214,13 +225,14 @@ class NetworkEmbedding(nn.Module):
         from prefalign.learning.surrogate import normalisation_shape
 
         self.arch = network_arch(event_shape)
-        gen = torch.Generator().manual_seed(0)  # replaced by the fitted weights
+        gen = torch.Generator(device="cpu").manual_seed(0)  # replaced by the fitted weights
         self.net = build_member(
             self.arch, event_shape, config.hidden, config.layers, config.activation, gen
         )
         shape = normalisation_shape(self.arch, event_shape)
-        self.register_buffer("in_mean", torch.zeros(shape))
-        self.register_buffer("in_std", torch.ones(shape))
+        # built on the host, as every member is (prefalign.learning.nets), then moved with .to
+        self.register_buffer("in_mean", torch.zeros(shape, device="cpu"))
+        self.register_buffer("in_std", torch.ones(shape, device="cpu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, *event_shape) -> (N, hidden)."""
@@ -250,32 +262,72 @@ class Predictive:
     scale: torch.Tensor  # () the outcome transform's std (rate), else 1
     noise: float = math.nan  # the observations' noise variance (rate; in the latent's units)
 
+    def apply(self, fn) -> Predictive:  # noqa: ANN001
+        """The same posterior with ``fn`` (a module's ``_apply`` function) on every tensor."""
+        moved = {
+            f.name: fn(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return dataclasses.replace(self, **moved)
+
     def cross_covariance(self, z: torch.Tensor) -> torch.Tensor:
         """k(z, X), (N, n)."""
-        return self.kernel(z, self.inputs).to_dense()
+        return self.kernel_matrix(z, self.inputs)
 
     def prior_variance(self, z: torch.Tensor) -> torch.Tensor:
         """k(z, z) on the diagonal, (N,)."""
-        return self.kernel(z, diag=True) + self.jitter
+        scale, _ = _rbf_parameters(self.kernel)
+        if scale is None:
+            return self.kernel(z, diag=True) + self.jitter
+        return scale.expand(z.shape[0]) + self.jitter
+
+    def kernel_matrix(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """k(z1, z2), (N1, N2): the squared-exponential kernels BoTorch's models use, in plain
+        torch (any device, a fraction of GPyTorch's call overhead per sampler step); any other
+        kernel through GPyTorch."""
+        scale, lengthscale = _rbf_parameters(self.kernel)
+        if scale is None:
+            return self.kernel(z1, z2).to_dense()
+        a, b = z1 / lengthscale, z2 / lengthscale
+        sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
+        return scale * torch.exp(-0.5 * sq.clamp_min(0.0))
 
     def covariance(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """The posterior covariance of the reward between ``z1`` and ``z2`` (N1, N2), in the
         reward's units: ``scale^2 (k(z1, z2) - k(z1, X) B k(X, z2))``."""
-        k12 = self.kernel(z1, z2).to_dense()
+        k12 = self.kernel_matrix(z1, z2)
         if z1 is z2:
             k12 = k12 + self.jitter * torch.eye(len(z1), dtype=z1.dtype, device=z1.device)
         reduced = k12 - self.cross_covariance(z1) @ self.reduction @ self.cross_covariance(z2).T
         return self.scale**2 * reduced
 
 
-def _predictive(head: str, model: nn.Module) -> Predictive:
-    """The :class:`Predictive` of a fitted model of ``head``."""
-    zero, one = torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+def _rbf_parameters(kernel: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(output scale, lengthscales)`` of an RBF kernel, bare or in a ``ScaleKernel``; ``(None,
+    None)`` for any other kernel."""
+    from gpytorch.kernels import RBFKernel, ScaleKernel
+
+    scale = None
+    if isinstance(kernel, ScaleKernel):
+        scale, kernel = kernel.outputscale, kernel.base_kernel
+    if not isinstance(kernel, RBFKernel) or kernel.active_dims is not None:
+        return None, None
+    lengthscale = kernel.lengthscale.reshape(-1)
+    one = torch.ones((), dtype=lengthscale.dtype, device=lengthscale.device)
+    return (one if scale is None else scale.reshape(())), lengthscale
+
+
+def _predictive(head: str, model: nn.Module, device: torch.device) -> Predictive:
+    """The :class:`Predictive` of a fitted model of ``head`` on ``device``."""
+    zero = torch.tensor(0.0, dtype=torch.float64, device=device)
+    one = torch.tensor(1.0, dtype=torch.float64, device=device)
     if head == "rate":
         x = model.train_inputs[0]
         y = model.train_targets
         kernel = model.covar_module
-        k = kernel(x, x).to_dense() + model.likelihood.noise * torch.eye(len(x), dtype=x.dtype)
+        eye = torch.eye(len(x), dtype=x.dtype, device=x.device)
+        k = kernel(x, x).to_dense() + model.likelihood.noise * eye
         chol = torch.linalg.cholesky(k)
         c = model.mean_module.constant.reshape(())
         weights = torch.cholesky_solve((y - c)[:, None], chol)[:, 0]
@@ -290,15 +342,14 @@ def _predictive(head: str, model: nn.Module) -> Predictive:
         strategy = gp.variational_strategy
         x = strategy.inducing_points
         kernel = gp.covar_module
-        k = kernel(x, x).to_dense() + strategy.jitter_val * torch.eye(len(x), dtype=x.dtype)
+        eye = torch.eye(len(x), dtype=x.dtype, device=x.device)
+        k = kernel(x, x).to_dense() + strategy.jitter_val * eye
         chol = torch.linalg.cholesky(k)
         distribution = strategy._variational_distribution
         m = distribution.variational_mean
         c_low = distribution.chol_variational_covar.tril()
-        middle = c_low @ c_low.T - torch.eye(len(x), dtype=x.dtype)  # S - I (whitened)
-        inv_chol = torch.linalg.solve_triangular(
-            chol, torch.eye(len(x), dtype=x.dtype), upper=False
-        )
+        middle = c_low @ c_low.T - eye  # S - I (whitened)
+        inv_chol = torch.linalg.solve_triangular(chol, eye, upper=False)
         weights = inv_chol.T @ m
         reduction = -(inv_chol.T @ middle @ inv_chol)
         c = gp.mean_module.constant.reshape(())
@@ -355,11 +406,14 @@ def fit_gp(
     seed: int,
     form: str = "rate",
     questions: np.ndarray | None = None,
+    device: torch.device | str | None = None,
 ) -> tuple[GPSurrogate, FitReport]:
     """Fit a GP surrogate to observations ``x`` (N, *event_shape) with answers ``y`` (N,) in
     question form ``form`` (``questions``: the question of each item, for the choice forms).
 
-    Deterministic on CPU given ``seed`` (torch's global generator is seeded for the fit and
+    The fit runs on the host (a few hundred answers: L-BFGS on the marginal likelihood, the
+    same bytes whatever the device), and the fitted surrogate is moved to ``device`` (None: the
+    CPU). Deterministic given ``seed`` (torch's global generator is seeded for the fit and
     restored after)."""
     import gpytorch
     from botorch.fit import fit_gpytorch_mll
@@ -375,7 +429,7 @@ def fit_gp(
         raise ValueError("x and y must be finite (found NaN or inf)")
     event_shape = tuple(x.shape[1:])
     head = head_of(form)
-    xt = torch.as_tensor(x)
+    xt = torch.as_tensor(x, device="cpu")  # fitted on the host (L-BFGS), then moved
     embedding = None
     if config.features in ("network", "network-raw"):
         embedding = _fit_embedding(x, y, config, seed, form, questions)
@@ -389,21 +443,24 @@ def fit_gp(
     projection = None
     if config.features == "projection":
         d_in = math.prod(event_shape)
-        gen = torch.Generator().manual_seed(PROJECTION_SEED)
-        projection = torch.randn(d_in, config.feature_dim, generator=gen, dtype=torch.float64)
+        gen = torch.Generator(device="cpu").manual_seed(PROJECTION_SEED)
+        projection = torch.randn(
+            d_in, config.feature_dim, generator=gen, dtype=torch.float64, device="cpu"
+        )
         projection /= math.sqrt(d_in)
     z = ((xt - x_mean) / x_std).reshape(len(xt), -1)
     if projection is not None:
         z = z @ projection
     anchor, span = 0.0, 1.0
     if head == "rate":
-        targets = torch.as_tensor(y)
+        targets = torch.as_tensor(y, device="cpu")
     elif head == "binary":
         if not np.all((y == 0) | (y == 1)):
             raise ValueError("like/dislike answers must be 0 or 1")
-        targets = torch.as_tensor(y)
+        targets = torch.as_tensor(y, device="cpu")
     else:
-        targets = torch.as_tensor(_comparisons(y, questions, form), dtype=torch.float64)
+        pairs = _comparisons(y, questions, form)
+        targets = torch.as_tensor(pairs, dtype=torch.float64, device="cpu")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         surrogate = GPSurrogate(
@@ -442,7 +499,8 @@ def fit_gp(
         n_examples=len(y),
         warm_started=False,
     )
-    return surrogate, report
+    surrogate.predictive()  # on the host, then moved with the module
+    return surrogate.to(device or "cpu"), report
 
 
 def _fit_embedding(

@@ -268,7 +268,7 @@ def fit(
     if config.arch == "gp":  # a Gaussian process (prefalign.learning.gp): no networks to train
         from prefalign.learning.gp import fit_gp
 
-        return fit_gp(x, y, config, seed=seed, form=form, questions=questions)
+        return fit_gp(x, y, config, seed=seed, form=form, questions=questions, device=device)
     start = time.perf_counter()
     # 1. validate the data
     x = np.asarray(x)

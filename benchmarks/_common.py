@@ -95,10 +95,12 @@ def fitted_surrogate(
     steps: int,
     seed: int = 0,
     save_to: Path | None = None,
+    device: Any = "cpu",
 ) -> Any:
     """A surrogate fitted, as in a round, to ``n`` base samples of ``domain`` answered by the
     config's simulated user, with the config's surrogate settings (MLP on mixture2d, CNN on
-    digits); checkpointed to ``save_to`` when given."""
+    digits); checkpointed to ``save_to`` when given. ``device``: the domain's, where the base
+    samples are drawn (from the same CPU seed) and the surrogate fitted."""
     import torch
 
     from prefalign.learning.checkpoint import save_surrogate
@@ -115,11 +117,12 @@ def fitted_surrogate(
         tuple(domain.event_shape),
         config=SamplerConfig(variant="base", n_steps=steps),
         generator=torch.Generator().manual_seed(seed),
+        device=device,
     )
-    x = base.x.numpy()
+    x = base.x.cpu().numpy()
     y = user_function(tuple(cfg["oracle"])).rate(x)
     config = SurrogateConfig.from_dict(cfg.get("surrogate", {}))
-    surrogate, report = fit(x, y, config, seed=seed)
+    surrogate, report = fit(x, y, config, seed=seed, device=device)
     if save_to is not None:
         save_surrogate(
             surrogate,

@@ -4,9 +4,10 @@ and steps, on mixture2d (exact mixture score) and digits (the trained UNet score
 The reward of the ``fkc`` round is what a round uses: a surrogate from
 :func:`prefalign.learning.surrogate.fit` (the config's MLP on mixture2d, its CNN on digits) fitted to base
 samples answered by the config's simulated user. Both variants run in this process, alternating,
-and the ratio of medians is printed (goal: at most 1.5 on CPU).
+and the ratio of medians is printed (goal: at most 1.5 on CPU and on a GPU).
 
 Usage: python benchmarks/fkc_overhead.py [--domain mixture2d|digits|both] [--quick]
+       [--device cpu|cuda]   (the model, the surrogate, the particles and the noise there)
 """
 
 from __future__ import annotations
@@ -54,23 +55,25 @@ def quick_cases() -> list[OverheadCase]:
     return [OverheadCase("mixture2d", 256, 10, 2), OverheadCase("digits", 16, 4, 2)]
 
 
-def build_domain(name: str, model_dir: Path | None):
-    """The domain object (the digits one loads the UNet from ``model_dir``)."""
+def build_domain(name: str, model_dir: Path | None, device: str = "cpu"):
+    """The domain object on ``device`` (the digits one loads the UNet from ``model_dir``)."""
     from prefalign.domains import get_domain
 
-    return get_domain(name, {"model_dir": str(model_dir)} if name == "digits" else {})
+    return get_domain(name, {"model_dir": str(model_dir)} if name == "digits" else {}, device)
 
 
-def measure(case: OverheadCase, model_dir: Path | None) -> dict:
+def measure(case: OverheadCase, model_dir: Path | None, device: str = "cpu") -> dict:
     """Time ``base`` and ``fkc`` side by side; returns medians and their ratio.
 
     On mixture2d a third case, ``fkc`` tilted by the simulated user's exact differentiable reward
     (the ``true-reward`` upper bound; a few elementwise ops), separates the sampler's own
     overhead from the cost of the surrogate's forward and backward pass."""
+    from prefalign.runtime import device_generator, resolve_device
     from prefalign.sampling import SamplerConfig, sample
 
-    domain = build_domain(case.domain, model_dir)
-    surrogate = fitted_surrogate(domain, case.domain, n=64, steps=case.steps)
+    device = resolve_device(device)
+    domain = build_domain(case.domain, model_dir, device)
+    surrogate = fitted_surrogate(domain, case.domain, n=64, steps=case.steps, device=device)
     rewards = {"base": None, "fkc": surrogate}
     if hasattr(domain, "preference"):
         user = load_config()["domains"][case.domain]["oracle"][-1]
@@ -90,13 +93,15 @@ def measure(case: OverheadCase, model_dir: Path | None) -> dict:
             tuple(domain.event_shape),
             reward=rewards[variant],
             config=configs[variant],
-            generator=torch.Generator().manual_seed(0),
-        )
+            generator=device_generator(0, device),
+            device=device,
+        )  # its last read of the device waits for the GPU's queue: the time is the work's
 
     times = interleaved({v: (lambda v=v: run(v)) for v in configs}, case.repeats)
     med = {v: median(t) for v, t in times.items()}
     result = {
         "domain": case.domain,
+        "device": str(device),
         "n": case.n,
         "steps": case.steps,
         "repeats": case.repeats,
@@ -114,7 +119,8 @@ def report(results: list[dict]) -> None:
     """Print one line per domain (two on mixture2d)."""
     for r in results:
         print(
-            f"{r['domain']:9s} N={r['n']:5d} steps={r['steps']:3d} repeats={r['repeats']}: "
+            f"{r['domain']:9s} {r.get('device', 'cpu')} N={r['n']:5d} steps={r['steps']:3d} "
+            f"repeats={r['repeats']}: "
             f"base {r['base_s']:.3f} s, fkc {r['fkc_s']:.3f} s (medians) -> "
             f"fkc/base = {r['ratio']:.2f}  (goal <= {GOAL}: {goal_text(r['ratio'], GOAL)})",
             flush=True,
@@ -129,7 +135,12 @@ def report(results: list[dict]) -> None:
 
 
 def run_section(
-    *, quick: bool, out: Path, model_dir: Path | None = None, domains: tuple[str, ...] = ()
+    *,
+    quick: bool,
+    out: Path,
+    model_dir: Path | None = None,
+    domains: tuple[str, ...] = (),
+    device: str = "cpu",
 ) -> list[dict]:
     """Section 1 of ``run_all.py``: both domains (or ``domains``)."""
     section("1. FKC overhead: one fkc round / one base round (same model, N, steps)")
@@ -141,7 +152,7 @@ def run_section(
         mdir = (
             digits_model(out, quick=quick, model_dir=model_dir) if case.domain == "digits" else None
         )
-        results.append(measure(case, mdir))
+        results.append(measure(case, mdir, device))
         report(results[-1:])
     return results
 
@@ -153,10 +164,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where models are cached")
     parser.add_argument("--model-dir", type=Path, help="a trained digits DDPM to use")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     domains = () if args.domain == "both" else (args.domain,)
-    run_section(quick=args.quick, out=args.out, model_dir=args.model_dir, domains=domains)
+    run_section(
+        quick=args.quick,
+        out=args.out,
+        model_dir=args.model_dir,
+        domains=domains,
+        device=args.device,
+    )
 
 
 if __name__ == "__main__":

@@ -48,9 +48,18 @@ def build_config(
     budget: int | None,
     k: int | None,
     domain_sets: list[str],
+    user: str | None = None,
 ) -> dict:
-    """The workflow config with the ``--set`` method changes applied."""
+    """The workflow config with the ``--set`` method changes applied (and ``user``: the
+    domain's simulated user, its ``eval-`` twin as the evaluation oracle and its exact reward
+    as the ``true-reward`` reference)."""
     config = _common.load_config(path)
+    if user is not None:
+        dom = config["domains"][domain]
+        kind = dom.get("type", domain)
+        dom["oracle"] = ["prefalign", "oracle", "builtin", kind, user]
+        dom["eval_oracle"] = ["prefalign", "oracle", "builtin", kind, f"eval-{user}"]
+        dom["true_reward"] = user
     for item in sets:
         key, _, value = item.partition("=")
         name, _, rest = key.partition(".")
@@ -80,7 +89,21 @@ def build_config(
     return config
 
 
-def run_campaign(args: tuple) -> dict:
+def run_seed(args: tuple) -> list[dict]:
+    """Every method's campaign of one seed in this process, sharing the base model's draws
+    (round 0, and every round of the methods that query base samples, are the same particles
+    seed by seed: :class:`prefalign.loop.steps.BaseDrawCache`); returns their summary rows."""
+    from prefalign.loop.steps import BaseDrawCache
+
+    config, domain, methods, seed, out, threshold, eval_lam = args
+    draws = BaseDrawCache()
+    return [
+        run_campaign((config, domain, m, seed, out, threshold, eval_lam), base_draws=draws)
+        for m in methods
+    ]
+
+
+def run_campaign(args: tuple, base_draws=None) -> dict:
     """One campaign: rounds, final fit, evaluation; returns its summary row."""
     config, domain, method, seed, out, threshold, eval_lam = args
     import torch
@@ -97,7 +120,7 @@ def run_campaign(args: tuple) -> dict:
     if done.is_file() and settings.is_file() and json.loads(settings.read_text()) == spec.to_dict():
         evaluation, seconds = json.loads(done.read_text()), math.nan  # a finished campaign
     else:
-        run = _common.run_rounds(spec, work, fit_last=True)
+        run = _common.run_rounds(spec, work, fit_last=True, base_draws=base_draws)
         evaluation = evaluate_campaign(
             spec,
             run.surrogate,
@@ -112,9 +135,19 @@ def run_campaign(args: tuple) -> dict:
     rm = round_metrics(pd.read_parquet(sorted(work.glob("observations-round*.parquet"))[-1]))
     later = rm[rm["round"] >= 1]
     hit = rm.loc[rm["round_mean_reward"] >= threshold, "n_queries"]
+    frontier = work / "frontier.csv"
+    tilts = {}
+    if frontier.is_file() and eval_lam is None:
+        table = pd.read_csv(frontier)
+        for _, row in table.iterrows():
+            tilts[f"reward@{row['lam']:g}"] = row["mean_reward"]
+            tilts[f"validity@{row['lam']:g}"] = row["validity_rate"]
+            tilts[f"std@{row['lam']:g}"] = row["surrogate_std"]
     return {
         "method": method,
         "seed": seed,
+        "lam": evaluation.get("lam", math.nan),
+        **tilts,
         "reward": evaluation["mean_reward"],
         "eval_reward": evaluation.get("eval_mean_reward", math.nan),
         "validity": evaluation["validity_rate"],
@@ -174,21 +207,22 @@ def main() -> None:
     p.add_argument("--reference", default="best-of-n")
     p.add_argument("--set", dest="sets", action="append", default=[])
     p.add_argument("--domain-set", dest="domain_sets", action="append", default=[])
+    p.add_argument("--user", help="the domain's simulated user (and eval- twin, exact reward)")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", type=Path, default=_common.DEFAULT_OUT / "levers")
     p.add_argument("--eval-lam", type=float, help="re-evaluate the final surrogates at this tilt")
     args = p.parse_args()
     config = build_config(
-        args.config, args.sets, args.domain, args.budget, args.k, args.domain_sets
+        args.config, args.sets, args.domain, args.budget, args.k, args.domain_sets, args.user
     )
+    # one task per seed: its methods share the base model's draws (the same files as apart)
     tasks = [
-        (config, args.domain, m, s, str(args.out), args.threshold, args.eval_lam)
-        for m in args.methods
+        (config, args.domain, args.methods, s, str(args.out), args.threshold, args.eval_lam)
         for s in args.seeds
     ]
     with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(run_campaign, tasks))
+        rows = [row for rows in pool.map(run_seed, tasks) for row in rows]
     df = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.eval_lam is None else f"-lam{args.eval_lam:g}"
@@ -196,6 +230,7 @@ def main() -> None:
     cols = [
         c
         for c in (
+            "lam",
             "reward",
             "eval_reward",
             "validity",

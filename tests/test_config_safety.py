@@ -103,7 +103,16 @@ def _shell_strings(text: str) -> list[str]:
 
 def test_every_path_in_a_shell_directive_is_quoted() -> None:
     """Rules pasted {input}, {output}, {log} and path {params} unquoted into `shell:`."""
-    quoted_params = {"spec", "title", "name", "previous", "reference", "modes", "teacher", "base_models"}  # shlex-quoted by helpers
+    quoted_params = {
+        "spec",
+        "title",
+        "name",
+        "previous",
+        "reference",
+        "modes",
+        "teacher",
+        "base_models",
+    }  # shlex-quoted by helpers
     numeric_params = {"threshold", "steps", "batch_size", "lr", "seed", "torch_threads"}
     checked = 0
     for path in sorted((REPO / "workflow/rules").glob("*.smk")):

@@ -233,15 +233,18 @@ def test_torch_users_match_the_scikit_learn_users(heldout: np.ndarray) -> None:
             rng.uniform(-2, 2, (8, 1, 8, 8)),
         ]
     )
-    for name in ("thick-3", "digit-7", "thick", "eval-thick-3", "eval-digit-0"):
+    names = ("thick-3", "digit-7", "thick", "eval-thick-3", "eval-digit-0")
+    names += ("thin-8", "slant-7", "wide-1", "eval-slant-7", "wide", "slant")
+    for name in names:
         user = make_oracle(name)
         got = user.torch(torch.as_tensor(x, dtype=torch.float64)).numpy()
         np.testing.assert_allclose(got, user(x), atol=1e-9, err_msg=name)
     assert not hasattr(make_oracle("thick-3", noise_std=0.1), "torch")  # noisy users are not
 
 
-def test_torch_user_has_a_gradient_that_raises_the_reward(heldout: np.ndarray) -> None:
-    reward = make_oracle("thick-3").torch
+@pytest.mark.parametrize("name", ["thick-3", "slant-7", "wide-1"])
+def test_torch_user_has_a_gradient_that_raises_the_reward(heldout: np.ndarray, name: str) -> None:
+    reward = make_oracle(name).torch
     x = torch.as_tensor(heldout[:40], dtype=torch.float64) * 0.9
     x.requires_grad_(True)
     reward(x).sum().backward()
@@ -251,7 +254,7 @@ def test_torch_user_has_a_gradient_that_raises_the_reward(heldout: np.ndarray) -
 
 
 def test_unknown_oracle_lists_the_valid_names(domain: DigitsDomain) -> None:
-    for bad in ("thin", "digit-10", "thick-x", "eval-"):
+    for bad in ("bold", "digit-10", "thick-x", "eval-", "slant-12"):
         with pytest.raises(ValueError, match="digit-K"):
             domain.oracle(bad)
 
@@ -299,3 +302,24 @@ def test_diversity(heldout: np.ndarray) -> None:
     same = diversity(np.repeat(heldout[:1], 20, axis=0))
     assert same["n_classes"] == 1 and same["class_entropy"] == 0.0
     assert same["mean_pairwise_l2"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_style_users_score_what_they_say(heldout: np.ndarray) -> None:
+    """A digit sheared to the right is more ``slant``; one stretched sideways more ``wide``;
+    the ``thin`` user is the ``thick`` user reversed."""
+    from prefalign.domains.digits import style_percentile
+
+    x = heldout[:60]
+    upright = np.full((1, 1, 8, 8), -1.0)
+    upright[0, 0, 1:7, 3:5] = 1.0  # a vertical bar
+    leaning = np.full((1, 1, 8, 8), -1.0)
+    for row in range(1, 7):  # the same bar, its top to the right
+        leaning[0, 0, row, 6 - row : 8 - row] = 1.0
+    assert style_percentile(leaning, "slant")[0] > style_percentile(upright, "slant")[0]
+    wide = np.full((1, 1, 8, 8), -1.0)
+    wide[0, 0, 3:5, 0:8] = 1.0  # a horizontal bar
+    assert style_percentile(wide, "wide")[0] > style_percentile(upright, "wide")[0]
+    # reversed, up to the ties of real digits' ink (the percentile of a tie is its first place)
+    np.testing.assert_allclose(
+        style_percentile(x, "thin"), 1.0 - style_percentile(x, "thick"), atol=0.05
+    )

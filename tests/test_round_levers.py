@@ -47,7 +47,7 @@ def _round_one(spec: CampaignSpec, tmp: Path) -> tuple[dict, pd.DataFrame, dict]
     steps.observe_round(spec, 0, None, d0 / "q.npz", d0 / "s.csv", d0 / "r.csv", obs)
     steps.fit_round(spec, 0, obs, None, tmp / "sur")
     stats = steps.sample_round(spec, 1, tmp / "sur", tmp / "p1.npz")
-    table = steps.select_round(spec, 1, tmp / "p1.npz", tmp / "q1.npz", tmp / "s1.csv")
+    table = steps.select_round(spec, 1, tmp / "p1.npz", tmp / "q1.npz", tmp / "s1.csv", tmp / "sur")
     with np.load(tmp / "p1.npz") as data:
         particles = {key: data[key] for key in data.files}
     return stats, table, particles
@@ -111,3 +111,38 @@ def test_lam_ramp_scales_the_tilt_with_the_answers(tmp_path: Path) -> None:
 def test_bad_lever_settings_name_the_key(method: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _spec(**method)
+
+
+def test_information_questions_are_the_greedy_variance_reduction(tmp_path: Path) -> None:
+    """explore_from: information: eps-greedy's exploring questions are the particles, tilted or
+    base, whose answers most reduce the GP's posterior variance over the tilted particles, given
+    the top picks (prefalign.learning.information, checked against BoTorch in test_gp.py)."""
+    from prefalign.learning.checkpoint import load_surrogate
+    from prefalign.learning.information import information_batch
+
+    spec = _spec(explore_from="information", batch="lineage", surrogate={"arch": "gp"})
+    stats, table, particles = _round_one(spec, tmp_path)
+    assert stats["n_base_particles"] == 32
+    by = table.set_index("index")["selected_by"]
+    eps = 0.8 - 0.7 * 1 / 2
+    n_explore = int(np.floor(eps * 8 + 1e-9))
+    assert (by == "information").sum() == n_explore and (by == "top").sum() == 8 - n_explore
+    x, proposal = particles["x"], particles["proposal"]
+    top = by.index[by == "top"].to_numpy()
+    picked = by.index[by == "information"].to_numpy()
+    assert all(proposal[i] == 0 for i in top)
+    # the same picks as the rule called directly on the round's particles
+    candidates = np.setdiff1d(np.arange(len(x)), top)
+    order = information_batch(
+        load_surrogate(tmp_path / "sur"),
+        x[candidates],
+        x[proposal == 0],
+        n_explore,
+        pending=x[top],
+    )
+    assert set(candidates[order].tolist()) == set(picked.tolist())
+
+
+def test_information_needs_a_gp_of_ratings() -> None:
+    with pytest.raises(ValueError, match="Gaussian-process surrogate of ratings"):
+        _spec(explore_from="information")

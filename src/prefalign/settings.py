@@ -143,7 +143,9 @@ class SamplerConfig:
         return _from_dict(cls, data, "sampler setting")
 
 
-ARCHS = ("mlp", "cnn")
+ARCHS = ("mlp", "cnn", "gp")
+#: The GP surrogate's inputs: the normalised particle as it is, or a fixed random projection.
+GP_FEATURES: tuple[str, ...] = ("raw", "projection", "network", "network-raw")
 Activation = Literal["silu", "softplus", "gelu", "tanh"]
 #: smooth activations only: the sampler needs gradients of r without kinks
 ACTIVATION_NAMES: tuple[str, ...] = ("silu", "softplus", "gelu", "tanh")
@@ -160,7 +162,9 @@ def _check_int(name: str, value: Any, low: int) -> None:
 class SurrogateConfig:
     """How a surrogate is built and trained (saved in every checkpoint's ``meta.json``)."""
 
-    arch: Literal["mlp", "cnn"] = "mlp"  # "mlp" for vectors (d,), "cnn" for images (C, H, W)
+    # "mlp" for vectors (d,), "cnn" for images (C, H, W), "gp": a Gaussian process on either
+    # (prefalign.learning.gp; hidden, layers, ensemble, epochs, lr... are the networks' only)
+    arch: Literal["mlp", "cnn", "gp"] = "mlp"
     hidden: int = 64  # MLP width / CNN channels; small data (tens to hundreds of points)
     layers: int = 2  # MLP hidden layers / CNN conv layers (3 convs see all of an 8x8 image)
     ensemble: int = 1  # independently initialised members, each on a bootstrap resample if > 1
@@ -172,10 +176,19 @@ class SurrogateConfig:
     noise_train: bool = False  # train on x_t = a_t x + s_t eps (draft paper: clean data only)
     noise_t_max: float = 1.0  # t ~ U(0, noise_t_max) per example per epoch when noise_train
     activation: Activation = "silu"  # smooth, so grad_x r has no kinks (ReLU is rejected)
+    # gp: "raw" (the normalised particle), "projection" (random, fixed) or "network" (the last
+    # hidden layer of the CNN/MLP surrogate fitted on the same answers: a deep kernel)
+    features: str = "raw"
+    feature_dim: int = 32  # gp: features of the random projection
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"SurrogateConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.features not in GP_FEATURES:
+            raise ValueError(
+                f"SurrogateConfig.features must be one of {GP_FEATURES}, got {self.features!r}"
+            )
+        _check_int("feature_dim", self.feature_dim, 1)
         for name, low in (("hidden", 1), ("layers", 1), ("ensemble", 1), ("epochs", 1)):
             _check_int(name, getattr(self, name), low)
         _check_int("batch_size", self.batch_size, 1)
@@ -243,6 +256,56 @@ class DDPMTraining:
         """Build from a (possibly empty) dict; missing keys take their defaults, unknown keys
         are an error."""
         return _from_dict(cls, data or {}, "DDPM training setting")
+
+
+#: How the trusted tilt is picked from the frontier's grid: ``std``, the largest tilt whose
+#: samples' mean posterior standard deviation of the reward stays within ``max_std``.
+TRUST_RULES: tuple[str, ...] = ("std",)
+
+
+@dataclass(frozen=True)
+class FinalTilt:
+    """The sampler the user takes home after the budget: FKC tilted by a potential of the last
+    surrogate, evaluated along a grid of tilts (the frontier), at a tilt picked by a rule fixed
+    in advance that reads only what the campaign knows (never the user's reward).
+
+    Attributes:
+        pessimism: kappa of the potential ``mean - kappa std`` (the surrogate's posterior or
+            ensemble spread): regions the answers have not reached are not rewarded.
+        lams: the grid of tilts the final evaluation samples at (the frontier); empty: one
+            evaluation at the method's own ``lam_max``, as before the frontier.
+        rule: how the trusted tilt is picked from the grid (:data:`TRUST_RULES`).
+        max_std: ``std`` rule's bound on the mean posterior std of the reward at the tilt's
+            samples, in the reward's units.
+    """
+
+    pessimism: float = 0.0
+    lams: tuple[float, ...] = ()
+    rule: str = "std"
+    max_std: float = 0.1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lams", tuple(float(v) for v in self.lams))
+        if not (math.isfinite(self.pessimism) and self.pessimism >= 0):
+            raise ValueError(f"final_tilt pessimism must be >= 0; got {self.pessimism}")
+        if any(not (math.isfinite(v) and v >= 0) for v in self.lams):
+            raise ValueError(f"final_tilt lams must be finite and >= 0; got {list(self.lams)}")
+        if len(set(self.lams)) != len(self.lams):
+            raise ValueError(f"final_tilt lams repeat a value: {list(self.lams)}")
+        _check_choice("final_tilt rule", self.rule, TRUST_RULES)
+        if not (math.isfinite(self.max_std) and self.max_std > 0):
+            raise ValueError(f"final_tilt max_std must be > 0; got {self.max_std}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, for JSON."""
+        d = asdict(self)
+        d["lams"] = list(self.lams)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> FinalTilt:
+        """Build from a (possibly empty) dict; unknown keys are an error."""
+        return _from_dict(cls, dict(data or {}), "final_tilt setting")
 
 
 #: ``full``: every weight; ``split``: every weight, trained and used only at ``t >= t_split``

@@ -304,9 +304,49 @@ def get_digits_threads(wildcards):
     return digits_training().threads
 
 
+def on_gpu():
+    """Whether the run's torch jobs use a device other than the CPU (`device: cuda`, `auto`)."""
+    return str(config.get("device", "cpu")) != "cpu"
+
+
 def job_server_wanted():
-    """Whether this run starts the job server: on in the config, local jobs, not --touch."""
-    return bool(config["job_server"]) and workflow.local_exec and not workflow.touch
+    """Whether this run starts the job server: on in the config, local jobs, not --touch, and
+    jobs on the CPU: a job on a GPU starts in a fresh process (prefalign.cli.job_server.serves)."""
+    from prefalign.cli.job_server import serves
+
+    return (
+        bool(config["job_server"])
+        and workflow.local_exec
+        and not workflow.touch
+        and serves(config.get("device", "cpu"))
+    )
+
+
+def gpu_plan_notes():
+    """What a run on a GPU should know at plan time (also under -n): its jobs start as fresh
+    processes, and, run locally, whether `--resources gpu=N` limits the GPU jobs."""
+    if not on_gpu() or not workflow.local_exec:
+        return []
+    device = config.get("device")
+    notes = []
+    if config["job_server"]:
+        notes.append(
+            f"device {device}: the job server is off; every job starts in a fresh process "
+            "(CUDA cannot be used in a process forked from one that started it)"
+        )
+    if "gpu" in workflow.global_resources:
+        limit = workflow.global_resources["gpu"]
+        notes.append(
+            f"device {device}: at most {getattr(limit, 'value', limit)} GPU job(s) at a time "
+            "(--resources gpu)"
+        )
+    else:
+        notes.append(
+            f"device {device}: nothing limits the GPU jobs (each asks for gpu=1), so up to "
+            "--cores of them would share the GPU: add --resources gpu=N (N: the GPUs there "
+            "are) or use --workflow-profile profiles/gpu-workstation"
+        )
+    return notes
 
 
 def experiments():
@@ -388,8 +428,9 @@ def get_distilled(wildcards):
 
 
 def get_gpu(wildcards):
-    """`resources: gpu` of the rules that run torch: 1 with `gpu: true`."""
-    return 1 if config.get("gpu", False) else 0
+    """`resources: gpu` of the rules that run torch: 1 with `gpu: true` or a device other than
+    the CPU (so that `--resources gpu=N` limits them to the GPUs there are)."""
+    return 1 if config.get("gpu", False) or on_gpu() else 0
 
 
 def get_final_outputs():

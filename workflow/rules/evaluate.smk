@@ -13,6 +13,8 @@ rule evaluate:
         surrogate=directory(FINAL_SURROGATE),
         evaluation="results/evaluation/{domain}/{method}/seed{seed}.json",
         samples="results/evaluation/{domain}/{method}/seed{seed}/samples.npz",
+        # one row per tilt of final_tilt.lams (the trusted one flagged), or the one tilt
+        frontier="results/evaluation/{domain}/{method}/seed{seed}/frontier.csv",
         query_rewards="results/evaluation/{domain}/{method}/seed{seed}/query_rewards.csv",
         plot=report(
             "results/evaluation/{domain}/{method}/seed{seed}/samples.png",

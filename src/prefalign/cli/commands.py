@@ -34,9 +34,12 @@ def _threads(n: int) -> None:
 
 
 def _domain(args: argparse.Namespace):
+    """The domain of ``--domain`` and ``--domain-option``, on ``--device`` where there is one."""
     from prefalign.domains import get_domain
+    from prefalign.runtime import resolve_device
 
-    return get_domain(args.domain, parse_options(args.domain_option))
+    device = resolve_device(args.device) if getattr(args, "device", None) else None
+    return get_domain(args.domain, parse_options(args.domain_option), device)
 
 
 # --- outside a campaign -------------------------------------------------------------------------
@@ -150,7 +153,7 @@ def sample_round(args: argparse.Namespace) -> int:
 
 def select(args: argparse.Namespace) -> int:
     """:func:`prefalign.loop.steps.select_round`."""
-    table = _round_step(args, "select_round", "particles", "queries", "selection")
+    table = _round_step(args, "select_round", "particles", "queries", "selection", "surrogate")
     print(table.to_string(index=False))
     return 0
 

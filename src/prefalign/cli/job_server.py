@@ -13,7 +13,10 @@ fresh process (``tests/test_job_server.py`` checks a run's observations byte for
 run without the server).
 
 Nothing depends on the server: a command that cannot reach it (no server, a SLURM job on another
-node, ``PREFALIGN_JOB_SERVER=off``) runs in its own process as before. What a forked child does
+node, ``PREFALIGN_JOB_SERVER=off``) runs in its own process as before. A run whose jobs use a
+GPU starts no server (:func:`serves`): CUDA cannot be used in a child forked from a process that
+initialised it; the server never does (its imports leave CUDA untouched, and :func:`_main`
+refuses to serve if one of them started it), but a fresh process is the guarantee. What a forked child does
 not share with a fresh process: Snakemake's ``benchmark:`` files see the thin command, not the
 child, so their memory columns are the command's (their wall time ``s`` is the job's).
 """
@@ -135,6 +138,19 @@ def _wait_for_child(reader, child: int) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
             return 1
+
+
+def serves(device: str) -> bool:
+    """Whether jobs on torch device ``device`` (the config's ``device``) may be forked from the
+    job server: the CPU's only. A job on ``cuda`` (or ``auto``, which may pick CUDA) starts in
+    a fresh process; a few seconds of imports are small beside a GPU job's work."""
+    return str(device) == "cpu"
+
+
+def cuda_started() -> bool:
+    """Whether this process has initialised CUDA (then no child forked from it can use CUDA)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.cuda.is_initialized()
 
 
 # --- the server's side ---------------------------------------------------------------------------
@@ -363,6 +379,9 @@ def _main(argv: Sequence[str]) -> int:
         print(
             "job server: a Python thread is running after the imports; not serving", file=sys.stderr
         )
+        return 1
+    if cuda_started():  # a forked child could not use CUDA
+        print("job server: an import initialised CUDA; not serving", file=sys.stderr)
         return 1
     from prefalign.cli import run_command
 

@@ -99,6 +99,9 @@ def _step_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> 
     p.add_argument("--particles", required=True)
     p.add_argument("--queries", required=True, help="queries.npz for the oracle (id, x)")
     p.add_argument("--selection", required=True, help="selection.csv (how each was chosen)")
+    p.add_argument(
+        "--surrogate", help="the round's surrogate (explore_from: information asks what it doubts)"
+    )
 
     p = add("query", commands.query, "Round step 3: run the oracle command on the queries.")
     _spec_round(p)

@@ -43,15 +43,24 @@ def domain_module(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def get_domain(name: str, options: dict[str, Any] | None = None) -> Domain:
-    """Build the domain ``name`` with keyword ``options``.
+def get_domain(name: str, options: dict[str, Any] | None = None, device: Any = None) -> Domain:
+    """Build the domain ``name`` with keyword ``options``, its model on torch ``device``
+    (None: the domain's default, the CPU).
 
     Raises:
         ValueError: for an unknown name (listing the valid ones) or unknown options.
     """
     factory = domain_module(name).DOMAIN
+    options = dict(options or {})
+    if device is not None:
+        if "device" in options:
+            raise ValueError(
+                f"bad options for domain {name!r}: 'device' is the config's top-level setting, "
+                "not a domain option"
+            )
+        options["device"] = str(device)
     try:
-        return factory(**(options or {}))
+        return factory(**options)
     except TypeError as err:
         raise ValueError(f"bad options for domain {name!r}: {err}") from err
 

@@ -29,7 +29,12 @@ person sees in the rendering (pixels clipped to [-1, 1], NaN as mid-grey):
 - ``thick``: boldness, the percentile of the image's mean ink ``mean((x + 1) / 2)`` among the oracle
   split's real digits (0 = thinnest real digit, 1 = boldest; monotone, saturates beyond real data).
 - ``thick-K``: ``digit-K * thick`` ("thick threes" is ``thick-3``, the default preference).
-- ``eval-digit-K``, ``eval-thick``, ``eval-thick-K``: the same with the evaluation classifier.
+- the other styles, each a percentile among the oracle split's real digits like ``thick`` (and
+  ``<style>-K``: ``digit-K * <style>``): ``thin`` (the least ink: ``1 - thick``), ``slant`` (how
+  far the strokes lean to the right: minus the ink-weighted covariance of row and column over
+  the variance of the row), ``wide`` (the ink-weighted standard deviation of the column).
+- ``eval-digit-K``, ``eval-<style>``, ``eval-<style>-K``: the same with the evaluation
+  classifier.
 
 Each noiseless user also has ``.torch``, the same function in torch (the fitted classifiers'
 weights re-evaluated, the percentile as the same piecewise-linear interpolation), differentiable
@@ -38,7 +43,9 @@ in the samples: the ``true-reward`` upper bound tilts FKC by it.
 Rarity under the default base model (512 samples, 100 Euler-Maruyama steps): ``thick-3 > 0.9``
 for 0.6 % of samples (0 % of real held-out digits), ``thick-K > 0.9`` 0-1 % for every K,
 ``digit-K > 0.9`` 5-11 % (too common to be a hard preference), ``thick > 0.9`` 6 %. Hence the
-default preference ``thick-3``.
+default preference ``thick-3``. The users of the study (issue 26) are three kinds, each rare:
+``thick-3``, ``slant-7`` and ``wide-1`` (``config/paper.yaml``; their rarity is measured by
+``benchmarks/users.py`` and quoted in ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -240,6 +247,8 @@ class DigitModels:
     residual_threshold: float  # max distance to that subspace
     ink_range: tuple[float, float]  # allowed mean ink
     ink_reference: np.ndarray  # sorted mean inks of the ``oracle`` split (for ``thick``)
+    # sorted style features of the ``oracle`` split: the percentile of each style user
+    style_references: dict[str, np.ndarray]
 
 
 def _residual(pca: PCA, x: np.ndarray) -> np.ndarray:
@@ -286,6 +295,9 @@ def digit_models() -> DigitModels:
             float(inks.max() + VALIDITY.ink_margin * width),
         ),
         ink_reference=np.sort(ink(oracle_data.flat)),
+        style_references={
+            name: np.sort(style.feature(oracle_data.flat)) for name, style in STYLES.items()
+        },
     )
 
 
@@ -337,10 +349,81 @@ def _classifier(models: DigitModels, evaluation: bool):
     return models.evaluation if evaluation else models.oracle
 
 
+def _moments(pixels, xp):
+    """Ink-weighted centred moments of (N, 64) clipped pixels (numpy or torch, by ``xp``):
+    ``(var_row, var_col, cov_row_col)``, rows counted from the top."""
+    weights = (pixels + 1.0) / 2.0
+    total = weights.sum(1) + 1e-6
+    grid = xp.arange(64)
+    if xp is np:
+        rows, cols = (grid // 8).astype(np.float64), (grid % 8).astype(np.float64)
+    else:
+        rows = (grid // 8).to(pixels.dtype).to(pixels.device)
+        cols = (grid % 8).to(pixels.dtype).to(pixels.device)
+    mean_row = (weights * rows).sum(1) / total
+    mean_col = (weights * cols).sum(1) / total
+    d_row = rows[None, :] - mean_row[:, None]
+    d_col = cols[None, :] - mean_col[:, None]
+    var_row = (weights * d_row**2).sum(1) / total
+    var_col = (weights * d_col**2).sum(1) / total
+    cov = (weights * d_row * d_col).sum(1) / total
+    return var_row, var_col, cov
+
+
+@dataclass(frozen=True)
+class Style:
+    """A style a simulated user can like: a feature of the pixels, in numpy and torch; the user
+    scores its percentile among the oracle split's real digits."""
+
+    numpy: object  # (N, 64) clipped pixels -> (N,)
+    torch: object  # the same on torch tensors, differentiable
+    description: str
+
+    def feature(self, x: np.ndarray) -> np.ndarray:
+        """The style's feature (N,) of digits samples (N, 1, 8, 8) or (N, 64)."""
+        return self.numpy(_pixels(x))
+
+
+STYLES: dict[str, Style] = {
+    "thick": Style(
+        lambda p: ((p + 1.0) / 2.0).mean(axis=1),
+        lambda p: ((p + 1.0) / 2.0).mean(dim=1),
+        "bold: the mean ink",
+    ),
+    "thin": Style(
+        lambda p: -((p + 1.0) / 2.0).mean(axis=1),
+        lambda p: -((p + 1.0) / 2.0).mean(dim=1),
+        "light: the least mean ink",
+    ),
+    "slant": Style(
+        lambda p: -_moments(p, np)[2] / (_moments(p, np)[0] + 1e-6),
+        lambda p: -_torch_moments(p)[2] / (_torch_moments(p)[0] + 1e-6),
+        "leaning right: minus the covariance of row and column over the row's variance",
+    ),
+    "wide": Style(
+        lambda p: np.sqrt(_moments(p, np)[1] + 1e-6),
+        lambda p: (_torch_moments(p)[1] + 1e-6).sqrt(),
+        "wide: the standard deviation of the ink's column",
+    ),
+}
+
+
+def _torch_moments(pixels):
+    import torch
+
+    return _moments(pixels, torch)
+
+
+def style_percentile(x: np.ndarray, style: str) -> np.ndarray:
+    """``<style>`` (N,) in [0, 1]: the percentile of the style's feature among the oracle
+    split's digits (0 = least, 1 = most; monotone, saturating beyond real data)."""
+    reference = digit_models().style_references[style]
+    return np.interp(STYLES[style].feature(x), reference, np.linspace(0.0, 1.0, len(reference)))
+
+
 def thickness(x: np.ndarray) -> np.ndarray:
     """``thick`` (N,) in [0, 1]: percentile of the mean ink among the oracle split's digits."""
-    reference = digit_models().ink_reference
-    return np.interp(ink(x), reference, np.linspace(0.0, 1.0, len(reference)))
+    return style_percentile(x, "thick")
 
 
 def digit_probability(x: np.ndarray, digit: int, *, evaluation: bool = False) -> np.ndarray:
@@ -386,13 +469,14 @@ def _torch_digit_probability(x: torch.Tensor, digit: int, *, evaluation: bool) -
     return torch.softmax(h, dim=1)[:, digit]
 
 
-def _torch_thickness(x: torch.Tensor) -> torch.Tensor:
-    """:func:`thickness` in torch: the same piecewise-linear percentile (``np.interp``)."""
+def _torch_style_percentile(x: torch.Tensor, style: str) -> torch.Tensor:
+    """:func:`style_percentile` in torch: the same piecewise-linear percentile (``np.interp``)."""
     import torch
 
-    reference = torch.as_tensor(digit_models().ink_reference, dtype=x.dtype, device=x.device)
+    reference = digit_models().style_references[style]
+    reference = torch.as_tensor(reference, dtype=x.dtype, device=x.device)
     levels = torch.linspace(0.0, 1.0, len(reference), dtype=x.dtype, device=x.device)
-    value = ((_torch_pixels(x) + 1.0) / 2.0).mean(dim=1)
+    value = STYLES[style].torch(_torch_pixels(x))
     # the segment [reference[j], reference[j + 1]] holding each value, as np.interp picks it
     j = (torch.searchsorted(reference, value.detach(), right=True) - 1).clamp(0, len(reference) - 2)
     x0, x1, y0, y1 = reference[j], reference[j + 1], levels[j], levels[j + 1]
@@ -401,12 +485,20 @@ def _torch_thickness(x: torch.Tensor) -> torch.Tensor:
     return y0 + share.clamp(0.0, 1.0) * (y1 - y0)
 
 
+def _torch_thickness(x: torch.Tensor) -> torch.Tensor:
+    """:func:`thickness` in torch."""
+    return _torch_style_percentile(x, "thick")
+
+
 def oracle_names() -> list[str]:
-    """The simulated users: ``digit-K``, ``thick``, ``thick-K``, ``set-1479`` (any set of
+    """The simulated users: ``digit-K``, each style of :data:`STYLES` (``thick``, ``thin``,
+    ``slant``, ``wide``) alone and times a digit (``thick-K``, ...), ``set-1479`` (any set of
     distinct digits, ``set-KLM...``: the probability that the digit is one of them; PAPA's
     user likes {1, 4, 7, 9}) and their ``eval-`` versions. Listed: every one but the sets other
     than ``set-1479``."""
-    names = [f"digit-{k}" for k in range(10)] + ["thick"] + [f"thick-{k}" for k in range(10)]
+    names = [f"digit-{k}" for k in range(10)]
+    for style in STYLES:
+        names += [style] + [f"{style}-{k}" for k in range(10)]
     names.append("set-1479")
     return names + [f"eval-{name}" for name in names]
 
@@ -416,22 +508,23 @@ def _reward_fn(name: str, *, differentiable: bool = False):
     its torch mirror built from :func:`_torch_digit_probability` and :func:`_torch_thickness`."""
     evaluation = name.startswith("eval-")
     base = name.removeprefix("eval-")
-    thick = _torch_thickness if differentiable else thickness
+    percentile = _torch_style_percentile if differentiable else style_percentile
     probability = _torch_digit_probability if differentiable else digit_probability
-    if base == "thick":
-        return thick
+    if base in STYLES:
+        return lambda x: percentile(x, base)
     kind, _, digit = base.partition("-")
-    if kind in ("digit", "thick") and digit.isdigit() and int(digit) in range(10):
+    if (kind == "digit" or kind in STYLES) and digit.isdigit() and int(digit) in range(10):
         k = int(digit)
         if kind == "digit":
             return lambda x: probability(x, k, evaluation=evaluation)
-        return lambda x: probability(x, k, evaluation=evaluation) * thick(x)
+        return lambda x: probability(x, k, evaluation=evaluation) * percentile(x, kind)
     if kind == "set" and digit.isdigit() and len(set(digit)) == len(digit):
         ks = [int(d) for d in digit]
         return lambda x: sum(probability(x, k, evaluation=evaluation) for k in ks)
     raise ValueError(
-        f"unknown digits oracle {name!r}; must be one of digit-K, thick, thick-K (K in 0..9), "
-        "set-KL... (distinct digits), optionally prefixed by 'eval-'"
+        f"unknown digits oracle {name!r}; must be one of digit-K, a style ("
+        f"{', '.join(STYLES)}), a style-K (K in 0..9), set-KL... (distinct digits), optionally "
+        "prefixed by 'eval-'"
     )
 
 

@@ -67,6 +67,8 @@ class Mixture2D:
         mode_std: standard deviation of each mode.
         rare_weight: prior weight of each of the two preferred modes (0 and ``n_modes // 2``).
         b_min, b_max: the VP noise schedule.
+        device: torch device of the score; ``score`` expects ``x`` on it (the data samples and
+            the closed forms stay on the CPU).
     """
 
     n_modes: int = 8
@@ -75,6 +77,7 @@ class Mixture2D:
     rare_weight: float = 0.02
     b_min: float = 0.1
     b_max: float = 20.0
+    device: str = field(default="cpu", compare=False)
     name: str = field(default="mixture2d", init=False)
 
     def __post_init__(self) -> None:
@@ -108,7 +111,7 @@ class Mixture2D:
 
     @cached_property
     def mixture(self) -> GaussianMixture:
-        """The data distribution (and exact base model)."""
+        """The data distribution (and exact base model), on the CPU."""
         import torch
 
         from prefalign.models.mixture import GaussianMixture
@@ -117,16 +120,18 @@ class Mixture2D:
         weights = np.full(self.n_modes, common)
         weights[list(self.preferred_modes)] = self.rare_weight
         return GaussianMixture.isotropic(
-            torch.tensor(weights), torch.tensor(self.means), self.mode_std
+            torch.tensor(weights, device="cpu"),
+            torch.tensor(self.means, device="cpu"),
+            self.mode_std,
         )
 
     def score(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        """Exact VP marginal score of the mixture at forward time t."""
+        """Exact VP marginal score of the mixture at forward time t (x on ``device``)."""
         return self._marginal_score(x, t)
 
     @cached_property
     def _marginal_score(self):
-        return self.mixture.marginal_score(self.sde)
+        return self.mixture.to(self.device).marginal_score(self.sde)
 
     def sample_data(self, n: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Exact samples of the data distribution (n, 2), float32."""
@@ -136,7 +141,7 @@ class Mixture2D:
         """Exact samples of the data distribution (2,000, fixed seed)."""
         import torch
 
-        return self.sample_data(2000, torch.Generator().manual_seed(0))
+        return self.sample_data(2000, torch.Generator(device="cpu").manual_seed(0))
 
     def oracle_names(self) -> list[str]:
         return list(ORACLES)

@@ -69,7 +69,12 @@ class ClosedFormCheck:
 def _ancestral(score, sde, n: int, n_steps: int, seed: int) -> torch.Tensor:
     config = SamplerConfig(variant="base", n_steps=n_steps)
     result = sample(
-        score, sde, n, (2,), config=config, generator=torch.Generator().manual_seed(seed)
+        score,
+        sde,
+        n,
+        (2,),
+        config=config,
+        generator=torch.Generator(device="cpu").manual_seed(seed),
     )
     return result.x.detach().double()
 
@@ -88,13 +93,13 @@ def run_check(
     schedule = NoiseSchedule()  # 1000 linear betas: VP b_min 0.1, b_max 20, as the mixture's
     sde = schedule.vpsde()
     exact = mixture2d.mixture
-    c = torch.as_tensor(mixture2d.means[0])
+    c = torch.as_tensor(mixture2d.means[0], device="cpu")
     target = exact.tilt_quadratic(c, check.lam)
 
     def reward(x: torch.Tensor) -> torch.Tensor:
         return -0.5 * ((x - c.to(x.dtype)) ** 2).sum(-1)
 
-    g = torch.Generator().manual_seed(check.seed)
+    g = torch.Generator(device="cpu").manual_seed(check.seed)
     floor = float(
         np.mean(
             [
@@ -163,7 +168,7 @@ def run_check(
         config=SamplerConfig(
             variant="fkc", n_steps=check.n_steps, lam_max=check.lam, final_resample=False
         ),
-        generator=torch.Generator().manual_seed(check.seed + 2),
+        generator=torch.Generator(device="cpu").manual_seed(check.seed + 2),
     )
     fkc_seconds = time.perf_counter() - start
     w = torch.softmax(fkc.log_weights.double(), 0)

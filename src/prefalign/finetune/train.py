@@ -21,6 +21,10 @@ Two objectives, both on the discrete schedule the base model was trained on
 Modes (:data:`prefalign.settings.MODES`): every weight, every weight at ``t >= t_split``
 only, or peft LoRA adapters on every linear and convolution layer, merged when done. ``decay``
 pulls the weights toward the base model's after each step (the regulariser toward the base).
+
+Everything runs on the network's device: the examples are moved there once, the batches,
+timesteps and noise are drawn there (a generator on the device,
+:func:`~prefalign.runtime.device_generator`), and the losses are read once, at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from torch import nn
 
 from prefalign.io.progress import tqdm
 from prefalign.models.ddpm import NoiseSchedule
+from prefalign.runtime import device_generator, to_host
 from prefalign.settings import FinetuneSettings
 
 
@@ -73,9 +78,13 @@ def lora_targets(net: nn.Module) -> list[str]:
     return [name for name, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
-def _alphas_cumprod(schedule: NoiseSchedule) -> torch.Tensor:
+def _alphas_cumprod(schedule: NoiseSchedule, device: torch.device) -> torch.Tensor:
     betas = torch.linspace(
-        schedule.beta_start, schedule.beta_end, schedule.num_train_timesteps, dtype=torch.float64
+        schedule.beta_start,
+        schedule.beta_end,
+        schedule.num_train_timesteps,
+        dtype=torch.float64,
+        device=device,
     )
     return torch.cumprod(1.0 - betas, 0).float()
 
@@ -102,6 +111,7 @@ class _Run:
 
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, settings: FinetuneSettings):
         self.settings, self.schedule = settings, schedule
+        self.device = next(net.parameters()).device
         self.base = copy.deepcopy(net).eval().requires_grad_(False)
         model = copy.deepcopy(net).train().requires_grad_(True)
         self.total = sum(p.numel() for p in model.parameters())
@@ -114,8 +124,10 @@ class _Run:
                 target_modules=lora_targets(model),
                 lora_dropout=0.0,
             )
+            # the adapters' random initial A, drawn where the network lives (manual_seed seeds
+            # the CUDA generators too; only the CPU's state is restored, nothing else uses them)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(settings.seed)  # the adapters' random initial A
+                torch.manual_seed(settings.seed)
                 model = get_peft_model(model, config)
         self.model = model
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -125,28 +137,39 @@ class _Run:
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimiser, lambda step: min(1.0, (step + 1) / warmup)
         )
-        self.generator = torch.Generator().manual_seed(settings.seed)
-        self.abar = _alphas_cumprod(schedule)
-        self.device = next(net.parameters()).device
+        self.generator = device_generator(settings.seed, self.device)
+        self.draws = self.generator.device  # the generator's device (the CPU's for meta)
+        self.abar = _alphas_cumprod(schedule, self.device)
         self.lo = first_timestep(schedule, settings)
 
+    def sample_rows(self, n: int, weights: torch.Tensor | None, size: int) -> torch.Tensor:
+        """``size`` row indices in ``0..n-1``, in proportion to ``weights`` (on the device) or
+        uniformly (None)."""
+        if weights is not None:
+            return torch.multinomial(weights, size, replacement=True, generator=self.generator)
+        rows = torch.randint(n, (size,), generator=self.generator, device=self.draws)
+        return rows.to(self.device)
+
     def draw(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random timesteps (N,) and noise shaped like ``like`` (N, *shape)."""
+        """Random timesteps (N,) and noise shaped like ``like`` (N, *shape), on the device."""
         n = like.shape[0]
         i = torch.randint(
-            self.lo, self.schedule.num_train_timesteps, (n,), generator=self.generator
+            self.lo,
+            self.schedule.num_train_timesteps,
+            (n,),
+            generator=self.generator,
+            device=self.draws,
         )
-        return i, torch.randn(like.shape, generator=self.generator)
+        noise = torch.randn(like.shape, generator=self.generator, device=self.draws)
+        return i.to(self.device), noise.to(self.device)
 
     def noised(
         self, x0: torch.Tensor, i: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x_i, target)``: the noised samples and what the network should predict."""
-        # drawn on the CPU (the same draws on every device), computed on the network's
-        x0, noise = x0.to(self.device), noise.to(self.device)
         shape = (len(x0),) + (1,) * (x0.ndim - 1)
-        a = self.abar[i].sqrt().reshape(shape).to(self.device)
-        s = (1.0 - self.abar[i]).sqrt().reshape(shape).to(self.device)
+        a = self.abar[i].sqrt().reshape(shape)
+        s = (1.0 - self.abar[i]).sqrt().reshape(shape)
         return a * x0 + s * noise, _target(self.schedule.prediction_type, x0, noise, a, s)
 
     def step(self, loss: torch.Tensor) -> None:
@@ -180,8 +203,10 @@ def _optimise(
     for _ in tqdm(range(run.settings.steps), disable=not progress, desc=f"finetune {objective}"):
         loss = loss_of_batch()
         run.step(loss)
-        losses.append(float(loss.detach()))
+        losses.append(loss.detach())
     tail = losses[-max(1, len(losses) // 10) :]
+    host = to_host(torch.stack(tail))  # the one read of the run (None on meta: no values)
+    tail = [float("nan")] * len(tail) if host is None else host.tolist()
     model = run.finish()
     report = TuningReport(
         mode=run.settings.mode,
@@ -215,16 +240,16 @@ def denoising_fit(
     Raises:
         ValueError: no samples, or weights that are negative, not finite or all zero.
     """
-    x0 = x0.detach().float().cpu()
     if len(x0) == 0:
         raise ValueError("denoising_fit needs at least one sample")
-    w = torch.ones(len(x0)) if weights is None else weights.detach().double().cpu()
+    w = torch.ones(len(x0), device="cpu") if weights is None else weights.detach().double().cpu()
     if w.shape != (len(x0),) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ValueError("denoising_fit: weights must be (N,), finite, >= 0 and not all zero")
     run = _Run(net, schedule, settings)
+    x0, w = x0.detach().float().to(run.device), w.to(run.device)
 
     def loss_of_batch() -> torch.Tensor:
-        index = torch.multinomial(w, settings.batch_size, replacement=True, generator=run.generator)
+        index = run.sample_rows(len(x0), w, settings.batch_size)
         i, noise = run.draw(x0[index])
         x_i, target = run.noised(x0[index], i, noise)
         return torch.nn.functional.mse_loss(_out(run.model, x_i, i), target)
@@ -247,20 +272,23 @@ def preference_fit(
     Raises:
         ValueError: no pairs, or winners and losers of different shapes.
     """
-    winners, losers = winners.detach().float().cpu(), losers.detach().float().cpu()
     if len(winners) == 0 or winners.shape != losers.shape:
         raise ValueError(
             f"preference_fit needs pairs of equal shape; got {tuple(winners.shape)} and "
             f"{tuple(losers.shape)}"
         )
     run = _Run(net, schedule, settings)
+    winners, losers = (
+        winners.detach().float().to(run.device),
+        losers.detach().float().to(run.device),
+    )
     n = settings.batch_size
 
     def sq_err(model: nn.Module, x: torch.Tensor, i: torch.Tensor, target: torch.Tensor):
         return (_out(model, x, i) - target).pow(2).flatten(1).mean(1)
 
     def loss_of_batch() -> torch.Tensor:
-        index = torch.randint(len(winners), (n,), generator=run.generator)
+        index = run.sample_rows(len(winners), None, n)
         i, noise = run.draw(winners[index])  # the same timestep and noise for both items
         x_w, target_w = run.noised(winners[index], i, noise)
         x_l, target_l = run.noised(losers[index], i, noise)

@@ -80,7 +80,23 @@ def save_surrogate(
             )
     directory.parent.mkdir(parents=True, exist_ok=True)
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in surrogate.state_dict().items()}
+    # copies: a GP's model keeps views of its training data (safetensors refuses shared memory)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in surrogate.state_dict().items()}
+    if config.arch == "gp":
+        normalisation = {"per_feature": surrogate.x_mean.dim() > 0, **surrogate.extra_meta()}
+        head = {"kind": surrogate.head}
+    else:
+        normalisation = {
+            "x_mean": surrogate.x_mean.tolist(),
+            "x_std": surrogate.x_std.tolist(),
+            "y_mean": float(surrogate.y_mean),
+            "y_std": float(surrogate.y_std),
+        }
+        head = {
+            "kind": surrogate.head,
+            "anchor": surrogate.anchor.tolist(),
+            "span": surrogate.span.tolist(),
+        }
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         weights = tmp / WEIGHTS_FILE
@@ -90,17 +106,8 @@ def save_surrogate(
             "format_version": FORMAT_VERSION,
             "config": config.to_dict(),
             "event_shape": list(surrogate.event_shape),
-            "normalisation": {
-                "x_mean": surrogate.x_mean.tolist(),
-                "x_std": surrogate.x_std.tolist(),
-                "y_mean": float(surrogate.y_mean),
-                "y_std": float(surrogate.y_std),
-            },
-            "head": {
-                "kind": surrogate.head,
-                "anchor": surrogate.anchor.tolist(),
-                "span": surrogate.span.tolist(),
-            },
+            "normalisation": normalisation,
+            "head": head,
             "training_set_hash": training_set_hash,
             "fit": report.to_dict(),
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
@@ -136,6 +143,13 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
     # 1. read the metadata's architecture, within limits; nothing is built yet
     try:
         config = SurrogateConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise SurrogateCheckpointError(
+            f"{meta_path} is not a valid surrogate metadata file: {err}"
+        ) from err
+    if config.arch == "gp":
+        return _load_gp(directory, meta, config)
+    try:
         for key, limit in META_LIMITS.items():
             if getattr(config, key) > limit:
                 raise ValueError(f"config.{key} = {getattr(config, key)} exceeds the limit {limit}")
@@ -146,8 +160,8 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
             )
         norm = meta["normalisation"]
         stat_shape = normalisation_shape(config.arch, event_shape)
-        x_mean = torch.tensor(np.asarray(norm["x_mean"], dtype=np.float32))
-        x_std = torch.tensor(np.asarray(norm["x_std"], dtype=np.float32))
+        x_mean = torch.tensor(np.asarray(norm["x_mean"], dtype=np.float32), device="cpu")
+        x_std = torch.tensor(np.asarray(norm["x_std"], dtype=np.float32), device="cpu")
         if tuple(x_mean.shape) != stat_shape or tuple(x_std.shape) != stat_shape:
             raise ValueError(
                 f"normalisation shapes {tuple(x_mean.shape)}/{tuple(x_std.shape)} "
@@ -161,7 +175,10 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
         head_meta = meta.get("head", {"kind": "rate"})
         head = str(head_meta["kind"])
         anchor, span = (
-            torch.tensor(np.asarray(head_meta.get(key, [default] * config.ensemble), np.float32))
+            torch.tensor(
+                np.asarray(head_meta.get(key, [default] * config.ensemble), np.float32),
+                device="cpu",
+            )
             for key, default in (("anchor", 0.0), ("span", 1.0))
         )
         # the module the metadata describes, on the meta device: shapes only, no memory
@@ -178,6 +195,35 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
         ) from err
 
     # 2. read the weights and check them against the metadata before anything is allocated
+    weights_path, tensors, sha256 = _read_weights(directory)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise SurrogateCheckpointError(
+            f"{weights_path} does not match {META_FILE}: missing tensors [{show(missing)}], "
+            f"unexpected tensors [{show(unexpected)}]"
+        )
+    for name, (ref_shape, ref_dtype) in expected.items():
+        got = tensors[name]
+        if tuple(got.shape) != ref_shape or got.dtype != ref_dtype:
+            raise SurrogateCheckpointError(
+                f"{weights_path}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, "
+                f"but {META_FILE} implies {ref_dtype} {ref_shape}"
+            )
+    _check_sha256(meta, sha256, weights_path, meta_path)
+    # 3. the metadata and the weights agree: build the module (its size is the file's)
+    surrogate = Surrogate(
+        config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std,
+        head=head, anchor=anchor, span=span,
+    )  # fmt: skip
+    surrogate.load_state_dict(tensors, strict=True)
+    surrogate.eval()
+    return surrogate
+
+
+def _read_weights(directory: Path) -> tuple[Path, dict[str, torch.Tensor], str]:
+    """The checkpoint's tensors (never unpickled), within the size limit, and their file's
+    sha256."""
     weights_path = directory / WEIGHTS_FILE
     try:
         with open(weights_path, "rb") as fh:
@@ -198,32 +244,57 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
         raise SurrogateCheckpointError(
             f"{weights_path} is not a valid safetensors file (corrupt or truncated): {err}"
         ) from err
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise SurrogateCheckpointError(
-            f"{weights_path} does not match {META_FILE}: missing tensors [{show(missing)}], "
-            f"unexpected tensors [{show(unexpected)}]"
-        )
-    for name, (ref_shape, ref_dtype) in expected.items():
-        got = tensors[name]
-        if tuple(got.shape) != ref_shape or got.dtype != ref_dtype:
-            raise SurrogateCheckpointError(
-                f"{weights_path}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, "
-                f"but {META_FILE} implies {ref_dtype} {ref_shape}"
-            )
+    return weights_path, tensors, hashlib.sha256(data).hexdigest()
+
+
+def _check_sha256(meta: dict[str, Any], sha256: str, weights_path: Path, meta_path: Path) -> None:
     recorded = meta.get("weights_sha256")
-    if recorded is not None and recorded != hashlib.sha256(data).hexdigest():
+    if recorded is not None and recorded != sha256:
         raise SurrogateCheckpointError(
             f"{weights_path} does not match the sha256 recorded in {meta_path} "
             "(corrupt or replaced)"
         )
-    # 3. the metadata and the weights agree: build the module (its size is the file's)
-    surrogate = Surrogate(
-        config, event_shape, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std,
-        head=head, anchor=anchor, span=span,
-    )  # fmt: skip
-    surrogate.load_state_dict(tensors, strict=True)
+
+
+def _load_gp(directory: Path, meta: dict[str, Any], config: SurrogateConfig):
+    """A GP surrogate's checkpoint: its training data, normalisation and hyperparameters are
+    the tensors; the model is rebuilt on the data and its fitted state loaded (strictly)."""
+    from prefalign.learning.gp import GPSurrogate, NetworkEmbedding
+
+    meta_path = directory / META_FILE
+    weights_path, tensors, sha256 = _read_weights(directory)
+    _check_sha256(meta, sha256, weights_path, meta_path)
+    try:
+        event_shape = tuple(int(s) for s in meta["event_shape"])
+        if not event_shape or min(event_shape) < 1 or math.prod(event_shape) > MAX_EVENT_SIZE:
+            raise ValueError(f"event_shape {event_shape} is not a valid particle shape")
+        head = str(meta["head"]["kind"])
+        needed = ("x_mean", "x_std", "train_x", "train_y", "anchor", "span")
+        missing = [name for name in needed if name not in tensors]
+        if missing:
+            raise ValueError(f"missing tensors [{show(missing)}]")
+        embedding = None
+        if any(name.startswith("embedding.") for name in tensors):
+            embedding = NetworkEmbedding(config, event_shape)
+        surrogate = GPSurrogate(
+            config,
+            event_shape,
+            embedding=embedding,
+            head=head,
+            x_mean=tensors["x_mean"],
+            x_std=tensors["x_std"],
+            projection=tensors.get("projection"),
+            train_x=tensors["train_x"],
+            train_y=tensors["train_y"],
+            anchor=float(tensors["anchor"]),
+            span=float(tensors["span"]),
+        )
+        surrogate.load_state_dict(tensors, strict=True)
+        surrogate.predictive()  # the posterior's closed form, computed once on load
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+        raise SurrogateCheckpointError(
+            f"{weights_path} and {META_FILE} are not a valid GP surrogate: {err}"
+        ) from err
     surrogate.eval()
     return surrogate
 

@@ -43,6 +43,7 @@ from torch import nn
 from prefalign.learning.adamw import AdamW
 from prefalign.learning.nets import build_member
 from prefalign.models.sde import VPSDE
+from prefalign.runtime import device_generator, to_host
 from prefalign.settings import SurrogateConfig
 
 #: The fields of :class:`SurrogateConfig` that fix the network (a warm start must match them).
@@ -125,7 +126,7 @@ class Surrogate(nn.Module):
         self.head = head
         nets = []
         for init_seed, _ in member_seeds(seed, config.ensemble):
-            gen = torch.Generator().manual_seed(init_seed)
+            gen = torch.Generator(device="cpu").manual_seed(init_seed)  # the same on every device
             nets.append(
                 build_member(
                     config.arch, event_shape, config.hidden, config.layers, config.activation, gen
@@ -135,10 +136,15 @@ class Surrogate(nn.Module):
         # Normalisation is metadata (meta.json), not weights: non-persistent buffers.
         self.register_buffer("x_mean", x_mean.detach().float().clone(), persistent=False)
         self.register_buffer("x_std", x_std.detach().float().clone(), persistent=False)
-        self.register_buffer("y_mean", torch.tensor(float(y_mean)), persistent=False)
-        self.register_buffer("y_std", torch.tensor(float(y_std)), persistent=False)
-        anchor = torch.zeros(config.ensemble) if anchor is None else anchor.detach().float()
-        span = torch.ones(config.ensemble) if span is None else span.detach().float()
+        where = x_mean.device  # the buffers live with the statistics (moved by .to(device))
+        self.register_buffer("y_mean", torch.tensor(float(y_mean), device=where), persistent=False)
+        self.register_buffer("y_std", torch.tensor(float(y_std), device=where), persistent=False)
+        anchor = (
+            torch.zeros(config.ensemble, device=where)
+            if anchor is None
+            else anchor.detach().float()
+        )
+        span = torch.ones(config.ensemble, device=where) if span is None else span.detach().float()
         for name, values in (("anchor", anchor), ("span", span)):
             if tuple(values.shape) != (config.ensemble,) or not torch.isfinite(values).all():
                 raise ValueError(f"{name} must be {config.ensemble} finite values, got {values}")
@@ -229,6 +235,7 @@ def fit(
     progress: bool = False,
     form: str = "rate",
     questions: np.ndarray | None = None,
+    device: torch.device | str | None = None,
 ) -> tuple[Surrogate, FitReport]:
     """Fit a surrogate to observations ``x`` (N, *event_shape) with answers ``y`` (N,).
 
@@ -249,10 +256,19 @@ def fit(
         form: the question form of the answers (:mod:`prefalign.io.feedback`).
         questions: (N,) the question of each item; required for the choice forms, whose
             questions' items are contiguous rows. Ensemble members resample whole questions.
+        device: where the members train (None: the CPU). The initial weights are the same on
+            every device; the resamples, shuffles and noise come from a generator on the device
+            (:func:`~prefalign.runtime.device_generator`), and each member's losses are read
+            once, after its last epoch (after each epoch with ``progress``), so the training
+            does not wait for the device batch by batch.
 
     Returns:
         The fitted surrogate (in eval mode) and a :class:`FitReport`.
     """
+    if config.arch == "gp":  # a Gaussian process (prefalign.learning.gp): no networks to train
+        from prefalign.learning.gp import fit_gp
+
+        return fit_gp(x, y, config, seed=seed, form=form, questions=questions, device=device)
     start = time.perf_counter()
     # 1. validate the data
     x = np.asarray(x)
@@ -269,7 +285,9 @@ def fit(
     if config.noise_train and sde is None:
         raise ValueError("config.noise_train=True needs the domain's sde (pass sde=...)")
     head = head_of(form)
+    device = torch.device("cpu" if device is None else device)
     groups = _question_groups(questions, len(y), form) if head == "choice" else None
+    groups = None if groups is None else groups.to(device)
 
     # 2. normalisation statistics from the new data (float64, stored as float32)
     x_mean, x_std, y_mean, y_std = _statistics(x, y, config.arch)
@@ -296,10 +314,11 @@ def fit(
                 f"cannot warm-start a {head!r} surrogate from a {init.head!r} one (another form)"
             )
         surrogate.nets.load_state_dict(init.nets.state_dict())
+    surrogate.to(device)
 
     # 4. train each member on its own bootstrap resample and random stream
-    xt = torch.as_tensor(x, dtype=torch.float32)  # (N, *event_shape)
-    yt = (torch.as_tensor(y, dtype=torch.float64) - y_mean) / y_std
+    xt = torch.as_tensor(x, dtype=torch.float32, device=device)  # (N, *event_shape)
+    yt = (torch.as_tensor(y, dtype=torch.float64, device=device) - y_mean) / y_std
     yt = yt.float()  # (N,) standardised
     n = xt.shape[0]
     bar = None
@@ -311,14 +330,23 @@ def fit(
     surrogate.train()
     seeds = member_seeds(seed, config.ensemble)
     for net, (_, train_seed) in zip(surrogate.nets, seeds, strict=True):
-        gen = torch.Generator().manual_seed(train_seed)
+        gen = device_generator(train_seed, device)
+        draws = gen.device  # the generator's device (the CPU's for meta)
         if groups is not None:  # whole questions: (Q, K) rows of x
             q = groups.shape[0]
-            pick = torch.randint(q, (q,), generator=gen) if config.ensemble > 1 else torch.arange(q)
+            pick = (
+                torch.randint(q, (q,), generator=gen, device=draws).to(device)
+                if config.ensemble > 1
+                else torch.arange(q, device=device)
+            )
             rows = groups[pick]
             losses.append(_train_member(surrogate, net, xt, yt, config, gen, sde, bar, head, rows))
             continue
-        idx = torch.randint(n, (n,), generator=gen) if config.ensemble > 1 else torch.arange(n)
+        idx = (
+            torch.randint(n, (n,), generator=gen, device=draws).to(device)
+            if config.ensemble > 1
+            else torch.arange(n, device=device)
+        )
         losses.append(_train_member(surrogate, net, xt[idx], yt[idx], config, gen, sde, bar, head))
     if bar is not None:
         bar.close()
@@ -326,8 +354,12 @@ def fit(
     if head == "choice":  # each member's utilities of the worst and best items observed
         with torch.no_grad():
             utilities = surrogate.standardised_members(xt)  # (E, N)
-            mean = utilities.mean(dim=0)
-            low, high = utilities[:, int(torch.argmin(mean))], utilities[:, int(torch.argmax(mean))]
+            mean = utilities.mean(dim=0)  # the worst and best items found on the device
+            worst, best = torch.argmin(mean).reshape(1), torch.argmax(mean).reshape(1)
+            low, high = (
+                utilities.index_select(1, worst)[:, 0],
+                utilities.index_select(1, best)[:, 0],
+            )
             surrogate.anchor.copy_(low)
             surrogate.span.copy_(torch.clamp(high - low, min=_MIN_SPAN))
     report = FitReport(
@@ -351,7 +383,8 @@ def _question_groups(questions: np.ndarray | None, n: int, form: str) -> torch.T
         raise ValueError(f"questions must have shape ({n},), got {questions.shape}")
     rows = [str(i) for i in range(n)]
     grouped = group_items(rows, questions.tolist(), parse_form(form), "surrogate training data")
-    return torch.tensor([[int(r) for r in items] for items in grouped.values()], dtype=torch.long)
+    index = [[int(r) for r in items] for items in grouped.values()]
+    return torch.tensor(index, dtype=torch.long, device="cpu")  # moved to the device by fit
 
 
 def _statistics(
@@ -370,8 +403,8 @@ def _statistics(
     y_std = float(y.std())
     y_std = y_std if y_std > 1e-8 else 1.0
     return (
-        torch.as_tensor(x_mean, dtype=torch.float32),
-        torch.as_tensor(x_std, dtype=torch.float32),
+        torch.as_tensor(x_mean, dtype=torch.float32, device="cpu"),  # moved with the surrogate
+        torch.as_tensor(x_std, dtype=torch.float32, device="cpu"),
         y_mean,
         y_std,
     )
@@ -407,13 +440,15 @@ def _train_member(
     groups: torch.Tensor | None = None,  # (Q, K) rows of x per question: the choice head
 ) -> float:
     """AdamW on one member's loss (by ``head``); returns the last epoch's mean loss. The
-    examples are the rows of ``x`` or, for the choice head, the questions of ``groups``."""
+    examples are the rows of ``x`` or, for the choice head, the questions of ``groups``.
+    The batches' losses stay on the device: the last epoch's (every epoch's with a progress
+    bar) are read once, after the epoch."""
     opt = AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = x.shape[0] if groups is None else groups.shape[0]
     epoch_loss = float("nan")
-    for _ in range(config.epochs):
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
+    for epoch in range(config.epochs):
+        perm = torch.randperm(n, generator=gen, device=gen.device).to(x.device)
+        batch_losses, sizes = [], []
         for lo in range(0, n, config.batch_size):
             batch = perm[lo : lo + config.batch_size]
             if groups is not None:
@@ -429,7 +464,15 @@ def _train_member(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * len(batch)
+            batch_losses.append(loss.detach())
+            sizes.append(len(batch))
+        if bar is None and epoch < config.epochs - 1:
+            continue
+        host = to_host(torch.stack(batch_losses))
+        values = [float("nan")] * len(sizes) if host is None else host.tolist()  # meta: none
+        total = 0.0
+        for value, size in zip(values, sizes, strict=True):
+            total += value * size
         epoch_loss = total / n
         if bar is not None:
             bar.update(1)
@@ -449,11 +492,11 @@ def _loss(out: torch.Tensor, target: torch.Tensor, head: str) -> torch.Tensor:
 
 
 def _noised(x: torch.Tensor, sde: VPSDE, t_max: float, gen: torch.Generator) -> torch.Tensor:
-    """``x_t = a_t x + s_t eps`` with ``t ~ U(0, t_max)`` drawn per example."""
-    t = torch.rand(x.shape[0], generator=gen, dtype=torch.float64) * t_max  # (B,)
-    a = torch.tensor([sde.alpha(ti) for ti in t.tolist()], dtype=x.dtype)  # (B,)
-    s = torch.tensor([sde.sigma(ti) for ti in t.tolist()], dtype=x.dtype)  # (B,)
-    eps = torch.randn(x.shape, generator=gen, dtype=x.dtype)  # (B, *event_shape)
+    """``x_t = a_t x + s_t eps`` with ``t ~ U(0, t_max)`` drawn per example (on the generator's
+    device, computed on ``x``'s)."""
+    t = torch.rand(x.shape[0], generator=gen, dtype=torch.float64, device=gen.device) * t_max
+    a, s = (v.to(device=x.device, dtype=x.dtype) for v in sde.marginal_scales(t))  # (B,) each
+    eps = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)
     return _per_example(a, x) * x + _per_example(s, x) * eps
 
 

@@ -89,7 +89,7 @@ def run_campaign(
         selection, rewards = d / "selection.csv", d / "rewards.csv"
         # FKC tilted by f_θ (round 0: the base model)
         steps.sample_round(spec, r, prev_sur, particles, base_draws=base_draws)
-        steps.select_round(spec, r, particles, queries, selection)
+        steps.select_round(spec, r, particles, queries, selection, prev_sur)
         steps.oracle_round(spec, r, queries, rewards, runner=runner)
         obs = workdir / f"observations-round{r}.parquet"
         df = steps.observe_round(spec, r, prev_obs, queries, selection, rewards, obs)

@@ -5,6 +5,7 @@ the independent evaluator, with validity and diversity beside the reward."""
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from dataclasses import replace
@@ -92,6 +93,11 @@ def evaluate_campaign(
     method's evaluation sampler tilted by the last surrogate, and report the oracle's mean
     reward, the share above ``reward_threshold``, the validity rate and the diversity.
 
+    With a frontier (``final_tilt.lams``), the aligned sampler is evaluated at every tilt of the
+    grid, each row of ``frontier.csv`` beside ``samples_out`` one tilt, and the record and
+    samples are those of the trusted tilt (:func:`trusted_tilt`: picked by a rule that reads
+    only the surrogate, never the user); without one, at the method's own ``lam_max``.
+
     When the sampler returns particles whose log-weights are not all equal (``draft``, or
     ``fkc`` with ``final_resample: false``), the particles are an importance sample of the target,
     not a sample of it: the mean reward, its standard deviation, the share above the threshold
@@ -104,59 +110,133 @@ def evaluate_campaign(
 
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)
-    start = time.perf_counter()
-    result = _final_draw(spec, domain, surrogate_dir, progress)
-    seconds = time.perf_counter() - start
-    x = result.x.detach().cpu().float().numpy()
-    log_w = result.log_weights.detach().cpu().double().numpy()
-    weights = importance_weights(log_w)
+    lams = spec.final_tilt.lams if spec.method.learner == "surrogate" else ()
+    tilts = [(lam, f"evaluate-lam{lam:g}") for lam in lams] or [(None, "evaluate")]
+    records, frontier, draws = [], [], []
+    for lam, stream in tilts:
+        start = time.perf_counter()
+        result, surrogate, used = _final_draw(
+            spec, domain, surrogate_dir, progress, lam=lam, stream=stream
+        )
+        seconds = time.perf_counter() - start
+        x = result.x.detach().cpu().float().numpy()
+        log_w = result.log_weights.detach().cpu().double().numpy()
+        weights = importance_weights(log_w)
+        spread = {"lam": used, **_surrogate_spread(surrogate, x, weights)}
+        judged = judge_samples(
+            spec, domain, x, weights, Path(out_json).parent, log=log, runner=runner
+        )
+        record = {
+            "campaign": spec.name,
+            "domain": spec.label or spec.domain,
+            "method": spec.method.name,
+            "seed": spec.seed,
+            "n_queries": spec.budget,
+            "n_samples": len(x),
+            **judged,
+            "seconds": seconds,
+            "seconds_per_sample": seconds / len(x),
+            "network_evals_per_sample": (result.n_score_evals + result.n_reward_evals) / len(x),
+        }
+        records.append(record)
+        frontier.append({**record, **spread})
+        draws.append((x, log_w))
+    pick = trusted_tilt(spec, frontier) if lams else 0
+    for i, row in enumerate(frontier):
+        row["trusted"] = i == pick
+    _write_frontier(Path(samples_out).with_name("frontier.csv"), frontier)
+    # with a grid the record is the trusted tilt's and says which; without, as it always was
+    evaluation = frontier[pick] if lams else records[0]
+    x, log_w = draws[pick]
     _atomic_savez(samples_out, x=x, log_weight=log_w)
-    judged = judge_samples(spec, domain, x, weights, Path(out_json).parent, log=log, runner=runner)
-    evaluation = {
-        "campaign": spec.name,
-        "domain": spec.label or spec.domain,
-        "method": spec.method.name,
-        "seed": spec.seed,
-        "n_queries": spec.budget,
-        "n_samples": len(x),
-        **judged,
-        "seconds": seconds,
-        "seconds_per_sample": seconds / len(x),
-        "network_evals_per_sample": (result.n_score_evals + result.n_reward_evals) / len(x),
-    }
     write_text(out_json, json.dumps(evaluation, indent=2) + "\n")
     if plot:
         plot_final_samples(spec, x, plot)
     return evaluation
 
 
-def _final_draw(spec: CampaignSpec, domain, learnt_dir: PathLike, progress: bool):
+def trusted_tilt(spec: CampaignSpec, frontier: list[dict]) -> int:
+    """The index of the trusted tilt among the frontier's records (``final_tilt.rule``), read
+    from what the campaign knows, never the user's reward. ``std``: the largest tilt whose
+    samples' mean posterior std of the reward (``surrogate_std``) is at most ``max_std``; the
+    smallest tilt when none is. The upper bound ``true-reward`` has no surrogate to doubt: its
+    tilt is the largest of the grid up to the domain's ``lam_max``."""
+    lams = [record["lam"] for record in frontier]
+    if spec.true_reward:
+        allowed = [i for i, lam in enumerate(lams) if lam <= spec.method.sampler.lam_max]
+    else:
+        bound = spec.final_tilt.max_std
+        allowed = [i for i, r in enumerate(frontier) if r["surrogate_std"] <= bound]
+    if not allowed:
+        return min(range(len(lams)), key=lambda i: lams[i])
+    return max(allowed, key=lambda i: lams[i])
+
+
+def _write_frontier(path: Path, records: list[dict]) -> None:
+    """``frontier.csv``: one row per tilt of the grid (diversity's measures as columns)."""
+    flat = []
+    for record in records:
+        row = {k: v for k, v in record.items() if k != "diversity"}
+        row.update({f"diversity_{k}": v for k, v in record["diversity"].items()})
+        flat.append(row)
+    write_text(path, pd.DataFrame(flat).to_csv(index=False, float_format="%.17g"))
+
+
+def _final_draw(
+    spec: CampaignSpec,
+    domain,
+    learnt_dir: PathLike,
+    progress: bool,
+    *,
+    lam: float | None = None,
+    stream: str = "evaluate",
+):
     """The evaluation's fresh samples: the method's evaluation sampler tilted by the last
-    surrogate, or, for a fine-tuning learner, plain samples of its last model."""
+    surrogate's potential (at ``lam`` when given), or, for a fine-tuning learner, plain
+    samples of its last model; with the surrogate (None for a learner) and the tilt used."""
     if spec.method.learner != "surrogate":
         from prefalign.finetune.model_dir import load_finetuned
         from prefalign.loop.finetuning import sample_model
 
         model = load_finetuned(learnt_dir, resolve_device(spec.device))
         model.event_shape = domain.event_shape
-        return sample_model(
+        result = sample_model(
             spec, model, spec.eval_particles, EVALUATION_ROUND, "evaluate", progress=progress
         )
+        return result, None, math.nan
     from prefalign.learning.checkpoint import load_surrogate
 
-    eval_spec = spec
-    if spec.method.eval_sampler is not None:
-        eval_spec = replace(spec, method=replace(spec.method, sampler=spec.method.eval_sampler))
-    return draw_particles(
+    sampler = spec.method.eval_sampler or spec.method.sampler
+    sampler = replace(sampler, lam_max=sampler.lam_max if lam is None else lam)
+    eval_spec = replace(spec, method=replace(spec.method, sampler=sampler))
+    surrogate = load_surrogate(learnt_dir)
+    result = draw_particles(
         eval_spec,
         domain,
-        load_surrogate(learnt_dir),
+        surrogate,
         spec.eval_particles,
         EVALUATION_ROUND,
-        "evaluate",
+        stream,
         explore=False,
         progress=progress,
     )
+    return result, surrogate, sampler.lam_max
+
+
+def _surrogate_spread(surrogate, x: np.ndarray, weights: np.ndarray | None) -> dict[str, float]:
+    """The surrogate's mean prediction and mean posterior (or ensemble) std over the samples
+    (importance-weighted when ``weights``): what the trusted-tilt rule reads."""
+    if surrogate is None:
+        return {"surrogate_mean": math.nan, "surrogate_std": math.nan}
+    import torch
+
+    with torch.no_grad():
+        mean, std = surrogate.cpu().eval().predict(torch.as_tensor(x, dtype=torch.float32))
+    w = np.full(len(x), 1.0 / len(x)) if weights is None else weights
+    return {
+        "surrogate_mean": float(w @ mean.double().numpy()),
+        "surrogate_std": float(w @ std.double().numpy()),
+    }
 
 
 def judge_samples(

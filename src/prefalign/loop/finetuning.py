@@ -146,14 +146,15 @@ def sample_model(
     """``n`` plain (untilted) samples of a fine-tuned model, with the campaign's sampler steps and
     the (seed, round, step) random stream."""
     config = SamplerConfig.from_dict({**spec.method.sampler.to_dict(), "variant": "base"})
+    device = resolve_device(spec.device)
     return sample(
         model.score,
         model.sde,
         n,
         tuple(model.event_shape),
         config=config,
-        generator=torch_generator(spec.seed, round_, step),
-        device=resolve_device(spec.device),
+        generator=torch_generator(spec.seed, round_, step, device),
+        device=device,
         progress=progress,
     )
 
@@ -214,7 +215,7 @@ def distil_campaign(
             seed=int(numpy_rng(spec.seed, EVALUATION_ROUND, f"distil-{mode}").integers(2**31)),
         )
         tuned, report = denoising_fit(
-            base.unet, base.schedule, teacher.x.detach().cpu(), weights, settings, progress=progress
+            base.unet, base.schedule, teacher.x.detach(), weights, settings, progress=progress
         )
         record = {
             "mode": mode,
@@ -227,7 +228,8 @@ def distil_campaign(
             "seconds": report.seconds,
         }
         model = load_finetuned(
-            save_finetuned(out_dir / mode, tuned, base.unet, base.schedule, record)
+            save_finetuned(out_dir / mode, tuned, base.unet, base.schedule, record),
+            resolve_device(spec.device),
         )
         model.event_shape = domain.event_shape
         start = time.perf_counter()

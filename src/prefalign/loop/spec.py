@@ -18,13 +18,20 @@ from prefalign.domains import available_domains
 from prefalign.io.atomic import write_text
 from prefalign.io.feedback import parse_form
 from prefalign.pairing import PAIRINGS
-from prefalign.settings import LEARNERS, VARIANTS, FinetuneSettings, SamplerConfig, SurrogateConfig
+from prefalign.settings import (
+    LEARNERS,
+    VARIANTS,
+    FinalTilt,
+    FinetuneSettings,
+    SamplerConfig,
+    SurrogateConfig,
+)
 
 SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
 #: The selection rules: :data:`prefalign.acquisition.STRATEGIES` (a new rule is added there).
 SELECTIONS: tuple[str, ...] = tuple(STRATEGIES)
 TILT_MEMBERS: tuple[str, ...] = ("mean", "thompson")
-EXPLORE_FROM: tuple[str, ...] = ("tilted", "base")
+EXPLORE_FROM: tuple[str, ...] = ("tilted", "base", "information")
 
 
 def _reject_unknown(cls: type, data: dict[str, Any], where: str) -> None:
@@ -59,7 +66,10 @@ class MethodSpec:
             ``lam_max`` at this many; None = ``lam_max`` from round 1 on.
         explore_from: where eps-greedy's exploring questions come from: ``tilted`` (random
             tilted particles, the draft paper) or ``base`` (the base samples the surrogate ranks
-            highest: a best-of-n arm; ``base_share`` of the round's N particles are base samples).
+            highest: a best-of-n arm; ``base_share`` of the round's N particles are base samples)
+            or ``information`` (the tilted and base particles whose answers most reduce the
+            surrogate's posterior variance over the tilted ones: :mod:`prefalign.learning.
+            information`; a Gaussian-process surrogate of ratings).
         base_share: share of N drawn from the base model when ``explore_from`` is ``base``.
         pairing: who joins each lead in a ``pairwise`` or ``best-of-K`` question:
             ``top-random`` or ``uncertain`` (:mod:`prefalign.pairing`); unused by other forms.
@@ -117,6 +127,11 @@ class MethodSpec:
             raise ValueError(f"method {self.name!r}: min_distance must be >= 0")
         if self.pool < 1:
             raise ValueError(f"method {self.name!r}: pool must be >= 1")
+        if self.explore_from == "information" and self.selection != "eps_greedy":
+            raise ValueError(
+                f"method {self.name!r}: explore_from 'information' chooses eps-greedy's "
+                f"exploring questions; selection must be 'eps_greedy', got {self.selection!r}"
+            )
         if self.lam_ramp_queries is not None and self.lam_ramp_queries < 1:
             raise ValueError(f"method {self.name!r}: lam_ramp_queries must be >= 1 or null")
         if self.selection not in SELECTIONS:
@@ -171,6 +186,8 @@ class CampaignSpec:
     )
     # how the base model is fine-tuned: by the online learners, and to distil the aligned sampler
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    # the sampler the user takes home: its potential, the frontier's tilts, the trusted tilt
+    final_tilt: FinalTilt = field(default_factory=FinalTilt)
 
     def __post_init__(self) -> None:
         parse_form(self.form)  # a ValueError naming the valid forms
@@ -196,6 +213,14 @@ class CampaignSpec:
             raise ValueError(
                 f"method {self.method.name!r}: tilt_member 'thompson' needs an ensemble surrogate "
                 f"(surrogate.ensemble >= 2); got {self.surrogate.ensemble}"
+            )
+        if self.method.explore_from == "information" and (
+            self.surrogate.arch != "gp" or self.form != "rate"
+        ):
+            raise ValueError(
+                f"method {self.method.name!r}: explore_from 'information' needs a Gaussian-"
+                f"process surrogate of ratings (surrogate.arch 'gp', form 'rate'); got arch "
+                f"{self.surrogate.arch!r}, form {self.form!r}"
             )
 
     @property
@@ -230,6 +255,7 @@ class CampaignSpec:
             d["method"]["eval_sampler"] = self.method.eval_sampler.to_dict()
         d["surrogate"] = self.surrogate.to_dict()
         d["finetune"] = self.finetune.to_dict()
+        d["final_tilt"] = self.final_tilt.to_dict()
         return d
 
     @classmethod
@@ -245,6 +271,7 @@ class CampaignSpec:
         data["method"] = MethodSpec(**method)
         data["surrogate"] = SurrogateConfig.from_dict(data["surrogate"])
         data["finetune"] = FinetuneSettings.from_dict(data.get("finetune"))
+        data["final_tilt"] = FinalTilt.from_dict(data.get("final_tilt"))
         return cls(**data)
 
 
@@ -336,6 +363,9 @@ def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int
             merge_settings(
                 merge_settings(config.get("finetune"), dom.get("finetune")), meth.get("finetune")
             )
+        ),
+        final_tilt=FinalTilt.from_dict(
+            merge_settings(config.get("final_tilt"), dom.get("final_tilt"))
         ),
         true_reward=dom.get("true_reward") if meth.get("true_reward") else None,
         **_given({**dom, **_given(meth, ("form",))}, _DOMAIN_KEYS),

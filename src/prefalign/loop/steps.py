@@ -58,16 +58,18 @@ def _atomic_savez(path: PathLike, **arrays: np.ndarray) -> None:
 
 
 def campaign_domain(spec: CampaignSpec) -> Domain:
-    """The domain of a campaign, built from its options; built once per process and options (a
-    job of the workflow builds one; an in-process loop of many campaigns loads a model once)."""
-    return _domain(spec.domain, json.dumps(spec.domain_options, sort_keys=True))
+    """The domain of a campaign, built from its options on the campaign's device; built once
+    per process, options and device (a job of the workflow builds one; an in-process loop of
+    many campaigns loads a model once)."""
+    device = str(resolve_device(spec.device))
+    return _domain(spec.domain, json.dumps(spec.domain_options, sort_keys=True), device)
 
 
 @functools.lru_cache(maxsize=4)
-def _domain(name: str, options: str) -> Domain:
+def _domain(name: str, options: str, device: str) -> Domain:
     from prefalign.domains import get_domain
 
-    return get_domain(name, json.loads(options))
+    return get_domain(name, json.loads(options), device)
 
 
 class BaseDrawCache:
@@ -109,7 +111,9 @@ def draw_particles(
 
     While querying (``explore``), a ``thompson`` method tilts by one ensemble member drawn for
     the round, and ``lam_ramp_queries`` scales the tilt by the answers seen so far; the final
-    evaluation (``explore=False``) tilts by the ensemble mean at ``lam_max``. With
+    evaluation (``explore=False``) tilts by the final tilt's potential (the mean, or ``mean -
+    pessimism std``) at ``lam_max``. (Rounds tilted by the pessimistic potential were measured on
+    thick-3 and taught the final sampler less: docs/bayesian-questions.md.) With
     ``base_draws``, a draw of the base model is taken from (or stored in) that cache.
     """
     from prefalign.sampling import sample
@@ -145,6 +149,10 @@ def draw_particles(
             reward = surrogate.to(device).eval()
             if explore and spec.method.tilt_member == "thompson":
                 reward = _thompson_member(surrogate, spec, round_)
+            elif not explore:  # the sampler the user takes home: the final tilt's potential
+                from prefalign.learning.potential import tilt_potential
+
+                reward = tilt_potential(reward, spec.final_tilt.pessimism)
     return sample(
         domain.score,
         domain.sde,
@@ -152,19 +160,20 @@ def draw_particles(
         tuple(domain.event_shape),
         reward=reward,
         config=config,
-        generator=torch_generator(spec.seed, round_, step),
+        generator=torch_generator(spec.seed, round_, step, device),
         device=device,
         progress=progress,
     )
 
 
 def explore_particles(spec: CampaignSpec, round_: int) -> int:
-    """Base particles drawn beside the tilted ones in round ``round_`` (``explore_from: base``):
+    """Base particles drawn beside the tilted ones in round ``round_`` (``explore_from: base`` or
+    ``information``):
     ``base_share`` of N from round 1 on, none in round 0 (all base) or for other methods."""
     method = spec.method
     if (
         round_ == 0
-        or method.explore_from != "base"
+        or method.explore_from == "tilted"
         or method.selection != "eps_greedy"
         or method.sampler.variant == "base"
     ):
@@ -184,16 +193,19 @@ def _thompson_member(surrogate: Surrogate, spec: CampaignSpec, round_: int):
     return lambda x: surrogate.members(x)[member]
 
 
-def _predict(surrogate: Surrogate | None, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def _predict(
+    surrogate: Surrogate | None, x: torch.Tensor, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """The surrogate's mean and spread at ``x``, computed on ``device`` (NaN without one)."""
     import torch
 
     n = x.shape[0]
     if surrogate is None:
         return np.full(n, np.nan), np.full(n, np.nan)
-    surrogate = surrogate.cpu().eval()
+    surrogate = surrogate.to(device).eval()
     with torch.no_grad():
-        mean, std = surrogate.predict(x.detach().cpu().float())
-    return mean.numpy().astype(np.float64), std.numpy().astype(np.float64)
+        mean, std = surrogate.predict(x.detach().float().to(device))
+    return mean.cpu().numpy().astype(np.float64), std.cpu().numpy().astype(np.float64)
 
 
 def sample_round(
@@ -260,12 +272,13 @@ def sample_round(
         ancestor = np.concatenate([ancestor, len(ancestor) + np.arange(n_base)])
         proposal = np.concatenate([proposal, np.ones(n_base, dtype=np.int8)])
     seconds = time.perf_counter() - start
-    pred, std = _predict(surrogate, x)
+    device = resolve_device(spec.device)
+    pred, std = _predict(surrogate, x, device)
     extra = {}
     if surrogate is not None and spec.items_per_question > 1:  # pairing by uncertainty
         with torch.no_grad():
-            utilities = surrogate.cpu().eval().standardised_members(x.detach().cpu().float())
-        extra["surrogate_utilities"] = utilities.numpy().astype(np.float64)
+            utilities = surrogate.to(device).eval().standardised_members(x.float().to(device))
+        extra["surrogate_utilities"] = utilities.cpu().numpy().astype(np.float64)
     _atomic_savez(
         out,
         x=x.numpy(),
@@ -273,7 +286,7 @@ def sample_round(
         log_weight=logw,
         surrogate_pred=pred,
         surrogate_std=std,
-        ess=result.ess.numpy(),
+        ess=result.ess.cpu().numpy(),
         ancestor=ancestor,
         proposal=proposal,
         **extra,
@@ -299,9 +312,12 @@ def select_round(
     particles: PathLike,
     queries_out: PathLike,
     selection_out: PathLike,
+    surrogate_dir: PathLike | None = None,
 ) -> pd.DataFrame:
     """Step 2: choose the round's queries; write ``queries.npz`` (id, x) for the oracle and
     ``selection.csv`` (id, index, selected_by, fk_log_weight, surrogate_pred) for ``observe``.
+    ``surrogate_dir``: the round's surrogate, for a method that asks what it does not know
+    (``explore_from: information``).
     """
     with np.load(particles, allow_pickle=False) as data:
         x, fk = data["x"], data["fk_log_weight"]
@@ -320,7 +336,17 @@ def select_round(
         scores = (
             None if round_ == 0 else {"fk_weight": fk, "surrogate": pred, "ucb": pred}[method.score]
         )
-        chosen = _leads(spec, round_, x, scores, pred, std, lineage, proposal, k, rng)
+        informer = None
+        if round_ > 0 and method.explore_from == "information":
+            if surrogate_dir is None:
+                raise ValueError(
+                    f"method {method.name!r} chooses questions by information: select_round "
+                    "needs the round's surrogate (surrogate_dir)"
+                )
+            from prefalign.learning.checkpoint import load_surrogate
+
+            informer = load_surrogate(surrogate_dir)
+        chosen = _leads(spec, round_, x, scores, pred, std, lineage, proposal, k, rng, informer)
         question = np.arange(k, dtype=np.int64)
         if size > 1:
             with np.load(particles, allow_pickle=False) as data:
@@ -381,8 +407,11 @@ def _leads(
     proposal: np.ndarray,
     k: int,
     rng: np.random.Generator,
+    informer: Surrogate | None = None,
 ) -> acquisition.Selection:
-    """The method's ``k`` picks of the round (one per question): random in round 0."""
+    """The method's ``k`` picks of the round (one per question): random in round 0.
+    ``informer``: the surrogate whose uncertainty chooses the exploring picks
+    (``explore_from: information``)."""
     method = spec.method
     if round_ == 0 or scores is None:
         return acquisition.select("random", np.zeros(len(x)), k, rng, x=x)
@@ -397,7 +426,7 @@ def _leads(
         kwargs.update(ucb_std=std, kappa=method.kappa)
     if proposal.any():
         return _select_tilted_and_base(
-            spec, round_, x, scores, pred, lineage, proposal, k, rng, kwargs
+            spec, round_, x, scores, pred, lineage, proposal, k, rng, kwargs, informer
         )
     return acquisition.select(
         method.selection,
@@ -424,10 +453,14 @@ def _select_tilted_and_base(
     k: int,
     rng: np.random.Generator,
     kwargs: dict,
+    informer: Surrogate | None = None,
 ) -> acquisition.Selection:
     """``explore_from: base``: the exploration share of the round's questions (``floor(eps k)``
     of eps-greedy) are the base particles the surrogate ranks highest (best-of-n's questions);
-    the rest come from the tilted particles by the method's score and batch rule."""
+    the rest come from the tilted particles by the method's score and batch rule.
+    ``explore_from: information``: the exploration share are the particles, tilted or base,
+    whose answers most reduce the surrogate's posterior variance over the tilted particles
+    (:func:`prefalign.learning.information.information_batch`), given the top picks."""
     method = spec.method
     n_explore = 0
     if method.selection == "eps_greedy":
@@ -455,7 +488,18 @@ def _select_tilted_and_base(
         )
         parts.append(tilted[top.indices])
         labels.append(top.selected_by)
-    if n_explore:
+    if n_explore and informer is not None:
+        from prefalign.learning.information import information_batch
+
+        top = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        distinct = acquisition.distinct_in_rank_order(x, np.arange(len(x)), method.min_distance)
+        candidates = np.setdiff1d(distinct, top)
+        picked = information_batch(
+            informer, x[candidates], x[tilted], n_explore, pending=x[top] if top.size else None
+        )
+        parts.append(candidates[picked])
+        labels.append(np.full(n_explore, "information"))
+    elif n_explore:
         explore = acquisition.select(
             "greedy", pred[base], n_explore, rng, x=x[base], min_distance=method.min_distance
         )
@@ -600,6 +644,7 @@ def fit_round(
         progress=progress,
         form=form,
         questions=questions,
+        device=resolve_device(spec.device),
     )
     save_surrogate(
         surrogate,
@@ -641,5 +686,12 @@ def propose_round(
     sample_stats = sample_round(
         spec, round_, surrogate_out if round_ > 0 else None, particles_out, progress=progress
     )
-    table = select_round(spec, round_, particles_out, queries_out, selection_out)
+    table = select_round(
+        spec,
+        round_,
+        particles_out,
+        queries_out,
+        selection_out,
+        surrogate_out if round_ > 0 else None,
+    )
     return {"fit": fit_report, "sample": sample_stats, "queries": table["id"].tolist()}

@@ -3,6 +3,10 @@
 For ``q_0 = sum_k pi_k N(mu_k, S_k)`` every VP marginal is a mixture with means ``a_t mu_k`` and
 covariances ``a_t^2 S_k + s_t^2 I`` (``shared/docs/fkc-math.md``), so the score is exact at any t,
 and the reward-tilted targets of a linear and a quadratic reward are mixtures again.
+
+A mixture's tensors share one device (:meth:`GaussianMixture.to`), and so do its marginals and
+its score: the constructor's checks read values (a sync on a GPU), so a mixture built from one
+already checked (a marginal, a move to another device) skips them.
 """
 
 from __future__ import annotations
@@ -45,20 +49,40 @@ class GaussianMixture:
             chol = torch.linalg.cholesky(c.double())
         except RuntimeError as err:
             raise ValueError("every covariance must be symmetric positive definite") from err
+        self._set(w, m, c, chol)
+
+    def _set(self, w: torch.Tensor, m: torch.Tensor, c: torch.Tensor, chol: torch.Tensor) -> None:
         object.__setattr__(self, "weights", (w / w.sum()).double())
         object.__setattr__(self, "means", m.double())
         object.__setattr__(self, "covs", c.double())
         object.__setattr__(self, "_chol", chol)
 
     @classmethod
+    def _checked_already(
+        cls, weights: torch.Tensor, means: torch.Tensor, covs: torch.Tensor
+    ) -> GaussianMixture:
+        """The mixture of parameters that come from a checked mixture (positive weights, SPD
+        covariances): the constructor's arithmetic without its checks, which read values."""
+        mixture = object.__new__(cls)
+        chol, _ = torch.linalg.cholesky_ex(covs.double())  # cholesky's factor, no error check
+        mixture._set(weights, means, covs, chol)
+        return mixture
+
+    def to(self, device: torch.device | str) -> GaussianMixture:
+        """This mixture with its tensors on ``device``."""
+        return self._checked_already(
+            self.weights.to(device), self.means.to(device), self.covs.to(device)
+        )
+
+    @classmethod
     def isotropic(
         cls, weights: list[float] | torch.Tensor, means: list | torch.Tensor, std: float
     ) -> GaussianMixture:
         """Mixture with equal isotropic covariances ``std^2 I``."""
-        means = torch.as_tensor(means, dtype=torch.float64)
+        means = torch.as_tensor(means, dtype=torch.float64, device="cpu")
         k, d = means.shape
-        covs = (std**2) * torch.eye(d, dtype=torch.float64).expand(k, d, d).clone()
-        return cls(torch.as_tensor(weights, dtype=torch.float64), means, covs)
+        covs = (std**2) * torch.eye(d, dtype=torch.float64, device="cpu").expand(k, d, d).clone()
+        return cls(torch.as_tensor(weights, dtype=torch.float64, device="cpu"), means, covs)
 
     @property
     def n_components(self) -> int:
@@ -105,15 +129,17 @@ class GaussianMixture:
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Exact samples (n, d) in float64 (and, if asked, the component of each)."""
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn((n, self.dim), generator=generator, dtype=torch.float64)
+        eps = torch.randn(
+            (n, self.dim), generator=generator, dtype=torch.float64, device=self.means.device
+        )
         x = self.means[comp] + (self._chol[comp] @ eps[..., None])[..., 0]
         return (x, comp) if return_components else x
 
     def marginal(self, sde: VPSDE, t: float) -> GaussianMixture:
         """The VP marginal at forward time t: means ``a_t mu_k``, covs ``a_t^2 S_k + s_t^2 I``."""
         a, s = sde.alpha(t), sde.sigma(t)
-        eye = torch.eye(self.dim, dtype=torch.float64)
-        return GaussianMixture(self.weights, a * self.means, a * a * self.covs + s * s * eye)
+        eye = torch.eye(self.dim, dtype=torch.float64, device=self.means.device)
+        return self._checked_already(self.weights, a * self.means, a * a * self.covs + s * s * eye)
 
     def marginal_score(self, sde: VPSDE) -> MarginalScore:
         """``(x, t) -> grad log q_t(x)``, the sampler's score function."""
@@ -122,7 +148,7 @@ class GaussianMixture:
     def tilt_linear(self, a: torch.Tensor, lam: float) -> GaussianMixture:
         """Closed form of ``q(x) exp(lam <a, x>)``: means ``mu_k + lam S_k a``, weights
         ``∝ pi_k exp(lam <a, mu_k> + lam^2 a^T S_k a / 2)``."""
-        a = torch.as_tensor(a, dtype=torch.float64)
+        a = torch.as_tensor(a, dtype=torch.float64, device=self.means.device)
         sa = self.covs @ a  # (K, d)
         logits = torch.log(self.weights) + lam * self.means @ a + 0.5 * lam**2 * (sa @ a)
         return GaussianMixture(torch.softmax(logits, 0), self.means + lam * sa, self.covs)
@@ -132,8 +158,8 @@ class GaussianMixture:
         ``(S_k^-1 + lam I)^-1 (S_k^-1 mu_k + lam c)``, weights ``∝ pi_k N(c; mu_k, S_k + I/lam)``."""
         if lam <= 0:
             raise ValueError(f"tilt_quadratic needs lam > 0; got {lam}")
-        c = torch.as_tensor(c, dtype=torch.float64)
-        eye = torch.eye(self.dim, dtype=torch.float64)
+        c = torch.as_tensor(c, dtype=torch.float64, device=self.means.device)
+        eye = torch.eye(self.dim, dtype=torch.float64, device=self.means.device)
         prec = torch.linalg.inv(self.covs) + lam * eye
         covs = torch.linalg.inv(prec)
         covs = 0.5 * (covs + covs.transpose(-1, -2))

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from prefalign.runtime import generator_device
+
 
 @dataclass(frozen=True)
 class VPSDE:
@@ -52,6 +54,12 @@ class VPSDE:
         """Marginal standard deviation ``s_t = sqrt(1 - a_t^2)`` (not the diffusion coefficient)."""
         return math.sqrt(-math.expm1(-self.integrated_beta(t)))
 
+    def marginal_scales(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(a_t, s_t)`` for a tensor of times, float64 on ``t``'s device (no host read)."""
+        t = t.double()
+        integrated = self.b_min * t + 0.5 * t * t * (self.b_max - self.b_min)
+        return torch.exp(-0.5 * integrated), torch.sqrt(-torch.expm1(-integrated))
+
     def drift(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """Forward drift ``f_t(x) = -b(t) x / 2``."""
         return -0.5 * self.beta(t) * x
@@ -63,20 +71,27 @@ class VPSDE:
     def marginal(
         self, x0: torch.Tensor, t: float, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Draw ``x_t = a_t x_0 + s_t eps`` given clean data ``x0``."""
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        return self.alpha(t) * x0 + self.sigma(t) * eps
+        """Draw ``x_t = a_t x_0 + s_t eps`` given clean data ``x0``; ``eps`` is drawn on the
+        generator's device and moved to ``x0``'s."""
+        eps = torch.randn(
+            x0.shape, generator=generator, device=generator_device(generator), dtype=x0.dtype
+        )
+        return self.alpha(t) * x0 + self.sigma(t) * eps.to(x0.device)
 
     def prior_sample(
         self,
         shape: tuple[int, ...],
         generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
+        device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """Sample the t = 1 marginal, approximately N(0, I) (exactly N(0, s_1^2 I) for a centred
-        data distribution of unit scale; we use N(0, I) as every VP sampler does)."""
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        data distribution of unit scale; we use N(0, I) as every VP sampler does), drawn on the
+        generator's device and returned on ``device`` (None: the generator's)."""
+        draw = torch.randn(
+            shape, generator=generator, device=generator_device(generator), dtype=dtype
+        )
+        return draw if device is None else draw.to(device)
 
     def score_from_eps(self, eps_hat: torch.Tensor, t: float) -> torch.Tensor:
         """Convert a noise prediction to a score: ``grad log q_t(x) = -eps_hat / s_t``."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from prefalign.reporting import comparison, cost, figures, metrics, tables
+from prefalign.reporting import comparison, cost, figures, frontier, metrics, tables
 from prefalign.reporting.results_page import write_section
 
 StrPath = str | os.PathLike[str]
@@ -100,6 +100,7 @@ def aggregate_experiment(
     )
     figures.plot_learning_curves(rounds, figures_dir / "reward_vs_queries.png")
     figures.plot_final_metrics(evals, figures_dir / "final_metrics.png")
+    frontier.write_frontier(evaluations, reference, tables_dir, figures_dir)
     write_cost(benchmarks, tables_dir, figures_dir)
     section = out / "section.md"
     write_section(

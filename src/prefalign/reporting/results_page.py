@@ -41,6 +41,25 @@ def write_section(
         "secondary best-so-far and top-10 observed, and validity and diversity of the fresh "
         "samples.",
         "",
+    ]
+    frontier = exp / "tables" / "frontier.md"
+    if frontier.is_file():
+        lines += [
+            "**The tilt frontier.** What the user takes home, at every tilt of the final "
+            "evaluation's grid: fresh-sample reward and validity of each method's aligned sampler "
+            "(tilted by the last surrogate's pessimistic potential), beside the user's exact "
+            "reward (`true-reward`) on the same grid; each seed's trusted tilt (the rule of "
+            "`final_tilt`, which reads only the surrogate) is a dot, and the final table below is "
+            "at that tilt. Mean ± 95% CI over seeds; `*`: a tilt some seeds trusted; the paired "
+            "columns are the method minus the reference at that tilt, [95% t interval] "
+            "(wins/pairs).",
+            "",
+            f"![tilt frontier]({_link(fig / 'frontier.png', page_dir)})",
+            "",
+            frontier.read_text().rstrip(),
+            "",
+        ]
+    lines += [
         (exp / "tables" / "final.md").read_text().rstrip(),
         "",
     ]

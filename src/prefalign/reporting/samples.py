@@ -43,10 +43,9 @@ def draw_samples(
     progress: bool = True,
 ):
     """``n`` particles of ``domain`` from the sampler ``config`` (tilted by ``reward`` when its
-    variant is), seeded by ``seed``: a :class:`~prefalign.sampling.SampleResult`."""
-    import torch
-
-    from prefalign.runtime import resolve_device
+    variant is), seeded by ``seed`` (on the device's generator): a
+    :class:`~prefalign.sampling.SampleResult`."""
+    from prefalign.runtime import device_generator, resolve_device
     from prefalign.sampling import sample
 
     if config.tilted and reward is None:
@@ -59,7 +58,7 @@ def draw_samples(
         tuple(domain.event_shape),
         reward=reward.to(dev) if hasattr(reward, "to") else reward,
         config=config,
-        generator=torch.Generator().manual_seed(seed),
+        generator=device_generator(seed, dev),
         device=dev,
         progress=progress,
     )
@@ -76,7 +75,7 @@ def save_sample_result(path: StrPath, result: Any, config: SamplerConfig) -> np.
         x=x,
         log_weight=result.log_weights.cpu().numpy(),
         fk_log_weight=result.path_log_weights.cpu().numpy(),
-        ess=result.ess.numpy(),
+        ess=result.ess.cpu().numpy(),
         config=json.dumps(config.to_dict()),
     )
     return x

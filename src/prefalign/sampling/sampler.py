@@ -25,6 +25,12 @@ t = 0; ``denoise`` ends without the last step's noise and returns the Tweedie es
 The loop owns the time grid, the tilt schedule, the weights and resampling; one step
 (:func:`prefalign.sampling.step.fkc_step`) sees one time point. Every particle's lineage (the index of
 the initial particle it descends from) is returned in ``SampleResult.ancestors``.
+
+Device: the particles, weights, noise and every tensor of the result live on ``device``; the
+noise is drawn on the generator's device (a generator on the particles' device draws it there:
+:func:`prefalign.runtime.torch_generator`). The loop reads a value back to the host only where
+a decision needs one: the ESS of an adaptive resampling decision (with the pending finiteness
+checks of :class:`~prefalign.sampling.step.DeviceChecks`), and the checks once at the end.
 """
 
 from __future__ import annotations
@@ -35,9 +41,10 @@ import torch
 
 from prefalign.io.progress import tqdm
 from prefalign.models.sde import VPSDE
-from prefalign.sampling.resampling import effective_sample_size, systematic_resample
+from prefalign.sampling.resampling import ess_tensor, systematic_resample
 from prefalign.sampling.schedule import tilt_schedule, time_grid
 from prefalign.sampling.step import (
+    DeviceChecks,
     RewardFn,
     ScoreFn,
     XHat0Potential,
@@ -55,7 +62,7 @@ from prefalign.settings import VARIANTS, SamplerConfig
 
 @dataclass
 class SampleResult:
-    """Output of :func:`sample`.
+    """Output of :func:`sample`; every tensor on the particles' device.
 
     Attributes:
         x: final particles, (N, *event_shape).
@@ -147,6 +154,7 @@ def _sample_x(
     n, shape, device = x.shape[0], tuple(x.shape), x.device
     variant = VARIANTS[config.variant]
     pop = _Population.start(x)
+    checks = DeviceChecks()
 
     # time grid t_0 = 1 > ... > t_n = t_min; step i moves from t_i to t_{i+1}.
     # The tilt schedule reaches lam_max at the pre-step time of the last step, whose weight update
@@ -155,11 +163,11 @@ def _sample_x(
     grid = time_grid(config)
     lams = tilt_schedule(config, grid)
     if config.weighted and lams[0] > 0:  # initial log-weights lam(0) r(x_1)
-        r0, _ = checked_reward(reward, x, 1.0, need_grad=False)
+        r0, _ = checked_reward(reward, x, 1.0, need_grad=False, checks=checks)
         pop.logw += lams[0] * r0.double()
         pop.path_logw += lams[0] * r0.double()
     resampling = variant.resampled and config.weighted
-    ess = torch.empty(steps, dtype=torch.float64)
+    ess = torch.empty(steps, dtype=torch.float64, device=device)
     n_resamples = n_score = n_reward = 0
 
     for i in tqdm(range(steps), disable=not progress, desc=f"{config.variant} sampling"):
@@ -181,6 +189,7 @@ def _sample_x(
             update_weights=update_weights,
             reward=reward,
             chunk_size=config.chunk_size,
+            checks=checks,
         )
         pop.x, dlogw = step.x, step.log_weight_increment
         n_score += step.n_score_evals
@@ -194,14 +203,14 @@ def _sample_x(
         elif dlogw is not None:  # a step without a weight update leaves logw and path_logw as is
             pop.logw = pop.logw + dlogw
             pop.path_logw = pop.path_logw + dlogw
-        ess[i] = effective_sample_size(pop.logw)
-        if resampling and not last and _resampling_due(config, float(ess[i]), n):
+        ess[i] = ess_tensor(pop.logw)
+        if resampling and not last and _resampling_due(config, checks, ess[i], n):
             pop.resample(generator)
             n_resamples += 1
 
     tilts = lams if config.tilted else [0.0] * steps
     counts = (n_resamples, n_score, n_reward)
-    return _finish(score, sde, pop, config, generator, resampling, ess, counts, tilts)
+    return _finish(score, sde, pop, config, generator, resampling, ess, counts, tilts, checks)
 
 
 @dataclass
@@ -233,12 +242,14 @@ class _Population:
         return idx
 
 
-def _resampling_due(config: SamplerConfig, ess: float, n: int) -> bool:
+def _resampling_due(config: SamplerConfig, checks: DeviceChecks, ess: torch.Tensor, n: int) -> bool:
     """Whether the population is resampled after a step (``resample``: always, or below the
-    ESS threshold)."""
-    return config.resample == "always" or (
-        config.resample == "ess" and ess < config.ess_threshold * n
-    )
+    ESS threshold). Only the adaptive rule reads the ESS (and the pending ``checks`` with it);
+    on the ``meta`` device, which has no values, it never resamples."""
+    if config.resample != "ess":
+        return config.resample == "always"
+    read = checks.read(ess)
+    return read is not None and read[0] < config.ess_threshold * n
 
 
 def _finish(
@@ -251,16 +262,19 @@ def _finish(
     ess: torch.Tensor,
     counts: tuple[int, int, int],
     lams: list[float],
+    checks: DeviceChecks,
 ) -> SampleResult:
     """The end of both loops: Tweedie's estimate at ``t_min`` (``denoise``, one more score call
     per particle), then (``resample`` and ``final_resample``) one systematic resampling so the
-    population is equally weighted. ``counts``: resamplings, score and reward calls so far."""
+    population is equally weighted, and the last read of the loop's pending ``checks``.
+    ``counts``: resamplings, score and reward calls so far."""
     n_resamples, n_score, n_reward = counts
     if config.denoise:
-        pop.x = _denoised(score, sde, pop.x, config)
+        pop.x = _denoised(score, sde, pop.x, config, checks)
         n_score += pop.x.shape[0]
     if resample and config.final_resample:
         pop.resample(generator)
+    checks.read()
     return SampleResult(
         x=pop.x.detach(),
         log_weights=pop.logw,
@@ -269,18 +283,20 @@ def _finish(
         n_resamples=n_resamples,
         n_score_evals=n_score,
         n_reward_evals=n_reward,
-        lam=torch.tensor(lams, dtype=torch.float64),
+        lam=torch.tensor(lams, dtype=torch.float64, device=pop.x.device),
         ancestors=pop.ancestors,
     )
 
 
-def _denoised(score: ScoreFn, sde: VPSDE, x: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
+def _denoised(
+    score: ScoreFn, sde: VPSDE, x: torch.Tensor, config: SamplerConfig, checks: DeviceChecks
+) -> torch.Tensor:
     """Tweedie's estimate at ``t_min``, chunked like the sampler's score calls."""
     chunk = config.chunk_size or x.shape[0]
     parts = [
         tweedie(
             x[lo : lo + chunk],
-            checked_score(score, x[lo : lo + chunk], config.t_min),
+            checked_score(score, x[lo : lo + chunk], config.t_min, checks),
             sde,
             config.t_min,
         )
@@ -323,8 +339,9 @@ def _sample_xhat0(
     grid = time_grid(config)
     lams = tilt_schedule(config, grid)
     pop = _Population.start(x)
+    checks = DeviceChecks()
     carry = torch.zeros_like(pop.logw)  # phi_{i-1}(x_{i-1}) - log ratio of the move to x_i
-    ess = torch.empty(steps, dtype=torch.float64)
+    ess = torch.empty(steps, dtype=torch.float64, device=x.device)
     n_resamples = n_score = n_reward = 0
 
     for i in tqdm(range(steps), disable=not progress, desc=f"{config.variant} sampling (xhat0)"):
@@ -332,15 +349,23 @@ def _sample_xhat0(
         dtau = grid[i] - grid[i + 1]
         sigma = 0.0 if config.denoise and i == steps - 1 else noise_scale(sde, t, dtau)
         potential = xhat0_potential(
-            score, reward, sde, pop.x, t=t, lam=lam, need_grad=lam > 0, chunk_size=config.chunk_size
+            score,
+            reward,
+            sde,
+            pop.x,
+            t=t,
+            lam=lam,
+            need_grad=lam > 0,
+            chunk_size=config.chunk_size,
+            checks=checks,
         )
         n_score += n
         n_reward += n
         if weighted:
             inc = potential.phi - carry
             pop.logw, pop.path_logw = pop.logw + inc, pop.path_logw + inc
-            ess[i] = effective_sample_size(pop.logw)
-            if i > 0 and _resampling_due(config, float(ess[i]), n):
+            ess[i] = ess_tensor(pop.logw)
+            if i > 0 and _resampling_due(config, checks, ess[i], n):
                 idx = pop.resample(generator)
                 potential = XHat0Potential(
                     score=potential.score[idx],
@@ -349,7 +374,7 @@ def _sample_xhat0(
                 )
                 n_resamples += 1
         else:
-            ess[i] = float(n)
+            ess[i] = n
         z = standard_normal(shape, generator, pop.x)
         pop.x, next_carry = xhat0_move(
             sde, pop.x, potential, z, t=t, dtau=dtau, sigma=sigma, weighted=weighted
@@ -367,10 +392,11 @@ def _sample_xhat0(
             lam=lams[-1],
             need_grad=False,
             chunk_size=config.chunk_size,
+            checks=checks,
         )
         n_score += n
         n_reward += n
         inc = final.phi - carry
         pop.logw, pop.path_logw = pop.logw + inc, pop.path_logw + inc
     counts = (n_resamples, n_score, n_reward)
-    return _finish(score, sde, pop, config, generator, weighted, ess, counts, lams)
+    return _finish(score, sde, pop, config, generator, weighted, ess, counts, lams, checks)

@@ -7,6 +7,11 @@ reward at the denoised estimate (``phi_i = lam_i r(xhat0(x, t_i))``, "Time-depen
 twisted SMC): the loop in :mod:`prefalign.sampling.sampler` updates the weights and resamples
 between them. Weights, resampling, the tilt schedule and the time grid belong to the loop; a step
 sees one time point.
+
+Every tensor a step makes is on the particles' device, and a step reads no value back to the
+host: its checks (scores, rewards and gradients are finite) are recorded in a
+:class:`DeviceChecks` that the loop reads when it must wait for the device anyway (a resampling
+decision) and at the end. Called on its own, a step reads its checks before it returns.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from prefalign.models.sde import VPSDE
-from prefalign.sampling.resampling import generator_device
+from prefalign.runtime import generator_device, to_host
 
 #: ``score(x, t) -> grad log q_t(x)`` for a batch ``x`` of shape (N, *event_shape).
 ScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -57,6 +62,51 @@ class XHat0Potential:
     score: torch.Tensor
     phi: torch.Tensor
     grad_phi: torch.Tensor | None
+
+
+class DeviceChecks:
+    """Finiteness checks of values on the device, read by the host together, later.
+
+    Reading a value computed on a GPU makes the host wait until the GPU's queue has run (a
+    sync), and the checks of a step (the score, the reward and its gradient are finite) decide
+    nothing the step needs: each is recorded as a count of non-finite values, on the device,
+    and :meth:`read` reads every pending count at once, with whatever values the caller must
+    read anyway, and raises the first failure's error. The sampler reads them with the ESS of
+    a resampling decision and at the end: a NaN is reported with the time point that made it,
+    a few steps after it at most.
+    """
+
+    def __init__(self) -> None:
+        self._counts: list[torch.Tensor] = []
+        self._messages: list[str] = []
+
+    def expect_finite(self, values: torch.Tensor, message: str) -> None:
+        """Check later that ``values`` are finite; ``message`` is the error otherwise, its
+        ``{bad}`` replaced by the number of values that are not."""
+        self._counts.append((~torch.isfinite(values)).sum())
+        self._messages.append(message)
+
+    def read(self, *values: torch.Tensor) -> list[float] | None:
+        """One host read of the pending checks and of ``values`` (0-d tensors on the same
+        device), which are returned as floats; None on the ``meta`` device, which has no values
+        (nothing is checked there).
+
+        Raises:
+            ValueError: the message of the first pending check that failed.
+        """
+        counts, messages = self._counts, self._messages
+        self._counts, self._messages = [], []
+        parts = [c.reshape(1).double() for c in counts] + [v.reshape(1).double() for v in values]
+        if not parts:
+            return []
+        host = to_host(torch.cat(parts))
+        if host is None:
+            return None
+        numbers = host.tolist()
+        for bad, message in zip(numbers[: len(counts)], messages, strict=True):
+            if bad:
+                raise ValueError(message.replace("{bad}", str(int(bad))))
+        return numbers[len(counts) :]
 
 
 def tweedie(x: torch.Tensor, score: torch.Tensor, sde: VPSDE, t: float) -> torch.Tensor:
@@ -102,33 +152,44 @@ def _reward_gradient(
 
 
 def checked_reward(
-    reward: RewardFn, x: torch.Tensor, t: float, need_grad: bool
+    reward: RewardFn,
+    x: torch.Tensor,
+    t: float,
+    need_grad: bool,
+    checks: DeviceChecks | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Evaluate ``r(x)`` (N,) and, if asked, ``grad_x sum(r)``; validate shape and finiteness."""
+    """Evaluate ``r(x)`` (N,) and, if asked, ``grad_x sum(r)``; validate the shape now and the
+    finiteness in ``checks`` (None: now)."""
     n = x.shape[0]
     with torch.enable_grad():
         xr = x.detach().requires_grad_(need_grad)
         r = reward(xr)
         grad = _reward_gradient(r, xr, n, need_grad, "reward output", "grad_x r(x)")
     r = r.detach()
-    bad = ~torch.isfinite(r)
-    if bad.any():
-        raise ValueError(
-            f"reward returned NaN or inf for {int(bad.sum())} of {n} particles at t={t:.4f}"
-        )
-    if grad is not None and not torch.isfinite(grad).all():
-        raise ValueError(f"reward gradient is NaN or inf at t={t:.4f}")
+    pending = DeviceChecks() if checks is None else checks
+    pending.expect_finite(
+        r, f"reward returned NaN or inf for {{bad}} of {n} particles at t={t:.4f}"
+    )
+    if grad is not None:
+        pending.expect_finite(grad, f"reward gradient is NaN or inf at t={t:.4f}")
+    if checks is None:
+        pending.read()
     return r, grad
 
 
-def checked_score(score: ScoreFn, x: torch.Tensor, t: float) -> torch.Tensor:
-    """``score(x, t)`` without gradients, checked for shape and finiteness."""
+def checked_score(
+    score: ScoreFn, x: torch.Tensor, t: float, checks: DeviceChecks | None = None
+) -> torch.Tensor:
+    """``score(x, t)`` without gradients; its shape checked now, its finiteness in ``checks``
+    (None: now)."""
     with torch.no_grad():
         s = score(x, t)
     if s.shape != x.shape:
         raise ValueError(f"score returned shape {tuple(s.shape)}; expected {tuple(x.shape)}")
-    if not torch.isfinite(s).all():
-        raise ValueError(f"score returned NaN or inf at t={t:.4f}")
+    pending = DeviceChecks() if checks is None else checks
+    pending.expect_finite(s, f"score returned NaN or inf at t={t:.4f}")
+    if checks is None:
+        pending.read()
     return s
 
 
@@ -146,6 +207,7 @@ def fkc_step(
     update_weights: bool,
     reward: RewardFn | None = None,
     chunk_size: int | None = None,
+    checks: DeviceChecks | None = None,
 ) -> FKCStepOutput:
     """One Euler–Maruyama step from forward time ``t`` to ``t - dtau`` (fkc-math.md).
 
@@ -161,9 +223,12 @@ def fkc_step(
         update_weights: whether this step returns a log-weight increment.
         reward: differentiable ``r(x) -> (N,)``; needed when ``lam > 0`` or the weights grow.
         chunk_size: particles per score/reward call (None: all at once).
+        checks: where the step records its finiteness checks (the sampler's, read with its
+            next decision); None reads them before the step returns (a ValueError if one fails).
     """
     n = x.shape[0]
     chunk = chunk_size or n
+    pending = DeviceChecks() if checks is None else checks
     g2 = sde.beta(t)  # g_t^2
     needs_reward = lam > 0 or (update_weights and dlam != 0)
     # one chunk (the default) writes its results directly; several fill preallocated buffers
@@ -176,13 +241,13 @@ def fkc_step(
         hi = lo + chunk
         xc = x[lo:hi]
         # s = grad log q_t(x): the base score, at the pre-step x like every term below
-        s = checked_score(score, xc, t)
+        s = checked_score(score, xc, t, pending)
         n_score += xc.shape[0]
         f = sde.drift(xc, t)  # forward drift f_t(x), used by the move and the weights
         drift = -f + g2 * s  # drift = -f_t(x) + g_t^2 s  (+ the reward term below)
         if needs_reward:
             # gr = grad_x r(x): autograd of sum(r(x)) over the batch, detached
-            r, gr = checked_reward(reward, xc, t, need_grad=lam > 0)
+            r, gr = checked_reward(reward, xc, t, need_grad=lam > 0, checks=pending)
             n_reward += xc.shape[0]
             if lam > 0:
                 drift = drift + g2 * (lam / 2.0) * gr  # the 1/2 makes Laplacian terms cancel
@@ -203,13 +268,20 @@ def fkc_step(
             x_new[lo:hi] = moved
         else:
             x_new = moved
+    if checks is None:
+        pending.read()
     return FKCStepOutput(
         x=x_new, log_weight_increment=dlogw, n_score_evals=n_score, n_reward_evals=n_reward
     )
 
 
 def _potential_chunk(
-    score: ScoreFn, reward: RewardFn, sde: VPSDE, x: torch.Tensor, at: tuple
+    score: ScoreFn,
+    reward: RewardFn,
+    sde: VPSDE,
+    x: torch.Tensor,
+    at: tuple,
+    checks: DeviceChecks,
 ) -> XHat0Potential:
     """:func:`xhat0_potential` of one chunk; ``at`` is ``(t, lam, need_grad)``."""
     t, lam, need_grad = at
@@ -231,12 +303,10 @@ def _potential_chunk(
         if grad is not None:
             grad = lam * grad
     s, r = s.detach(), r.detach()
-    if not torch.isfinite(s).all():
-        raise ValueError(f"score returned NaN or inf at t={t:.4f}")
-    if not torch.isfinite(r).all():
-        raise ValueError(f"reward at xhat0 returned NaN or inf at t={t:.4f}")
-    if grad is not None and not torch.isfinite(grad).all():
-        raise ValueError(f"gradient of the reward at xhat0 is NaN or inf at t={t:.4f}")
+    checks.expect_finite(s, f"score returned NaN or inf at t={t:.4f}")
+    checks.expect_finite(r, f"reward at xhat0 returned NaN or inf at t={t:.4f}")
+    if grad is not None:
+        checks.expect_finite(grad, f"gradient of the reward at xhat0 is NaN or inf at t={t:.4f}")
     return XHat0Potential(score=s, phi=lam * r.double(), grad_phi=grad)
 
 
@@ -250,15 +320,20 @@ def xhat0_potential(
     lam: float,
     need_grad: bool,
     chunk_size: int | None = None,
+    checks: DeviceChecks | None = None,
 ) -> XHat0Potential:
     """Step 1 of the x̂0 tilt: ``s = grad log q_t(x)``, ``phi = lam r(xhat0(x, t))`` and (if asked)
-    ``grad_x phi``, which differentiates through the score network (the Jacobian of xhat0)."""
+    ``grad_x phi``, which differentiates through the score network (the Jacobian of xhat0).
+    ``checks`` as in :func:`fkc_step`."""
     n = x.shape[0]
     chunk = chunk_size or n
+    pending = DeviceChecks() if checks is None else checks
     parts = [
-        _potential_chunk(score, reward, sde, x[lo : lo + chunk], (t, lam, need_grad))
+        _potential_chunk(score, reward, sde, x[lo : lo + chunk], (t, lam, need_grad), pending)
         for lo in range(0, n, chunk)
     ]
+    if checks is None:
+        pending.read()
     if len(parts) == 1:
         return parts[0]
     return XHat0Potential(

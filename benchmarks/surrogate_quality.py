@@ -9,7 +9,7 @@ error on the tilted draws (where the aligned sampler goes), and, for the GP, whe
 posterior std says where it is wrong (the correlation of |error| with the std, and the
 calibration: the share of errors within two std).
 
-    python benchmarks/surrogate_quality.py --model-dir results/models/digits \\
+    python benchmarks/surrogate_quality.py --model-dir models/digits \\
         --users thick-3 slant-7 wide-1 --seeds 0 1 2
 """
 
@@ -75,7 +75,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model-dir", default="results/models/digits")
+    p.add_argument("--model-dir", default="models/digits")
     p.add_argument("--users", nargs="+", default=["thick-3"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--answers", type=int, default=60, help="base and tilted answers each")

@@ -5,7 +5,7 @@ satisfy lets every method tie.
 For each user: the share of base samples (FKC untilted, the campaigns' 50 steps) and of real
 held-out digits whose reward is above 0.9 and 0.5, and the mean reward.
 
-    python benchmarks/users.py --model-dir results/models/digits --n 1024 \\
+    python benchmarks/users.py --model-dir models/digits --n 1024 \\
         --users thick-3 slant-7 wide-1 thin-8 slant-4 wide-0
 """
 
@@ -21,7 +21,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model-dir", default="results/models/digits")
+    p.add_argument("--model-dir", default="models/digits")
     p.add_argument("--n", type=int, default=1024, help="base samples")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)

@@ -84,8 +84,8 @@ def test_each_tilt_of_the_grid_is_a_row_and_the_record_is_the_trusted_one(
             assert table["mean_reward"].is_monotonic_increasing
             continue
         bound = FinalTilt().max_std
-        allowed = table[table["surrogate_std"] <= bound]["lam"]
-        assert record["lam"] == (allowed.max() if len(allowed) else min(LAMS))
+        allowed = table[(table["surrogate_std"] <= bound) | (table["lam"] <= 8.0)]["lam"]
+        assert record["lam"] == allowed.max()
 
 
 def test_the_trusted_rule_reads_the_surrogate_not_the_reward() -> None:
@@ -98,8 +98,19 @@ def test_the_trusted_rule_reads_the_surrogate_not_the_reward() -> None:
     ]
     assert trusted_tilt(spec, records) == 2
     for r in records:
-        r["surrogate_std"] = 1.0  # nothing within the bound: the weakest tilt
-    assert trusted_tilt(spec, records) == 0
+        r["surrogate_std"] = 1.0  # nothing within the bound: the configured tilt (lam_max 8)
+    assert trusted_tilt(spec, records) == 1
+    # a grid with nothing at or below the configured tilt and nothing trusted: its weakest
+    above = [dict(r, lam=r["lam"] + 10.0) for r in records]
+    assert trusted_tilt(spec, above) == 0
+
+
+def test_the_configured_tilt_is_the_evaluation_samplers() -> None:
+    """best-of-n samples the base model in its rounds: its final sampler's tilt is FKC's."""
+    spec = campaign_spec(_config(), "mixture2d", "best-of-n", 0)
+    records = [{"lam": lam, "surrogate_std": 1.0, "mean_reward": 0.0} for lam in (0, 8, 16)]
+    assert spec.method.sampler.variant == "base"
+    assert trusted_tilt(spec, records) == 1
 
 
 def test_frontier_table_figure_and_paired_differences(

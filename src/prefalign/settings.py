@@ -259,7 +259,8 @@ class DDPMTraining:
 
 
 #: How the trusted tilt is picked from the frontier's grid: ``std``, the largest tilt whose
-#: samples' mean posterior standard deviation of the reward stays within ``max_std``.
+#: samples' mean posterior standard deviation of the reward stays within ``max_std``, and never
+#: less than the configured tilt (the largest of the grid up to the evaluation sampler's lam_max).
 TRUST_RULES: tuple[str, ...] = ("std",)
 
 

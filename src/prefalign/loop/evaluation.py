@@ -158,15 +158,19 @@ def evaluate_campaign(
 def trusted_tilt(spec: CampaignSpec, frontier: list[dict]) -> int:
     """The index of the trusted tilt among the frontier's records (``final_tilt.rule``), read
     from what the campaign knows, never the user's reward. ``std``: the largest tilt whose
-    samples' mean posterior std of the reward (``surrogate_std``) is at most ``max_std``; the
-    smallest tilt when none is. The upper bound ``true-reward`` has no surrogate to doubt: its
-    tilt is the largest of the grid up to the domain's ``lam_max``."""
+    samples' mean posterior std of the reward (``surrogate_std``) is at most ``max_std``, and
+    never less than the configured tilt (the largest of the grid up to the evaluation sampler's
+    ``lam_max``: the tilt the campaign was set up with); the smallest tilt of the grid when the
+    grid holds neither. The upper bound ``true-reward`` has no surrogate to doubt: its tilt is
+    the configured one."""
     lams = [record["lam"] for record in frontier]
-    if spec.true_reward:
-        allowed = [i for i, lam in enumerate(lams) if lam <= spec.method.sampler.lam_max]
-    else:
+    configured = (spec.method.eval_sampler or spec.method.sampler).lam_max
+    allowed = [i for i, lam in enumerate(lams) if lam <= configured]
+    if not spec.true_reward:
+        # a surrogate that does not yet know where a stronger tilt goes keeps the configured
+        # one rather than falling back to the base model (all the rounds' answers unused)
         bound = spec.final_tilt.max_std
-        allowed = [i for i, r in enumerate(frontier) if r["surrogate_std"] <= bound]
+        allowed += [i for i, r in enumerate(frontier) if r["surrogate_std"] <= bound]
     if not allowed:
         return min(range(len(lams)), key=lambda i: lams[i])
     return max(allowed, key=lambda i: lams[i])

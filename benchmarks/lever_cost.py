@@ -37,7 +37,7 @@ GOAL_NEW = 1.5  # issue 26: each new surrogate and acquisition rule, one round /
 #: the GP (issue 26), so that the base round stays the same round across the project's history
 CNN_SURROGATE = {"arch": "cnn", "hidden": 32, "layers": 3, "epochs": 200, "lr": 0.003}
 LEVERS: dict[str, dict] = {
-    "fkc-al (CNN default)": {},
+    "fkc-al, CNN (former default)": {},
     "draft-al (draft's rule)": {"method": {"batch": "top", "explore_from": "tilted"}},
     "fkc-al, k-center batch": {"method": {"batch": "kcenter"}},
     "fkc-al, reward at xhat0": {"method": {"sampler": {"reward_at": "xhat0"}}},
@@ -50,7 +50,7 @@ LEVERS: dict[str, dict] = {
     },
     # issue 26: the Gaussian-process surrogate, and questions chosen by information
     "best-of-n, GP surrogate": {"method": "best-of-n", "surrogate": {"arch": "gp"}},
-    "fkc-al, GP surrogate": {"surrogate": {"arch": "gp"}},
+    "fkc-al, GP surrogate (config default)": {"surrogate": {"arch": "gp"}},
     "fkc-info, GP surrogate (explore by information)": {
         "method": {"explore_from": "information"},
         "surrogate": {"arch": "gp"},

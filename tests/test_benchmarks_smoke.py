@@ -31,7 +31,14 @@ def expected_lines() -> list[str]:
         lines.append(rf"\[5\] {d} chunk \d+, N \d+ -> \d+: time/N ratio {NUMBER}")
     lines.append(rf"\[4\] share of wall x cores outside the rules' own work \(\d+ jobs\): {NUMBER}")
     lines.append(rf"\[4\] start-up prefalign select --help / python -c pass: {NUMBER}")
-    lines.append(rf"\[6\] one round / base round, digits, fkc-al \(config default\): {NUMBER}")
+    lines.append(rf"\[6\] one round / base round, digits, fkc-al, CNN \(former default\): {NUMBER}")
+    lines.append(
+        rf"\[6\] one round / base round, digits, fkc-al, GP surrogate \(config default\): {NUMBER}"
+    )
+    lines.append(
+        rf"\[6\] one round / base round, digits, fkc-info, GP surrogate \(explore by information\): "
+        rf"{NUMBER}"
+    )
     lines.append(rf"\[6\] one round / base round, digits, fkc-al, reward at xhat0: {NUMBER}")
     return lines
 

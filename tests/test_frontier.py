@@ -140,6 +140,22 @@ def test_frontier_table_figure_and_paired_differences(
     assert "fkc-al − best-of-n: reward" in md and "**mixture2d**" in md
 
 
+def test_the_figure_draws_only_domains_with_a_grid(
+    evaluated: dict[tuple[str, int], Path], tmp_path: Path
+) -> None:
+    """A domain evaluated at one tilt (no grid) has no frontier: the figure leaves it out
+    instead of drawing a row of lone dots; the tables still hold it."""
+    rows = frontier.load_frontiers(list(evaluated.values()))
+    single = rows[rows["lam"] == 4.0].assign(domain="one-tilt")
+    summary = frontier.plot_frontier(pd.concat([rows, single]), tmp_path / "frontier.png")
+    assert set(summary["domain"]) == {"mixture2d"}
+    assert (tmp_path / "frontier.png").stat().st_size > 10_000
+    assert set(frontier.frontier_table(pd.concat([rows, single]))["domain"]) == {
+        "mixture2d",
+        "one-tilt",
+    }
+
+
 def test_one_tilt_writes_no_frontier(tmp_path: Path) -> None:
     """Without a grid each campaign's frontier.csv has the one tilt, and no figure is drawn."""
     config = _config()

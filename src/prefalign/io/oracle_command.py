@@ -444,10 +444,12 @@ def _run(
         )
         for pipe, default, keep in ((proc.stdout, 1, None), (proc.stderr, 2, tail))
     ]
-    for tee in tees:
-        tee.start()
     try:
         try:
+            # inside the guarded block: a signal that lands while the tees start (the oracle
+            # already runs) must kill the oracle too, not leave it running in its own session
+            for tee in tees:
+                tee.start()
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             with _signals_ignored():
@@ -466,7 +468,8 @@ def _run(
             # a bounded drain: what is still in the pipes, never waiting on a writer for long
             deadline = time.monotonic() + _DRAIN_S
             for tee in tees:
-                tee.join(timeout=max(0.0, deadline - time.monotonic()))
+                if tee.ident is not None:  # started
+                    tee.join(timeout=max(0.0, deadline - time.monotonic()))
     finally:
         proc.stdout.close()
         proc.stderr.close()

@@ -143,14 +143,19 @@ def plot_frontier(
     *,
     palette: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Fresh-sample reward and validity against the tilt, one row of panels per domain: a line
-    per method (mean over seeds, 95% band), the user's exact reward dashed, and each seed's
-    trusted tilt as a dot. Returns the plotted summary (also written as CSV beside the PNG)."""
+    """Fresh-sample reward and validity against the tilt, one row of panels per domain with a
+    grid of tilts (a domain evaluated at one tilt has no frontier to draw; its final table says
+    it): a line per method (mean over seeds, 95% band), the user's exact reward dashed, and
+    each seed's trusted tilt as a dot. Returns the plotted summary (also written as CSV beside
+    the PNG)."""
     summary = frontier_table(frontiers)
     path = Path(path)
+    grids = summary.groupby("domain")["lam"].nunique()
+    domains = sorted(grids[grids >= 2].index) or sorted(summary["domain"].unique())
+    summary = summary[summary["domain"].isin(domains)]
+    frontiers = frontiers[frontiers["domain"].isin(domains)]
     methods = sorted(m for m in summary["method"].unique() if m != EXACT)
     colors = dict(palette or method_palette(methods))
-    domains = sorted(summary["domain"].unique())
     metrics = ("mean_reward", "validity_rate")
     labels = {"mean_reward": "mean reward of fresh samples", "validity_rate": "validity rate"}
     axes_style, context = _style()
@@ -190,12 +195,22 @@ def plot_frontier(
                 if metric == "validity_rate":
                     ax.set_ylim(-0.02, 1.02)
                 ax.set_title(domain if j == 0 else "", loc="left", fontweight="bold")
-        handles, names = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="outside right upper", frameon=False, title="method")
+        legend: dict[str, object] = {}  # every method of every domain, once
+        for ax in axes.flat:
+            for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(name, handle)
+        fig.legend(
+            list(legend.values()),
+            list(legend),
+            loc="outside right upper",
+            frameon=False,
+            title="method",
+        )
         _caption(
             fig,
             "lines: mean over seeds, bands: 95% CI (Student t); dots: each seed at its trusted "
             f"tilt; dashed: the user's exact reward ({EXACT})",
+            left=True,
         )
         _save(fig, path, summary)
     return summary

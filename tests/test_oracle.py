@@ -515,8 +515,11 @@ if mode == "exit":  # answer well, leave the grandchild behind holding stderr
 time.sleep(600)
 """
 
+# The runner takes Ctrl-C as an interactive run does: a test suite started in the background by
+# a non-interactive shell (`cmd &`) inherits SIGINT ignored, and Python then leaves it ignored.
 RUNNER = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from prefalign.io.oracle_command import run_oracle
 run_oracle(sys.argv[4:], sys.argv[1], sys.argv[2], None, sys.argv[3])
 """

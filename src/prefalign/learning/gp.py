@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prefalign.learning.surrogate import FitReport, head_of
+from prefalign.learning.surrogate import FitReport, check_observations, head_of
 from prefalign.settings import SurrogateConfig
 
 #: Feature maps from the normalised input to the GP's input.
@@ -421,13 +421,7 @@ def fit_gp(
     start = time.perf_counter()
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    if x.ndim < 2 or x.shape[0] < 1:
-        raise ValueError(f"x must have shape (N, *event_shape) with N >= 1, got {x.shape}")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {y.shape}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("x and y must be finite (found NaN or inf)")
-    event_shape = tuple(x.shape[1:])
+    event_shape = check_observations(x, y)
     head = head_of(form)
     xt = torch.as_tensor(x, device="cpu")  # fitted on the host (L-BFGS), then moved
     embedding = None

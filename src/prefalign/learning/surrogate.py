@@ -224,6 +224,18 @@ def training_set_hash(
 # Fitting
 
 
+def check_observations(x: np.ndarray, y: np.ndarray) -> tuple[int, ...]:
+    """The event shape of observations ``x`` (N, *event_shape) with answers ``y`` (N,); a
+    ``ValueError`` naming the problem when the shapes disagree or a value is not finite."""
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise ValueError(f"x must have shape (N, *event_shape) with N >= 1, got {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("x and y must be finite (found NaN or inf)")
+    return tuple(x.shape[1:])
+
+
 def fit(
     x: np.ndarray,
     y: np.ndarray,
@@ -273,13 +285,7 @@ def fit(
     # 1. validate the data
     x = np.asarray(x)
     y = np.asarray(y)
-    if x.ndim < 2 or x.shape[0] < 1:
-        raise ValueError(f"x must have shape (N, *event_shape) with N >= 1, got {x.shape}")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {y.shape}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("x and y must be finite (found NaN or inf)")
-    event_shape = tuple(x.shape[1:])
+    event_shape = check_observations(x, y)
     if config.arch == "cnn" and len(event_shape) != 3:
         raise ValueError(f"arch 'cnn' needs images (N, C, H, W), got x of shape {x.shape}")
     if config.noise_train and sde is None:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from prefalign.reporting.comparison import paired_differences
 from prefalign.reporting.figures import _caption, _save, _style, method_palette
 from prefalign.reporting.metrics import MetricsError, ci95
 
@@ -89,35 +90,15 @@ def frontier_paired(
 ) -> pd.DataFrame:
     """Each method minus ``reference`` at each tilt, paired by seed: ``n_pairs``,
     ``mean_difference``, the 95% t interval and ``wins``."""
-    rows = []
-    for (domain, lam), part in frontiers.groupby(["domain", "lam"], sort=True):
-        ref = part[part["method"] == reference].set_index("seed")
-        if ref.empty:
-            continue
-        for method, g in part.groupby("method", sort=True):
-            if method == reference:
-                continue
-            g = g.set_index("seed")
-            seeds = g.index.intersection(ref.index)
-            for metric in metrics:
-                d = (g.loc[seeds, metric] - ref.loc[seeds, metric]).to_numpy(np.float64)
-                d = d[np.isfinite(d)]
-                mean, half = ci95(d) if d.size else (math.nan, math.nan)
-                rows.append(
-                    {
-                        "domain": domain,
-                        "lam": float(lam),
-                        "method": method,
-                        "reference": reference,
-                        "metric": metric,
-                        "n_pairs": int(d.size),
-                        "mean_difference": mean,
-                        "ci95_low": mean - half,
-                        "ci95_high": mean + half,
-                        "wins": int((d > 0).sum()),
-                    }
-                )
-    return pd.DataFrame(rows)
+    tables = []
+    for lam, part in frontiers.groupby("lam", sort=True):
+        table = paired_differences(part, reference, metrics=metrics)
+        tables.append(table.assign(lam=float(lam)))
+    if not tables:
+        return pd.DataFrame()
+    paired = pd.concat(tables, ignore_index=True)
+    columns = ["domain", "lam", *(c for c in paired.columns if c not in ("domain", "lam"))]
+    return paired[columns].sort_values(["domain", "lam"], kind="stable", ignore_index=True)
 
 
 def ceiling_tilt(table: pd.DataFrame, domain: str, share: float = 0.9) -> float:

@@ -1,4 +1,4 @@
-"""Tests for query selection (acquisition strategies)."""
+"""Tests for query selection (the selection rules of :mod:`prefalign.acquisition`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from prefalign.acquisition import STRATEGIES, Selection, eps_greedy_epsilon, select
+from prefalign import acquisition
+from prefalign.acquisition import RULES, Selection, eps_greedy_epsilon
+
+
+def select(strategy: str, scores, k, rng, *, x, epsilon=None, ucb_std=None, **options) -> Selection:
+    """The rule called ``strategy``: :meth:`prefalign.acquisition.SelectionRule.select`."""
+    return acquisition.rule(strategy).select(
+        scores, k, rng, x=x, epsilon=epsilon, std=ucb_std, **options
+    )
 
 
 def particles(n: int = 20, shape: tuple[int, ...] = (2,), seed: int = 0) -> np.ndarray:
@@ -55,8 +63,8 @@ def test_epsilon_schedule_rejects_bad_steps(step: int, total: int) -> None:
 
 
 def test_registry_lists_valid_names() -> None:
-    assert set(STRATEGIES) == {"eps_greedy", "greedy", "random", "ucb"}
-    with pytest.raises(ValueError, match="one of `eps_greedy`, `greedy`, `random`, `ucb`"):
+    assert set(RULES) == {"eps_greedy", "greedy", "random", "ucb"}
+    with pytest.raises(ValueError, match="one of eps_greedy, greedy, random, ucb"):
         select("thompson", np.zeros(3), 1, rng(), x=particles(3))
 
 
@@ -252,12 +260,12 @@ def test_does_not_touch_global_random_state() -> None:
     [
         ("eps_greedy", {}, "eps_greedy needs epsilon"),
         ("eps_greedy", {"epsilon": 1.5}, r"epsilon must be in \[0, 1\]"),
-        ("greedy", {"epsilon": 0.5}, "epsilon is only used by eps_greedy"),
-        ("ucb", {}, "ucb needs ucb_std"),
+        ("greedy", {"epsilon": 0.5}, "epsilon is only used by rules that explore"),
+        ("ucb", {}, "ucb needs std"),
         ("ucb", {"ucb_std": -np.ones(5)}, "non-negative"),
-        ("ucb", {"ucb_std": np.ones(4)}, r"ucb_std must have shape \(5,\)"),
+        ("ucb", {"ucb_std": np.ones(4)}, r"std must have shape \(5,\)"),
         ("ucb", {"ucb_std": np.ones(5), "kappa": -1.0}, "kappa"),
-        ("random", {"ucb_std": np.ones(5)}, "ucb_std is only used by ucb"),
+        ("random", {"ucb_std": np.ones(5)}, "std is only used by optimistic rules"),
     ],
 )
 def test_rejects_unsupported_combinations(

@@ -18,8 +18,9 @@ import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler
 
+from prefalign.loop.draws import campaign_domain, draw
+from prefalign.loop.learners import learner_for
 from prefalign.loop.spec import CampaignSpec, campaign_spec
-from prefalign.loop.steps import campaign_domain, draw_particles
 from prefalign.models.ddpm import DDPMSettings, build_unet
 from prefalign.models.sde import VPSDE
 from prefalign.runtime import resolve_device, torch_generator
@@ -205,7 +206,9 @@ def test_a_rounds_draw_tilted_by_a_cpu_fitted_surrogate_is_on_the_device() -> No
         SurrogateConfig(hidden=8, layers=2, epochs=2),
         seed=0,
     )
-    result = draw_particles(spec, campaign_domain(spec), surrogate, 8, 1, "sample")
+    domain = campaign_domain(spec)
+    proposal = learner_for(spec.method.learner).proposal(spec, domain, surrogate, 1)
+    result = draw(spec, proposal, 8, 1, "sample")
     _on_meta(x=result.x, path_log_weights=result.path_log_weights)
 
 

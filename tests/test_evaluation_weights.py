@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from prefalign.loop import evaluation
+from prefalign.loop.learners import SurrogateLearner
 from prefalign.loop.spec import CampaignSpec, campaign_spec
 from prefalign.sampling import SampleResult
 
@@ -54,7 +55,7 @@ X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]], dtype=np.float32)
 
 
 def _fake_draw(log_weights: np.ndarray):
-    def draw(spec, domain, surrogate, n, round_, step, *, explore=True, progress=False):
+    def draw(spec, proposal, n, round_, step, *, progress=False):
         lw = torch.as_tensor(log_weights, dtype=torch.float64)
         return SampleResult(
             x=torch.as_tensor(X),
@@ -80,7 +81,8 @@ def test_non_uniform_weights_give_weighted_metrics(
     """The evaluation averaged `x` unweighted (the evaluation step): the draft-weights ablation was
     scored on the wrong distribution."""
     log_w = np.log(np.array([0.1, 0.1, 0.2, 0.6]))
-    monkeypatch.setattr(evaluation, "draw_particles", _fake_draw(log_w))
+    monkeypatch.setattr(evaluation, "draw", _fake_draw(log_w))
+    monkeypatch.setattr(SurrogateLearner, "final_proposal", lambda *args: None)
     import prefalign.learning.checkpoint
 
     monkeypatch.setattr(prefalign.learning.checkpoint, "load_surrogate", lambda path: None)
@@ -102,7 +104,8 @@ def test_non_uniform_weights_give_weighted_metrics(
 def test_uniform_weights_keep_the_plain_means(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(evaluation, "draw_particles", _fake_draw(np.zeros(4)))
+    monkeypatch.setattr(evaluation, "draw", _fake_draw(np.zeros(4)))
+    monkeypatch.setattr(SurrogateLearner, "final_proposal", lambda *args: None)
     import prefalign.learning.checkpoint
 
     monkeypatch.setattr(prefalign.learning.checkpoint, "load_surrogate", lambda path: None)

@@ -16,7 +16,7 @@ from prefalign.finetune.closed_form import ClosedFormCheck, run_check
 from prefalign.finetune.denoiser import MLPDenoiser
 from prefalign.finetune.model_dir import FINETUNE_FILE, load_finetuned, save_finetuned
 from prefalign.finetune.train import denoising_fit, first_timestep, preference_fit
-from prefalign.loop.finetuning import answered_pairs, liked_items
+from prefalign.loop.learners import answered_pairs, liked_items
 from prefalign.models.ddpm import DDPMSettings, ModelLoadError, NoiseSchedule, build_unet
 from prefalign.sampling import sample
 from prefalign.settings import FinetuneSettings, SamplerConfig

@@ -104,7 +104,6 @@ def test_lam_ramp_scales_the_tilt_with_the_answers(tmp_path: Path) -> None:
     [
         ({"batch": "dpp"}, "batch must be one of top, lineage, kcenter"),
         ({"explore_from": "nowhere"}, "explore_from must be one of tilted, base"),
-        ({"base_share": 1.0}, "base_share must lie in"),
         ({"lam_ramp_queries": 0}, "lam_ramp_queries must be >= 1"),
     ],
 )

@@ -1,6 +1,8 @@
 """Query selection: which k of the N sampled particles to show the oracle.
 
-Strategies, chosen by name through :data:`STRATEGIES` (an unknown name lists the valid ones):
+Selection rules, chosen by name through :data:`RULES` (an unknown name lists the valid ones), all
+one routine (:func:`select`: the ``n_top`` best, then the rest at random) with their own
+``n_top`` and ranking score:
 
 - ``eps_greedy``: the draft paper's rule (Algorithm 1). With ``n_random = floor(ε k)`` and
   ``n_top = k - n_random``, take the ``n_top`` best particles by score, then ``n_random`` particles
@@ -36,18 +38,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = [
     "BATCH_RULES",
-    "STRATEGIES",
+    "RULES",
     "Selection",
+    "SelectionRule",
     "distinct_in_rank_order",
     "eps_greedy_epsilon",
     "n_random_picks",
+    "rule",
     "select",
 ]
 
@@ -177,67 +180,13 @@ def _pick_top(
 
 
 # ----------------------------------------------------------------------------------------------
-# strategies
-
-
-@dataclass(frozen=True)
-class _Request:
-    """Inputs shared by all strategies, already validated and deduplicated."""
-
-    scores: np.ndarray  # (N,) the ranking score (for ucb: mean + kappa std)
-    ranked: np.ndarray  # distinct particles, best first
-    k: int
-    rng: np.random.Generator
-    epsilon: float | None
-    batch: str = "top"
-    rows: np.ndarray | None = None  # (N, D) flattened particles, for kcenter
-    lineage: np.ndarray | None = None  # (N,) lineage ids, for lineage
-    pool: int = 4
-
-
-def _top_then_random(req: _Request, n_top: int, top_label: str) -> Selection:
-    ranked = req.ranked
-    ranked_finite = ranked[~np.isnan(req.scores[ranked])]
-    top = _pick_top(ranked_finite, n_top, req.batch, req.rows, req.lineage, req.pool)
-    rest = np.sort(np.setdiff1d(ranked, top, assume_unique=True))
-    n_random = req.k - top.size
-    drawn = req.rng.choice(rest, size=n_random, replace=False) if n_random else rest[:0]
-    indices = np.concatenate([top, drawn]).astype(np.int64)
-    labels = np.asarray([top_label] * top.size + ["random"] * n_random, dtype=np.str_)
-    indices.setflags(write=False)
-    labels.setflags(write=False)
-    return Selection(indices=indices, selected_by=labels)
+# the one selection routine and the rules built on it
 
 
 def n_random_picks(epsilon: float, k: int) -> int:
     """How many of ``k`` eps-greedy picks explore: ``floor(eps k)`` (with a round-off guard)."""
     return math.floor(epsilon * k + _FLOOR_TOL)
 
-
-def _eps_greedy(req: _Request) -> Selection:
-    assert req.epsilon is not None
-    return _top_then_random(req, req.k - n_random_picks(req.epsilon, req.k), "top")
-
-
-def _greedy(req: _Request) -> Selection:
-    return _top_then_random(req, req.k, "top")
-
-
-def _random(req: _Request) -> Selection:
-    return _top_then_random(req, 0, "top")
-
-
-def _ucb(req: _Request) -> Selection:
-    return _top_then_random(req, req.k, "ucb")
-
-
-#: Strategy name -> implementation. :func:`select` is the public entry point.
-STRATEGIES: dict[str, Callable[[_Request], Selection]] = {
-    "eps_greedy": _eps_greedy,
-    "greedy": _greedy,
-    "random": _random,
-    "ucb": _ucb,
-}
 
 #: How the top slots of a round are filled (see the module docstring).
 BATCH_RULES: tuple[str, ...] = ("top", "lineage", "kcenter")
@@ -251,55 +200,45 @@ def _as_1d(name: str, values: np.ndarray, n: int) -> np.ndarray:
 
 
 def select(
-    strategy: str,
     scores: np.ndarray,
     k: int,
     rng: np.random.Generator,
     *,
     x: np.ndarray,
-    epsilon: float | None = None,
-    ucb_std: np.ndarray | None = None,
-    kappa: float = 1.0,
+    n_top: int,
+    top_label: str = "top",
     batch: str = "top",
     lineage: np.ndarray | None = None,
     min_distance: float = 0.0,
     pool: int = 4,
 ) -> Selection:
-    """Choose ``k`` distinct particles to query.
+    """Choose ``k`` distinct particles: the ``n_top`` best by ``scores`` (filled by the batch
+    rule), then ``k - n_top`` uniformly at random from the rest. Every rule of :data:`RULES` is
+    this routine with its own ``n_top`` and ranking score.
 
     Args:
-        strategy: one of :data:`STRATEGIES`: ``eps_greedy``, ``greedy``, ``random``, ``ucb``.
-        scores: ``(N,)`` ranking score per particle (FK path log-weight, surrogate prediction, or
-            the ensemble mean for ``ucb``); NaN means "no score" and is ranked last.
+        scores: ``(N,)`` ranking score per particle; NaN means "no score" and is ranked last.
         k: number of queries, ``1 <= k <=`` number of distinct particles.
         rng: the only source of randomness.
         x: ``(N, *event_shape)`` the particles; exactly equal rows are one query.
-        epsilon: exploration rate in [0, 1]; required by ``eps_greedy`` (from
-            :func:`eps_greedy_epsilon`, or a constant), rejected by the other strategies.
-        ucb_std: ``(N,)`` non-negative spread (ensemble std); required by ``ucb`` only.
-        kappa: ``ucb`` exploration weight, ``>= 0``; the ``ucb`` score is
-            ``scores + kappa * ucb_std``.
+        n_top: how many picks go to the best-ranked particles, ``0 <= n_top <= k``.
+        top_label: how the top picks are labelled in ``selected_by`` (random picks: ``random``).
         batch: how the top slots are filled: ``top``, ``lineage`` or ``kcenter``.
         lineage: ``(N,)`` lineage id per particle (``SampleResult.ancestors``); ``lineage`` only.
         min_distance: merge particles closer than this (flattened Euclidean) as near-duplicates.
         pool: ``kcenter`` chooses among the ``pool * n_top`` best particles.
 
-    Returns:
-        The :class:`Selection`: ``k`` distinct indices and how each was chosen.
-
     Raises:
-        ValueError: unknown strategy (the message lists the valid ones), inputs of the wrong
-            shape, a missing or superfluous ``epsilon``/``ucb_std``, or fewer than ``k`` distinct
-            particles (the message says how many there are).
+        ValueError: inputs of the wrong shape, an unknown batch rule (the message lists the
+            valid ones), or fewer than ``k`` distinct particles (the message says how many).
         TypeError: ``rng`` is not a :class:`numpy.random.Generator`.
     """
-    if strategy not in STRATEGIES:
-        valid = ", ".join(f"`{name}`" for name in STRATEGIES)
-        raise ValueError(f"unknown acquisition strategy {strategy!r}; must be one of {valid}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
+    if not 0 <= n_top <= k:
+        raise ValueError(f"n_top must lie in [0, k={k}], got {n_top}")
     x = np.asarray(x)
     if x.ndim < 1:
         raise ValueError("x must have shape (N, *event_shape)")
@@ -307,28 +246,6 @@ def select(
     if x.size and not np.isfinite(x).all():
         raise ValueError("x has non-finite values; cannot compare particles")
     score = _as_1d("scores", scores, n)
-
-    if strategy == "eps_greedy":
-        if epsilon is None:
-            raise ValueError(
-                "eps_greedy needs epsilon: pass eps_greedy_epsilon(step, total_steps) or a constant"
-            )
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
-    elif epsilon is not None:
-        raise ValueError(f"epsilon is only used by eps_greedy, not by {strategy!r}")
-    if strategy == "ucb":
-        if ucb_std is None:
-            raise ValueError("ucb needs ucb_std (the ensemble's standard deviation per particle)")
-        std = _as_1d("ucb_std", ucb_std, n)
-        if (std < 0).any():
-            raise ValueError("ucb_std must be non-negative")
-        if not (math.isfinite(kappa) and kappa >= 0):
-            raise ValueError(f"kappa must be finite and >= 0, got {kappa}")
-        score = score + kappa * std
-    elif ucb_std is not None:
-        raise ValueError(f"ucb_std is only used by ucb, not by {strategy!r}")
-
     if batch not in BATCH_RULES:
         valid = ", ".join(f"`{name}`" for name in BATCH_RULES)
         raise ValueError(f"unknown batch rule {batch!r}; must be one of {valid}")
@@ -348,15 +265,118 @@ def select(
             f"cannot select k={k} queries: only {ranked.size} distinct particles among {n} "
             "(resampling copies count once); sample more particles or lower k"
         )
-    req = _Request(
-        scores=score,
-        ranked=ranked,
-        k=int(k),
-        rng=rng,
-        epsilon=None if epsilon is None else float(epsilon),
-        batch=batch,
-        rows=x.reshape(n, -1).astype(np.float64) if batch == "kcenter" else None,
-        lineage=lineage,
-        pool=int(pool),
+    rows = x.reshape(n, -1).astype(np.float64) if batch == "kcenter" else None
+    ranked_finite = ranked[~np.isnan(score[ranked])]
+    top = _pick_top(ranked_finite, n_top, batch, rows, lineage, int(pool))
+    rest = np.sort(np.setdiff1d(ranked, top, assume_unique=True))
+    n_random = int(k) - top.size
+    drawn = rng.choice(rest, size=n_random, replace=False) if n_random else rest[:0]
+    indices = np.concatenate([top, drawn]).astype(np.int64)
+    labels = np.asarray([top_label] * top.size + ["random"] * n_random, dtype=np.str_)
+    indices.setflags(write=False)
+    labels.setflags(write=False)
+    return Selection(indices=indices, selected_by=labels)
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """A selection rule: how many of a round's ``k`` picks go to the best-ranked particles and
+    what ranks them. A new rule is one entry of :data:`RULES`.
+
+    Attributes:
+        name: the rule's name in a method's ``selection``.
+        explores: ``floor(eps k)`` of the picks explore (eps-greedy); needs ``epsilon``.
+        optimistic: ranks by ``score + kappa std`` (UCB); needs ``std``.
+        greedy: every pick that does not explore is a top pick (false: all picks at random).
+    """
+
+    name: str
+    explores: bool = False
+    optimistic: bool = False
+    greedy: bool = True
+
+    @property
+    def top_label(self) -> str:
+        """How the rule's top picks are labelled in ``selected_by``."""
+        return "ucb" if self.optimistic else "top"
+
+    def n_top(self, k: int, epsilon: float | None = None) -> int:
+        """The top picks among ``k``: all of them, none (random), or ``k - floor(eps k)``."""
+        if not self.greedy:
+            return 0
+        return k - n_random_picks(epsilon, k) if self.explores else k
+
+    def select(
+        self,
+        scores: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        *,
+        x: np.ndarray,
+        epsilon: float | None = None,
+        std: np.ndarray | None = None,
+        kappa: float = 1.0,
+        **batch,
+    ) -> Selection:
+        """:func:`select` with this rule's ``n_top`` and ranking score; ``batch``: the batch
+        arguments of :func:`select` (``batch``, ``lineage``, ``min_distance``, ``pool``).
+
+        Raises:
+            ValueError: a missing or superfluous ``epsilon``/``std``, or ``kappa < 0``.
+        """
+        if self.explores:
+            if epsilon is None:
+                raise ValueError(
+                    f"{self.name} needs epsilon: pass eps_greedy_epsilon(step, total_steps) "
+                    "or a constant"
+                )
+            if not 0.0 <= epsilon <= 1.0:
+                raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        elif epsilon is not None:
+            raise ValueError(f"epsilon is only used by rules that explore, not by {self.name!r}")
+        score = np.asarray(scores, dtype=np.float64)
+        if self.optimistic:
+            if std is None:
+                raise ValueError(f"{self.name} needs std (the surrogate's spread per particle)")
+            spread = _as_1d("std", std, np.asarray(x).shape[0])
+            if (spread < 0).any():
+                raise ValueError("std must be non-negative")
+            if not (math.isfinite(kappa) and kappa >= 0):
+                raise ValueError(f"kappa must be finite and >= 0, got {kappa}")
+            score = _as_1d("scores", score, np.asarray(x).shape[0]) + kappa * spread
+        elif std is not None:
+            raise ValueError(f"std is only used by optimistic rules, not by {self.name!r}")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        return select(
+            score,
+            k,
+            rng,
+            x=x,
+            n_top=self.n_top(int(k), epsilon),
+            top_label=self.top_label,
+            **batch,
+        )
+
+
+#: The selection rules by name (a method's ``selection``); an unknown name lists these.
+RULES: dict[str, SelectionRule] = {
+    rule.name: rule
+    for rule in (
+        SelectionRule("eps_greedy", explores=True),
+        SelectionRule("greedy"),
+        SelectionRule("random", greedy=False),
+        SelectionRule("ucb", optimistic=True),
     )
-    return STRATEGIES[strategy](req)
+}
+
+
+def rule(name: str) -> SelectionRule:
+    """The selection rule called ``name``.
+
+    Raises:
+        ValueError: no such rule (the message lists the valid ones).
+    """
+    if name not in RULES:
+        raise ValueError(f"selection must be one of {', '.join(RULES)}; got {name!r}")
+    return RULES[name]

@@ -62,3 +62,11 @@ def write_bytes(path: StrPath, data: bytes) -> None:
 def write_text(path: StrPath, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     write_bytes(path, text.encode())
+
+
+def savez(path: StrPath, **arrays) -> None:
+    """Write numpy ``arrays`` to the ``.npz`` file ``path`` atomically (``numpy.savez``)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)

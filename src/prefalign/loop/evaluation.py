@@ -8,29 +8,31 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from prefalign.io.atomic import write_text
+from prefalign.io.atomic import savez, write_text
 from prefalign.io.observations import read_observations
 from prefalign.io.oracle_command import run_oracle
 from prefalign.io.queries import write_queries
+from prefalign.loop.draws import EVALUATION_ROUND, campaign_domain, draw
+from prefalign.loop.learners import learner_for, used_tilt
 from prefalign.loop.spec import CampaignSpec
-from prefalign.loop.steps import (
-    OracleRunner,
-    PathLike,
-    _atomic_savez,
-    campaign_domain,
-    draw_particles,
-    fit_round,
-)
-from prefalign.runtime import numpy_rng, resolve_device
+from prefalign.loop.steps.answer import OracleRunner, PathLike
+from prefalign.loop.steps.fit import fit_round
+from prefalign.runtime import numpy_rng
 
-#: The round number of the evaluation's random streams: apart from every round's.
-EVALUATION_ROUND = 10**6
+__all__ = [
+    "EVALUATION_ROUND",
+    "evaluate_campaign",
+    "fit_and_evaluate",
+    "importance_weights",
+    "judge_samples",
+    "rate_queries",
+    "trusted_tilt",
+]
 
 
 def importance_weights(log_weights: np.ndarray) -> np.ndarray | None:
@@ -110,7 +112,7 @@ def evaluate_campaign(
 
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)
-    lams = spec.final_tilt.lams if spec.method.learner == "surrogate" else ()
+    lams = learner_for(spec.method.learner).frontier(spec)
     tilts = [(lam, f"evaluate-lam{lam:g}") for lam in lams] or [(None, "evaluate")]
     records, frontier, draws = [], [], []
     for lam, stream in tilts:
@@ -148,7 +150,7 @@ def evaluate_campaign(
     # with a grid the record is the trusted tilt's and says which; without, as it always was
     evaluation = frontier[pick] if lams else records[0]
     x, log_w = draws[pick]
-    _atomic_savez(samples_out, x=x, log_weight=log_w)
+    savez(samples_out, x=x, log_weight=log_w)
     write_text(out_json, json.dumps(evaluation, indent=2) + "\n")
     if plot:
         plot_final_samples(spec, x, plot)
@@ -195,36 +197,15 @@ def _final_draw(
     lam: float | None = None,
     stream: str = "evaluate",
 ):
-    """The evaluation's fresh samples: the method's evaluation sampler tilted by the last
-    surrogate's potential (at ``lam`` when given), or, for a fine-tuning learner, plain
-    samples of its last model; with the surrogate (None for a learner) and the tilt used."""
-    if spec.method.learner != "surrogate":
-        from prefalign.finetune.model_dir import load_finetuned
-        from prefalign.loop.finetuning import sample_model
-
-        model = load_finetuned(learnt_dir, resolve_device(spec.device))
-        model.event_shape = domain.event_shape
-        result = sample_model(
-            spec, model, spec.eval_particles, EVALUATION_ROUND, "evaluate", progress=progress
-        )
-        return result, None, math.nan
-    from prefalign.learning.checkpoint import load_surrogate
-
-    sampler = spec.method.eval_sampler or spec.method.sampler
-    sampler = replace(sampler, lam_max=sampler.lam_max if lam is None else lam)
-    eval_spec = replace(spec, method=replace(spec.method, sampler=sampler))
-    surrogate = load_surrogate(learnt_dir)
-    result = draw_particles(
-        eval_spec,
-        domain,
-        surrogate,
-        spec.eval_particles,
-        EVALUATION_ROUND,
-        stream,
-        explore=False,
-        progress=progress,
-    )
-    return result, surrogate, sampler.lam_max
+    """The evaluation's fresh samples from the sampler the user takes home (the learner's final
+    proposal, at tilt ``lam`` when given), with the surrogate (None for a learner without one)
+    and the tilt used (NaN without a surrogate)."""
+    learner = learner_for(spec.method.learner)
+    learnt = learner.load(spec, domain, learnt_dir)
+    config = learner.final_sampler(spec, lam)
+    proposal = learner.final_proposal(spec, domain, learnt, config)
+    result = draw(spec, proposal, spec.eval_particles, EVALUATION_ROUND, stream, progress=progress)
+    return result, learner.surrogate(learnt), used_tilt(learner, config)
 
 
 def _surrogate_spread(surrogate, x: np.ndarray, weights: np.ndarray | None) -> dict[str, float]:

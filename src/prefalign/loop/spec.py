@@ -13,25 +13,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from prefalign.acquisition import BATCH_RULES, STRATEGIES
 from prefalign.domains import available_domains
 from prefalign.io.atomic import write_text
 from prefalign.io.feedback import parse_form
+from prefalign.loop.learners import learner_for
+from prefalign.loop.selectors import Selector
 from prefalign.pairing import PAIRINGS
 from prefalign.settings import (
-    LEARNERS,
-    VARIANTS,
     FinalTilt,
     FinetuneSettings,
     SamplerConfig,
     SurrogateConfig,
 )
-
-SCORES: tuple[str, ...] = ("fk_weight", "surrogate", "ucb")
-#: The selection rules: :data:`prefalign.acquisition.STRATEGIES` (a new rule is added there).
-SELECTIONS: tuple[str, ...] = tuple(STRATEGIES)
-TILT_MEMBERS: tuple[str, ...] = ("mean", "thompson")
-EXPLORE_FROM: tuple[str, ...] = ("tilted", "base", "information")
 
 
 def _reject_unknown(cls: type, data: dict[str, Any], where: str) -> None:
@@ -47,8 +40,8 @@ class MethodSpec:
     Attributes:
         name: method name (``fkc-al``, ``random``, ...).
         sampler: the sampler settings used from round 1 on (round 0 always samples the base model).
-        selection: query selection strategy: eps_greedy | greedy | random | ucb.
-        score: what ``top`` ranks by: fk_weight (FK path log-weight) | surrogate | ucb.
+        selection: query selection rule (:data:`prefalign.acquisition.RULES`).
+        score: what the top picks are ranked by (:data:`prefalign.loop.selectors.SCORES`).
         epsilon: constant exploration rate for eps_greedy; None = the draft's schedule.
         kappa: UCB exploration weight.
         cold_start_queries: queries spent in round 0; None = k. The non-adaptive baseline spends
@@ -58,25 +51,18 @@ class MethodSpec:
             are evaluated with FKC tilted by their own surrogate, so that the comparison measures
             what their queries taught the surrogate.
         batch: how the top slots of a round are filled: top | lineage | kcenter.
-        min_distance: particles closer than this are one query (near-duplicate merging).
-        pool: kcenter chooses among the ``pool * n_top`` best particles.
         tilt_member: ``mean``: the sampler is tilted by the ensemble mean; ``thompson``: each
             round by one ensemble member drawn at random (the evaluation always by the mean).
         lam_ramp_queries: the tilt grows linearly with the number of answers and reaches
             ``lam_max`` at this many; None = ``lam_max`` from round 1 on.
-        explore_from: where eps-greedy's exploring questions come from: ``tilted`` (random
-            tilted particles, the draft paper) or ``base`` (the base samples the surrogate ranks
-            highest: a best-of-n arm; ``base_share`` of the round's N particles are base samples)
-            or ``information`` (the tilted and base particles whose answers most reduce the
-            surrogate's posterior variance over the tilted ones: :mod:`prefalign.learning.
-            information`; a Gaussian-process surrogate of ratings).
-        base_share: share of N drawn from the base model when ``explore_from`` is ``base``.
+        explore_from: where eps-greedy's exploring questions come from
+            (:data:`prefalign.loop.selectors.EXPLORE_ARMS`: ``tilted``, ``base``,
+            ``information``).
         pairing: who joins each lead in a ``pairwise`` or ``best-of-K`` question:
             ``top-random`` or ``uncertain`` (:mod:`prefalign.pairing`); unused by other forms.
-        learner: what each round learns from the answers: ``surrogate`` (a reward model that
-            tilts the sampler), or a fine-tuned copy of the base model that is sampled plainly
-            (``papa``: the liked items, binary questions; ``d3po``: the answered pairs,
-            pairwise questions; :mod:`prefalign.loop.finetuning`).
+        learner: what each round learns from the answers
+            (:data:`prefalign.loop.learners.LEARNERS`: a reward model that tilts the sampler,
+            or a fine-tuned copy of the base model that is sampled plainly).
     """
 
     name: str
@@ -88,75 +74,18 @@ class MethodSpec:
     cold_start_queries: int | None = None
     eval_sampler: SamplerConfig | None = None
     batch: str = "top"
-    min_distance: float = 0.0
-    pool: int = 4
     tilt_member: str = "mean"
     lam_ramp_queries: int | None = None
     explore_from: str = "tilted"
-    base_share: float = 0.5
     pairing: str = "top-random"
     learner: str = "surrogate"
 
     def __post_init__(self) -> None:
-        if self.learner not in LEARNERS:
+        if self.pairing not in PAIRINGS:
             raise ValueError(
-                f"method {self.name!r}: learner must be one of {', '.join(LEARNERS)}; "
-                f"got {self.learner!r}"
+                f"method {self.name!r}: pairing must be one of {', '.join(PAIRINGS)}; "
+                f"got {self.pairing!r}"
             )
-        if self.learner != "surrogate" and (
-            self.sampler.variant != "base" or self.selection != "random"
-        ):
-            raise ValueError(
-                f"method {self.name!r}: learner {self.learner!r} samples its fine-tuned model "
-                "plainly and asks about random samples of it: it needs sampler.variant 'base' "
-                f"and selection 'random' (got {self.sampler.variant!r}, {self.selection!r})"
-            )
-        if not 0.0 < self.base_share < 1.0:
-            raise ValueError(f"method {self.name!r}: base_share must lie in (0, 1)")
-        for key, value, valid in (
-            ("batch", self.batch, BATCH_RULES),
-            ("tilt_member", self.tilt_member, TILT_MEMBERS),
-            ("explore_from", self.explore_from, EXPLORE_FROM),
-            ("pairing", self.pairing, PAIRINGS),
-        ):
-            if value not in valid:
-                raise ValueError(
-                    f"method {self.name!r}: {key} must be one of {', '.join(valid)}; got {value!r}"
-                )
-        if not self.min_distance >= 0:
-            raise ValueError(f"method {self.name!r}: min_distance must be >= 0")
-        if self.pool < 1:
-            raise ValueError(f"method {self.name!r}: pool must be >= 1")
-        if self.explore_from == "information" and self.selection != "eps_greedy":
-            raise ValueError(
-                f"method {self.name!r}: explore_from 'information' chooses eps-greedy's "
-                f"exploring questions; selection must be 'eps_greedy', got {self.selection!r}"
-            )
-        if self.lam_ramp_queries is not None and self.lam_ramp_queries < 1:
-            raise ValueError(f"method {self.name!r}: lam_ramp_queries must be >= 1 or null")
-        if self.selection not in SELECTIONS:
-            raise ValueError(
-                f"method {self.name!r}: selection must be one of {', '.join(SELECTIONS)}; "
-                f"got {self.selection!r}"
-            )
-        if self.score not in SCORES:
-            raise ValueError(
-                f"method {self.name!r}: score must be one of {', '.join(SCORES)}; got {self.score!r}"
-            )
-        if self.epsilon is not None and not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"method {self.name!r}: epsilon must lie in [0, 1]")
-        queries_after_round0 = self.cold_start_queries is None and self.selection != "random"
-        if queries_after_round0 and self.score == "fk_weight" and not self.sampler_weighted:
-            raise ValueError(
-                f"method {self.name!r}: score 'fk_weight' needs a variant with FK weights "
-                f"({', '.join(v for v, spec in VARIANTS.items() if spec.weighted)}); variant "
-                f"{self.sampler.variant!r} has none: set score to 'surrogate'"
-            )
-
-    @property
-    def sampler_weighted(self) -> bool:
-        """Whether the sampler's variant accumulates FK path weights (the ``fk_weight`` score)."""
-        return VARIANTS[self.sampler.variant].weighted
 
 
 @dataclass(frozen=True)
@@ -191,12 +120,6 @@ class CampaignSpec:
 
     def __post_init__(self) -> None:
         parse_form(self.form)  # a ValueError naming the valid forms
-        needed = {"papa": "binary", "d3po": "pairwise"}.get(self.method.learner)
-        if needed is not None and self.form != needed:
-            raise ValueError(
-                f"method {self.method.name!r}: learner {self.method.learner!r} learns from "
-                f"{needed!r} questions; the campaign asks {self.form!r} (set form: {needed})"
-            )
         if self.k < 1 or self.budget < self.k:
             raise ValueError(f"need 1 <= k <= budget; got k={self.k}, budget={self.budget}")
         if self.budget % self.k:
@@ -209,19 +132,14 @@ class CampaignSpec:
             )
         if not self.oracle:
             raise ValueError("oracle must be a non-empty argv list")
-        if self.method.tilt_member == "thompson" and self.surrogate.ensemble < 2:
-            raise ValueError(
-                f"method {self.method.name!r}: tilt_member 'thompson' needs an ensemble surrogate "
-                f"(surrogate.ensemble >= 2); got {self.surrogate.ensemble}"
-            )
-        if self.method.explore_from == "information" and (
-            self.surrogate.arch != "gp" or self.form != "rate"
-        ):
-            raise ValueError(
-                f"method {self.method.name!r}: explore_from 'information' needs a Gaussian-"
-                f"process surrogate of ratings (surrogate.arch 'gp', form 'rate'); got arch "
-                f"{self.surrogate.arch!r}, form {self.form!r}"
-            )
+        # the method's learner and selector: unknown names and combinations this campaign
+        # cannot use stop here, naming the setting
+        try:
+            learner = learner_for(self.method.learner)
+        except ValueError as err:
+            raise ValueError(f"method {self.method.name!r}: {err}") from err
+        learner.check(self)
+        Selector.of(self)
 
     @property
     def name(self) -> str:
@@ -293,12 +211,9 @@ _METHOD_KEYS = (
     "epsilon",
     "kappa",
     "batch",
-    "min_distance",
-    "pool",
     "tilt_member",
     "lam_ramp_queries",
     "explore_from",
-    "base_share",
     "pairing",
     "learner",
 )
@@ -332,12 +247,11 @@ def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int
             "(a domain is a module of prefalign.domains)"
         )
     sampler = SamplerConfig.from_dict(merge_settings(dom.get("sampler"), meth.get("sampler")))
-    eval_sampler = None
-    if sampler.variant == "base" and meth.get("learner", "surrogate") == "surrogate":
-        # methods that query base samples are judged by FKC tilted by their own surrogate
-        eval_sampler = SamplerConfig.from_dict(
-            merge_settings(dom.get("sampler"), {"variant": "fkc"})
-        )
+    try:
+        learner = learner_for(meth.get("learner", MethodSpec.learner))
+    except ValueError as err:
+        raise ValueError(f"method {method!r}: {err}") from err
+    eval_sampler = learner.evaluation_sampler(sampler, dict(dom.get("sampler") or {}))
     budget = dom.get("budget", config["budget"])
     method_spec = MethodSpec(
         name=method,

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from prefalign.io.listing import MAX_SHOWN, duplicates, key_problems, shorten, show
-from prefalign.io.queries import OracleError, csv_rows, parse_rewards
+from prefalign.io.rewards_csv import OracleError, csv_rows, parse_rewards
 
 __all__ = [
     "CHOICE_HEADER",

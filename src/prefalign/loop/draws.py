@@ -19,7 +19,7 @@ from prefalign.settings import SamplerConfig
 
 if TYPE_CHECKING:
     from prefalign.domains.base import Domain
-    from prefalign.loop.spec import CampaignSpec
+    from prefalign.loop.campaign_settings import CampaignSpec
     from prefalign.sampling import SampleResult
 
 #: The round number of the final evaluation's random streams: apart from every round's.

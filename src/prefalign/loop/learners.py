@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from prefalign.domains.base import Domain
     from prefalign.learning.surrogate import Surrogate
-    from prefalign.loop.spec import CampaignSpec
+    from prefalign.loop.campaign_settings import CampaignSpec
 
 #: How a surrogate learner's rounds tilt: by the ensemble mean, or by one member per round.
 TILT_MEMBERS: tuple[str, ...] = ("mean", "thompson")

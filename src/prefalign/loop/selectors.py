@@ -31,7 +31,7 @@ from prefalign.settings import VARIANTS
 
 if TYPE_CHECKING:
     from prefalign.learning.surrogate import Surrogate
-    from prefalign.loop.spec import CampaignSpec
+    from prefalign.loop.campaign_settings import CampaignSpec
 
 #: Share of a round's N particles drawn from the base model by an arm that draws base samples.
 BASE_SHARE = 0.5

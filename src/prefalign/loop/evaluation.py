@@ -18,8 +18,8 @@ from prefalign.io.observations import read_observations
 from prefalign.io.oracle_command import run_oracle
 from prefalign.io.queries import write_queries
 from prefalign.loop.draws import EVALUATION_ROUND, campaign_domain, draw
-from prefalign.loop.learners import learner_for, used_tilt
-from prefalign.loop.spec import CampaignSpec
+from prefalign.loop.learners import used_tilt
+from prefalign.loop.spec import CampaignSpec, resolve
 from prefalign.loop.steps.answer import OracleRunner, PathLike
 from prefalign.loop.steps.fit import fit_round
 from prefalign.runtime import numpy_rng
@@ -112,7 +112,7 @@ def evaluate_campaign(
 
     torch.set_num_threads(spec.torch_threads)
     domain = campaign_domain(spec)
-    lams = learner_for(spec.method.learner).frontier(spec)
+    lams = resolve(spec).learner.frontier(spec)
     tilts = [(lam, f"evaluate-lam{lam:g}") for lam in lams] or [(None, "evaluate")]
     records, frontier, draws = [], [], []
     for lam, stream in tilts:
@@ -200,7 +200,7 @@ def _final_draw(
     """The evaluation's fresh samples from the sampler the user takes home (the learner's final
     proposal, at tilt ``lam`` when given), with the surrogate (None for a learner without one)
     and the tilt used (NaN without a surrogate)."""
-    learner = learner_for(spec.method.learner)
+    learner = resolve(spec).learner
     learnt = learner.load(spec, domain, learnt_dir)
     config = learner.final_sampler(spec, lam)
     proposal = learner.final_proposal(spec, domain, learnt, config)

@@ -22,8 +22,8 @@ from prefalign.io.atomic import write_text
 from prefalign.io.oracle_command import run_oracle
 from prefalign.loop.draws import EVALUATION_ROUND, campaign_domain, draw
 from prefalign.loop.evaluation import judge_samples, plot_final_samples
-from prefalign.loop.learners import base_noise_model, learner_for, model_proposal
-from prefalign.loop.spec import CampaignSpec
+from prefalign.loop.learners import base_noise_model, model_proposal
+from prefalign.loop.spec import CampaignSpec, resolve
 from prefalign.runtime import numpy_rng, resolve_device
 
 
@@ -47,7 +47,7 @@ def distil_campaign(
     out_dir.mkdir(parents=True, exist_ok=True)
     domain = campaign_domain(spec)
     base = base_noise_model(domain)
-    learner = learner_for(spec.method.learner)
+    learner = resolve(spec).learner
     sampler = replace(learner.final_sampler(spec), final_resample=False)
     start = time.perf_counter()
     surrogate = learner.load(spec, domain, surrogate_dir)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefalign.domains import available_domains
 from prefalign.io.atomic import write_text
 from prefalign.loop.campaign_settings import CampaignSpec, MethodSpec
-from prefalign.loop.learners import learner_for
+from prefalign.loop.learners import Learner, learner_for
 from prefalign.loop.selectors import Selector
 from prefalign.settings import FinalTilt, FinetuneSettings, SamplerConfig, SurrogateConfig
 
@@ -24,9 +25,10 @@ __all__ = [
     "CampaignSpec",
     "MethodSpec",
     "campaign_spec",
-    "check_method",
+    "Method",
     "merge_settings",
     "read_spec",
+    "resolve",
     "write_spec",
 ]
 
@@ -123,20 +125,30 @@ def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int
         **_given({**dom, **_given(meth, ("form",))}, _DOMAIN_KEYS),
         **_given(config, ("device", "torch_threads")),
     )
-    check_method(spec)
+    resolve(spec)
     return spec
 
 
-def check_method(spec: CampaignSpec) -> None:
-    """Resolve the campaign's learner and selector once: an unknown name or a combination the
-    campaign cannot use stops here (at plan time, or when a ``spec.json`` is read), naming the
-    setting and the valid choices."""
+@dataclass(frozen=True)
+class Method:
+    """A campaign's method resolved into its behaviour: what it learns and samples
+    (:class:`~prefalign.loop.learners.Learner`) and how it picks questions
+    (:class:`~prefalign.loop.selectors.Selector`)."""
+
+    learner: Learner
+    selector: Selector
+
+
+def resolve(spec: CampaignSpec) -> Method:
+    """The campaign's learner and selector, from the method's names: an unknown name or a
+    combination the campaign cannot use stops here (at plan time in :func:`campaign_spec`, or
+    when a ``spec.json`` is read), naming the setting and the valid choices."""
     try:
         learner = learner_for(spec.method.learner)
     except ValueError as err:
         raise ValueError(f"method {spec.method.name!r}: {err}") from err
     learner.check(spec)
-    Selector.of(spec)
+    return Method(learner, Selector.of(spec))
 
 
 def write_spec(spec: CampaignSpec, path: str | os.PathLike[str]) -> None:
@@ -149,7 +161,7 @@ def read_spec(path: str | os.PathLike[str]) -> CampaignSpec:
     try:
         data = json.loads(Path(path).read_text())
         spec = CampaignSpec.from_dict(data)
-        check_method(spec)
+        resolve(spec)
         return spec
     except FileNotFoundError as err:
         raise ValueError(f"campaign spec {str(path)!r} does not exist") from err

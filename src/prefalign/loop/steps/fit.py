@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
-from prefalign.loop.learners import learner_for
-
-if TYPE_CHECKING:
-    from prefalign.loop.spec import CampaignSpec
+from prefalign.loop.spec import CampaignSpec, resolve
 
 PathLike = str | os.PathLike[str]
 
@@ -26,5 +22,4 @@ def fit_round(
     the last round's output, where it warm-starts) and save it in ``out``: a surrogate
     checkpoint, or a fine-tuned model directory (:mod:`prefalign.loop.learners`). Returns the
     fit's record."""
-    learner = learner_for(spec.method.learner)
-    return learner.fit(spec, round_, observations, previous, out, progress=progress)
+    return resolve(spec).learner.fit(spec, round_, observations, previous, out, progress=progress)

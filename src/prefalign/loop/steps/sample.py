@@ -12,15 +12,13 @@ import numpy as np
 
 from prefalign.io.atomic import savez, write_text
 from prefalign.loop.draws import BaseDrawCache, base_proposal, campaign_domain, draw
-from prefalign.loop.learners import learner_for
-from prefalign.loop.selectors import Selector
+from prefalign.loop.spec import CampaignSpec, resolve
 from prefalign.runtime import resolve_device
 
 if TYPE_CHECKING:
     import torch
 
     from prefalign.learning.surrogate import Surrogate
-    from prefalign.loop.spec import CampaignSpec
 
 PathLike = str | os.PathLike[str]
 
@@ -47,7 +45,8 @@ def sample_round(
     import torch
 
     torch.set_num_threads(spec.torch_threads)
-    learner, selector = learner_for(spec.method.learner), Selector.of(spec)
+    resolved = resolve(spec)
+    learner, selector = resolved.learner, resolved.selector
     domain = campaign_domain(spec)
     learnt = None
     if round_ > 0 and learnt_dir is not None:

@@ -4,7 +4,6 @@ for the observe step)."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,12 +12,9 @@ from prefalign import pairing
 from prefalign.acquisition import Selection
 from prefalign.io.atomic import write_text
 from prefalign.io.queries import write_queries
-from prefalign.loop.learners import learner_for
-from prefalign.loop.selectors import RoundParticles, Selector
+from prefalign.loop.selectors import RoundParticles
+from prefalign.loop.spec import CampaignSpec, resolve
 from prefalign.runtime import numpy_rng
-
-if TYPE_CHECKING:
-    from prefalign.loop.spec import CampaignSpec
 
 PathLike = str | os.PathLike[str]
 
@@ -53,7 +49,8 @@ def select_round(
     found = read_particles(particles)
     x = found.x
     k = spec.queries_in_round(round_)
-    learner, selector = learner_for(spec.method.learner), Selector.of(spec)
+    resolved = resolve(spec)
+    learner, selector = resolved.learner, resolved.selector
     rng = numpy_rng(spec.seed, round_, "select")
     size = spec.items_per_question
     if (round_ == 0 or not learner.learns_reward) and size > 1:

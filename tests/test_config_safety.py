@@ -190,7 +190,7 @@ def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> Non
         ("sampler", "time_grid"): list(settings.TIME_GRIDS),
         ("sampler", "reward_at"): list(settings.REWARD_AT),
         ("surrogate", "arch"): list(settings.ARCHS),
-        ("surrogate", "activation"): list(settings.ACTIVATION_NAMES),
+        ("surrogate", "features"): list(settings.GP_FEATURES),
         ("method", "score"): list(campaign.SCORES),
         ("method", "batch"): list(acquisition.BATCH_RULES),
         ("method", "tilt_member"): list(campaign.TILT_MEMBERS),

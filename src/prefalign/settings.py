@@ -208,15 +208,17 @@ ARCHS: tuple[str, ...] = ("mlp", "cnn", "gp")
 #: The GP surrogate's inputs: the normalised particle as it is, or a fixed random projection.
 GP_FEATURES: tuple[str, ...] = ("raw", "projection", "network", "network-raw")
 Arch = Literal[ARCHS]
-#: smooth activations only: the sampler needs gradients of r without kinks
-ACTIVATION_NAMES: tuple[str, ...] = ("silu", "softplus", "gelu", "tanh")
-Activation = Literal[ACTIVATION_NAMES]
 GPFeatures = Literal[GP_FEATURES]
 
 
 @_settings
 class SurrogateConfig:
-    """How a surrogate is built and trained (saved in every checkpoint's ``meta.json``)."""
+    """How a surrogate is built and trained (saved in every checkpoint's ``meta.json``).
+
+    The networks' weight decay, minibatch size, noise range of ``noise_train`` and activation
+    are constants of :mod:`prefalign.learning.surrogate` (they were settings that no config
+    changed); a checkpoint that recorded them still loads.
+    """
 
     # (prefalign.learning.gp; hidden, layers, ensemble, epochs, lr... are the networks' only)
     arch: Annotated[
@@ -235,29 +237,12 @@ class SurrogateConfig:
     # data sets are small, so fits stay cheap
     epochs: Annotated[int, _setting("passes over the data per fit", ge=1)] = 200
     lr: Annotated[float, _setting("AdamW learning rate", gt=0, allow_inf_nan=False)] = 1e-3
-    weight_decay: Annotated[
-        float,
-        _setting(
-            "AdamW decoupled weight decay: mild shrinkage for tiny data sets",
-            ge=0,
-            allow_inf_nan=False,
-        ),
-    ] = 1e-4
-    batch_size: Annotated[
-        int, _setting("minibatch size (a smaller data set is one batch)", ge=1)
-    ] = 64
     warm_start: Annotated[
         bool, _setting("start from the previous round's weights (Algorithm 1 'Update CNN')")
     ] = True
     noise_train: Annotated[
         bool, _setting("train on x_t = a_t x + s_t eps (the draft paper: clean data only)")
     ] = False
-    noise_t_max: Annotated[
-        float, _setting("t ~ U(0, noise_t_max) per example per epoch when noise_train", gt=0, le=1)
-    ] = 1.0
-    activation: Annotated[
-        Activation, _choice("smooth, so grad_x r has no kinks (ReLU is rejected)")
-    ] = "silu"
     # "network" is the last hidden layer of the CNN/MLP surrogate fitted on the same answers: a
     # deep kernel
     features: Annotated[

@@ -385,7 +385,7 @@ def test_variant_names_come_from_one_registry() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
-    enum = schema["$defs"]["sampler"]["properties"]["variant"]["enum"]
+    enum = schema["$defs"]["SamplerConfig"]["properties"]["variant"]["enum"]
     assert enum == list(VARIANTS)
     parser = build_parser()
     sample_cmd = parser._subparsers._group_actions[0].choices["sample"]

@@ -20,6 +20,10 @@ after a method's block is merged over its domain's. For the same reason the rule
 settings (``prefalign.settings``' validators) are not in the schema: they apply to the merged
 settings. Domains and selection rules are checked at plan time by their registries (a new one is
 one module, or one function), not by the schema.
+
+Validating a config with the models themselves (``TypeAdapter(WorkflowConfig)``) is stricter
+than the schema, never looser: it also checks the selection rule, takes no ``1.0`` for an integer
+(JSON Schema does), and applies the settings classes' rules between settings to each block alone.
 """
 
 from __future__ import annotations

@@ -180,9 +180,9 @@ def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> Non
     from prefalign.loop import spec as campaign
 
     defs = SCHEMA["$defs"]
-    for name, cls in (("sampler", settings.SamplerConfig), ("surrogate", settings.SurrogateConfig)):
+    for cls in (settings.SamplerConfig, settings.SurrogateConfig):
         fields = {f.name for f in dataclasses.fields(cls)}
-        assert set(defs[name]["properties"]) == fields, name
+        assert set(defs[cls.__name__]["properties"]) == fields, cls
     choices = {
         ("sampler", "variant"): list(settings.VARIANTS),
         ("sampler", "schedule"): list(settings.SCHEDULES),
@@ -190,14 +190,16 @@ def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> Non
         ("sampler", "time_grid"): list(settings.TIME_GRIDS),
         ("sampler", "reward_at"): list(settings.REWARD_AT),
         ("surrogate", "arch"): list(settings.ARCHS),
-        ("surrogate", "activation"): list(settings.ACTIVATION_NAMES),
+        ("surrogate", "features"): list(settings.GP_FEATURES),
         ("method", "score"): list(campaign.SCORES),
         ("method", "batch"): list(acquisition.BATCH_RULES),
         ("method", "tilt_member"): list(campaign.TILT_MEMBERS),
         ("method", "explore_from"): list(campaign.EXPLORE_FROM),
     }
+    blocks = {"sampler": "SamplerConfig", "surrogate": "SurrogateConfig", "method": "MethodBlock"}
     for (where, key), valid in choices.items():
-        assert sorted(defs[where]["properties"][key]["enum"]) == sorted(valid), (where, key)
+        enum = defs[blocks[where]]["properties"][key]["enum"]
+        assert sorted(enum) == sorted(valid), (where, key)
 
 
 def test_domains_and_selection_rules_are_checked_by_their_registries() -> None:
@@ -207,8 +209,8 @@ def test_domains_and_selection_rules_are_checked_by_their_registries() -> None:
     from prefalign.loop.spec import campaign_spec
 
     defs = SCHEMA["$defs"]
-    assert "enum" not in defs["domain"]["properties"]["type"]
-    assert "enum" not in defs["method"]["properties"]["selection"]
+    assert "enum" not in defs["DomainBlock"]["properties"]["type"]
+    assert "enum" not in defs["MethodBlock"]["properties"]["selection"]
     config = tiny_config()
     config["domains"]["mixture2d"]["type"] = "mixture3d"
     with pytest.raises(
@@ -232,7 +234,9 @@ def test_digits_training_defaults_are_written_once() -> None:
     from prefalign.models.ddpm import DDPMSettings
     from prefalign.settings import DDPMTraining
 
-    digits = SCHEMA["properties"]["models"]["properties"]["digits"]["properties"]
+    models = SCHEMA["$defs"]["Models"]["properties"]["digits"]
+    assert models["$ref"] == "#/$defs/DDPMTraining"
+    digits = SCHEMA["$defs"]["DDPMTraining"]["properties"]
     fields = [f.name for f in dataclasses.fields(DDPMTraining)]
     assert sorted(digits) == sorted(fields)
     assert [name for name, sub in digits.items() if "default" in sub] == []

@@ -106,10 +106,14 @@ def test_the_domain_cache_is_keyed_by_device() -> None:
     ("arch", "shape", "form"),
     [("mlp", (2,), "rate"), ("cnn", (1, 8, 8), "rate"), ("mlp", (2,), "pairwise")],
 )
-def test_surrogate_fit_forward_and_gradient_are_on_the_device(arch, shape, form) -> None:
+def test_surrogate_fit_forward_and_gradient_are_on_the_device(
+    arch, shape, form, monkeypatch
+) -> None:
+    from prefalign.learning import surrogate as module
     from prefalign.learning.surrogate import fit
 
-    config = SurrogateConfig(arch=arch, hidden=8, layers=2, epochs=2, batch_size=4, ensemble=2)
+    monkeypatch.setattr(module, "BATCH_SIZE", 4)  # several minibatches per epoch
+    config = SurrogateConfig(arch=arch, hidden=8, layers=2, epochs=2, ensemble=2)
     if arch == "cnn":
         config = SurrogateConfig.from_dict({**config.to_dict(), "noise_train": True})
     rng = np.random.default_rng(0)

@@ -123,7 +123,7 @@ def test_bad_training_inputs_are_refused(centred_base):
         preference_fit(
             centred_base, SCHEDULE, torch.zeros(3, 2), torch.zeros(2, 2), FinetuneSettings()
         )
-    with pytest.raises(ValueError, match="finetune mode"):
+    with pytest.raises(ValueError, match="FinetuneSettings.mode = 'half'"):
         FinetuneSettings(mode="half")
     with pytest.raises(ValueError, match="unknown finetune setting"):
         FinetuneSettings.from_dict({"rank": 4})

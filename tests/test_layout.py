@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "prefalign"
 
 #: Top to bottom: a package may import only packages of a lower layer (and itself).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("cli",),
+    ("cli", "config_schema"),
     ("loop",),
     ("finetune",),
     ("reporting",),

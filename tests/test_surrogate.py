@@ -203,7 +203,7 @@ def test_warm_start_rejects_other_architecture(mlp_fit):
 def test_noise_train_runs_and_needs_sde(capsys):
     x = images(64, seed=0)
     y = top_minus_bottom(x)
-    config = SurrogateConfig(arch="cnn", hidden=8, epochs=3, noise_train=True, noise_t_max=0.5)
+    config = SurrogateConfig(arch="cnn", hidden=8, epochs=3, noise_train=True)
     surrogate, report = fit(x, y, config, seed=0, sde=VPSDE(), progress=True)
     assert np.isfinite(report.final_loss)
     assert "fit surrogate" in capsys.readouterr().err  # the tqdm bar
@@ -234,12 +234,12 @@ def test_fit_rejects_bad_data():
         ("ensemble", 0),
         ("epochs", -1),
         ("lr", 0.0),
-        ("weight_decay", -1e-3),
-        ("batch_size", True),
+        ("lr", float("inf")),
+        ("hidden", True),
         ("warm_start", "yes"),
         ("noise_train", 1),
-        ("noise_t_max", 1.5),
-        ("activation", "relu"),
+        ("features", "pixels"),
+        ("feature_dim", 0),
     ],
 )
 def test_config_validation_names_the_field(field, value):
@@ -374,6 +374,24 @@ def test_shape_mismatch_with_metadata_raises(checkpoint):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(SurrogateCheckpointError, match=str(meta_path)):
         load_surrogate(checkpoint)
+
+
+def test_a_checkpoint_recording_the_removed_settings_loads(checkpoint):
+    """weight_decay, batch_size, noise_t_max and activation were settings until they became
+    constants: a meta.json written before records them at their defaults, and loads; one that
+    records another value is refused, naming the key (its weights were trained otherwise)."""
+    meta_path = checkpoint / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    config = load_surrogate(checkpoint).config
+    former = {"weight_decay": 1e-4, "batch_size": 64, "noise_t_max": 1.0, "activation": "silu"}
+    meta["config"].update(former)
+    meta_path.write_text(json.dumps(meta))
+    assert load_surrogate(checkpoint).config == config
+    others = {"weight_decay": 0.0, "batch_size": 32, "noise_t_max": 0.5, "activation": "tanh"}
+    for key, other in others.items():
+        meta_path.write_text(json.dumps({**meta, "config": {**meta["config"], key: other}}))
+        with pytest.raises(SurrogateCheckpointError, match=rf"config\.{key} = {other!r}: {key} is"):
+            load_surrogate(checkpoint)
 
 
 # hardening (issue 13): meta.json is checked before anything it describes is built

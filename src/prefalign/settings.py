@@ -1,20 +1,77 @@
-"""Settings of the sampler, the surrogate, the DDPM training and fine-tuning: frozen dataclasses, saved as JSON beside what
-they produced, validated on construction, importable without torch (the light workflow steps
-read them without paying torch's start-up)."""
+"""Settings of the sampler, the surrogate, the DDPM training and fine-tuning: frozen dataclasses,
+saved as JSON beside what they produced, validated on construction, importable without torch (the
+light workflow steps read them without paying torch's start-up).
+
+Each setting's type, bounds and description are written once, in its annotation: construction
+checks them, and the workflow's config schema is generated from them
+(:mod:`prefalign.config_schema`). The rules between settings that a schema cannot express
+(``reward_at: xhat0`` refused with ``variant: draft``, ``draft_w_min < draft_w_max``, distinct
+``final_tilt.lams``) are validators of the class, checked on construction only. The classes are
+pydantic dataclasses, so still dataclasses (``dataclasses.replace``, ``asdict``, ``fields``); a
+bad value raises a ``ValueError`` naming the class, the setting and the value.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-Variant = Literal["fkc", "draft", "guidance", "base"]
-Schedule = Literal["linear", "constant"]
-ResampleMode = Literal["ess", "always", "never"]
-TimeGrid = Literal["uniform", "quadratic"]
-RewardAt = Literal["x", "xhat0"]
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+
+def _setting(description: str | None = None, **constraints: Any) -> Any:
+    """The annotation of a setting: its type taken strictly (no ``"3"`` for 3, no 1 for true;
+    an integer is a number, and becomes a float), its ``constraints`` (``ge``, ``gt``, ``le``,
+    ``lt``, ``allow_inf_nan``) and its description (shown in the config schema)."""
+    return Field(strict=True, description=description, **constraints)
+
+
+def _choice(description: str) -> Any:
+    """The annotation of a setting whose type is one of a registry's names (a ``Literal``)."""
+    return Field(description=description)
+
+
+def _describe(owner: str, err: ValidationError) -> str:
+    """One line per bad setting: ``SamplerConfig.lam_max = -1.0: Input should be ...``."""
+    problems = []
+    for e in err.errors(include_url=False):
+        message = e["msg"].removeprefix("Value error, ")
+        if e["loc"]:
+            where = ".".join(str(part) for part in (owner, *e["loc"]))
+            problems.append(f"{where} = {e['input']!r}: {message}")
+        else:  # a rule between settings (a model validator)
+            problems.append(f"{owner}: {message}")
+    return "; ".join(problems)
+
+
+def _settings(cls: type) -> type:
+    """``cls`` as a frozen pydantic dataclass that refuses unknown keys, whose construction
+    raises a one-line ``ValueError`` naming the class, the setting and the bad value (pydantic's
+    ``ValidationError`` is a ``ValueError`` too, but spans lines and a web address)."""
+    cls = pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))(cls)
+    validated_init = cls.__init__
+
+    @functools.wraps(validated_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            validated_init(self, *args, **kwargs)
+        except ValidationError as err:
+            raise ValueError(_describe(cls.__name__, err)) from None
+
+    cls.__init__ = __init__
+    return cls
+
+
+def _from_dict(cls: type, data: Mapping[str, Any], what: str) -> Any:
+    """``cls(**data)``, refusing a key that is not a field of ``cls`` by name."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; valid: {', '.join(sorted(known))}")
+    return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -42,74 +99,78 @@ RESAMPLE_MODES: tuple[str, ...] = ("ess", "always", "never")
 TIME_GRIDS: tuple[str, ...] = ("uniform", "quadratic")
 REWARD_AT: tuple[str, ...] = ("x", "xhat0")
 
-
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
-
-
-def _from_dict(cls: type, data: Mapping[str, Any], what: str) -> Any:
-    """``cls(**data)``, refusing a key that is not a field of ``cls`` by name."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {what}(s) {unknown}; valid: {', '.join(sorted(known))}")
-    return cls(**data)
+# the types of the choices, built from the registries above (a new variant is one entry there)
+Variant = Literal[tuple(VARIANTS)]
+Schedule = Literal[SCHEDULES]
+ResampleMode = Literal[RESAMPLE_MODES]
+TimeGrid = Literal[TIME_GRIDS]
+RewardAt = Literal[REWARD_AT]
 
 
-@dataclass(frozen=True)
+@_settings
 class SamplerConfig:
     """Settings of one FKC sampling run (saved as JSON beside what it produced)."""
 
-    variant: Variant = "fkc"  # fkc | draft | guidance | base
-    n_steps: int = 100  # Euler–Maruyama steps from t = 1 to t = t_min
-    t_min: float = 1e-3  # final forward time; the score blows up at t = 0
-    lam_max: float = 1.0  # tilt strength at the data end (the paper's beta)
-    schedule: Schedule = "linear"  # lam(tau): linear ramp, or constant after tilt_start
-    tilt_start: float = 0.0  # sampling progress in [0, 1) where the tilt starts
-    resample: ResampleMode = "ess"  # when to resample during sampling (fkc only)
-    ess_threshold: float = 0.5  # resample when ESS < ess_threshold * N (resample="ess")
-    final_resample: bool = True  # fkc: resample once at the end -> equally weighted particles
-    chunk_size: int | None = None  # particles per score/reward call; None = all at once
-    draft_dw_clip: float = 0.1  # draft variant: |dw| clip per step
-    draft_w_min: float = 0.1  # draft variant: lower clip of w
-    draft_w_max: float = 10.0  # draft variant: upper clip of w
-    # uniform in t, or quadratic (fine steps near t = 0). Measured on digits, 400 base samples at
-    # 50 steps: background-pixel std 0.116 (uniform) vs 0.024 (quadratic), real digits 0.013;
-    # validity 90.5 % vs 93.8 % (real 93.3 %).
-    time_grid: TimeGrid = "quadratic"
-    denoise: bool = True  # last step without noise, then Tweedie at t_min (bg std 0.024 -> 0.017)
-    reward_at: RewardAt = "x"  # tilt by r(x_t), or by r(xhat0(x_t)) (twisted-SMC weights)
+    variant: Annotated[
+        Variant,
+        _choice("; ".join(f"{name}: {spec.description}" for name, spec in VARIANTS.items())),
+    ] = "fkc"
+    n_steps: Annotated[int, _setting("Euler-Maruyama steps from t = 1 to t = t_min", ge=1)] = 100
+    t_min: Annotated[
+        float, _setting("final forward time; the score blows up at t = 0", gt=0, lt=1)
+    ] = 1e-3
+    lam_max: Annotated[
+        float,
+        _setting("tilt strength at the data end (the paper's beta)", ge=0, allow_inf_nan=False),
+    ] = 1.0
+    schedule: Annotated[
+        Schedule, _choice("lam(progress): a linear ramp, or constant after tilt_start")
+    ] = "linear"
+    tilt_start: Annotated[
+        float, _setting("sampling progress in [0, 1) where the tilt starts", ge=0, lt=1)
+    ] = 0.0
+    resample: Annotated[ResampleMode, _choice("when to resample while sampling (fkc only)")] = "ess"
+    ess_threshold: Annotated[
+        float, _setting("resample when ESS < ess_threshold * N (resample: ess)", gt=0, le=1)
+    ] = 0.5
+    final_resample: Annotated[
+        bool, _setting("fkc: resample once at the end, to equally weighted particles")
+    ] = True
+    chunk_size: Annotated[
+        int | None, _setting("particles per score/reward call; null: all at once", ge=1)
+    ] = None
+    draft_dw_clip: Annotated[float, _setting("draft variant: |dw| clip per step", gt=0)] = 0.1
+    draft_w_min: Annotated[
+        float, _setting("draft variant: lower clip of w (below draft_w_max)")
+    ] = 0.1
+    draft_w_max: Annotated[float, _setting("draft variant: upper clip of w")] = 10.0
+    # Measured on digits, 400 base samples at 50 steps: background-pixel std 0.116 (uniform) vs
+    # 0.024 (quadratic), real digits 0.013; validity 90.5 % vs 93.8 % (real 93.3 %).
+    time_grid: Annotated[
+        TimeGrid, _choice("the time steps: uniform in t, or quadratic (fine near t = 0)")
+    ] = "quadratic"
+    # last step without noise, then Tweedie at t_min: background std 0.024 -> 0.017
+    denoise: Annotated[
+        bool, _setting("the last step without noise, then Tweedie's estimate at t_min")
+    ] = True
+    reward_at: Annotated[
+        RewardAt,
+        _choice("tilt by r(x_t) (x), or by r(xhat0(x_t)) (xhat0: twisted-SMC weights)"),
+    ] = "x"
 
-    def __post_init__(self) -> None:
-        _check_choice("variant", self.variant, VARIANTS)
-        _check_choice("time_grid", self.time_grid, TIME_GRIDS)
-        _check_choice("reward_at", self.reward_at, REWARD_AT)
-        if not isinstance(self.denoise, bool):
-            raise ValueError(f"denoise must be true or false; got {self.denoise!r}")
+    @model_validator(mode="after")
+    def _rules_between_settings(self) -> SamplerConfig:
         if self.reward_at == "xhat0" and self.variant == "draft":
             raise ValueError(
                 "reward_at 'xhat0' works with the variants 'fkc', 'guidance' and 'base', "
                 "not with the draft paper's clipped weights ('draft')"
             )
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("resample", self.resample, RESAMPLE_MODES)
-        if not isinstance(self.n_steps, int) or self.n_steps < 1:
-            raise ValueError(f"n_steps must be an integer >= 1; got {self.n_steps!r}")
-        if not 0.0 < self.t_min < 1.0:
-            raise ValueError(f"t_min must lie in (0, 1); got {self.t_min}")
-        if not math.isfinite(self.lam_max) or self.lam_max < 0:
-            raise ValueError(f"lam_max must be finite and >= 0; got {self.lam_max}")
-        if not 0.0 <= self.tilt_start < 1.0:
-            raise ValueError(f"tilt_start must lie in [0, 1); got {self.tilt_start}")
-        if not 0.0 < self.ess_threshold <= 1.0:
-            raise ValueError(f"ess_threshold must lie in (0, 1]; got {self.ess_threshold}")
-        if self.chunk_size is not None and (
-            not isinstance(self.chunk_size, int) or self.chunk_size < 1
-        ):
-            raise ValueError(f"chunk_size must be None or an integer >= 1; got {self.chunk_size!r}")
         if not self.draft_w_min < self.draft_w_max:
-            raise ValueError("draft_w_min must be smaller than draft_w_max")
+            raise ValueError(
+                f"draft_w_min ({self.draft_w_min}) must be smaller than draft_w_max "
+                f"({self.draft_w_max})"
+            )
+        return self
 
     @property
     def tilted(self) -> bool:
@@ -143,85 +204,59 @@ class SamplerConfig:
         return _from_dict(cls, data, "sampler setting")
 
 
-ARCHS = ("mlp", "cnn", "gp")
+ARCHS: tuple[str, ...] = ("mlp", "cnn", "gp")
 #: The GP surrogate's inputs: the normalised particle as it is, or a fixed random projection.
 GP_FEATURES: tuple[str, ...] = ("raw", "projection", "network", "network-raw")
-Activation = Literal["silu", "softplus", "gelu", "tanh"]
-#: smooth activations only: the sampler needs gradients of r without kinks
-ACTIVATION_NAMES: tuple[str, ...] = ("silu", "softplus", "gelu", "tanh")
+Arch = Literal[ARCHS]
+GPFeatures = Literal[GP_FEATURES]
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"SurrogateConfig.{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"SurrogateConfig.{name} must be >= {low}, got {value}")
-
-
-@dataclass(frozen=True)
+@_settings
 class SurrogateConfig:
-    """How a surrogate is built and trained (saved in every checkpoint's ``meta.json``)."""
+    """How a surrogate is built and trained (saved in every checkpoint's ``meta.json``).
 
-    # "mlp" for vectors (d,), "cnn" for images (C, H, W), "gp": a Gaussian process on either
+    The networks' weight decay, minibatch size, noise range of ``noise_train`` and activation
+    are constants of :mod:`prefalign.learning.surrogate` (they were settings that no config
+    changed); a checkpoint that recorded them still loads.
+    """
+
     # (prefalign.learning.gp; hidden, layers, ensemble, epochs, lr... are the networks' only)
-    arch: Literal["mlp", "cnn", "gp"] = "mlp"
-    hidden: int = 64  # MLP width / CNN channels; small data (tens to hundreds of points)
-    layers: int = 2  # MLP hidden layers / CNN conv layers (3 convs see all of an 8x8 image)
-    ensemble: int = 1  # independently initialised members, each on a bootstrap resample if > 1
-    epochs: int = 200  # passes over the data per fit; data sets are small, so fits stay cheap
-    lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay: mild shrinkage for tiny data sets
-    batch_size: int = 64  # minibatch size (a smaller data set is one batch)
-    warm_start: bool = True  # start from the previous round's weights (Algorithm 1 "Update CNN")
-    noise_train: bool = False  # train on x_t = a_t x + s_t eps (draft paper: clean data only)
-    noise_t_max: float = 1.0  # t ~ U(0, noise_t_max) per example per epoch when noise_train
-    activation: Activation = "silu"  # smooth, so grad_x r has no kinks (ReLU is rejected)
-    # gp: "raw" (the normalised particle), "projection" (random, fixed) or "network" (the last
-    # hidden layer of the CNN/MLP surrogate fitted on the same answers: a deep kernel)
-    features: str = "raw"
-    feature_dim: int = 32  # gp: features of the random projection
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"SurrogateConfig.arch must be one of {ARCHS}, got {self.arch!r}")
-        if self.features not in GP_FEATURES:
-            raise ValueError(
-                f"SurrogateConfig.features must be one of {GP_FEATURES}, got {self.features!r}"
-            )
-        _check_int("feature_dim", self.feature_dim, 1)
-        for name, low in (("hidden", 1), ("layers", 1), ("ensemble", 1), ("epochs", 1)):
-            _check_int(name, getattr(self, name), low)
-        _check_int("batch_size", self.batch_size, 1)
-        for name in ("lr", "weight_decay", "noise_t_max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"SurrogateConfig.{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"SurrogateConfig.{name} must be finite, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if self.lr <= 0:
-            raise ValueError(f"SurrogateConfig.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"SurrogateConfig.weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 < self.noise_t_max <= 1:
-            raise ValueError(
-                f"SurrogateConfig.noise_t_max must be in (0, 1], got {self.noise_t_max}"
-            )
-        for name in ("warm_start", "noise_train"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"SurrogateConfig.{name} must be true or false, got {getattr(self, name)!r}"
-                )
-        if self.activation not in ACTIVATION_NAMES:
-            hint = " (the sampler needs smooth gradients of r)" if self.activation == "relu" else ""
-            raise ValueError(
-                f"SurrogateConfig.activation must be one of {ACTIVATION_NAMES}, "
-                f"got {self.activation!r}{hint}"
-            )
+    arch: Annotated[
+        Arch,
+        _choice("mlp: vectors (d,); cnn: images (C, H, W); gp: a Gaussian process on either"),
+    ] = "mlp"
+    # small data (tens to hundreds of points)
+    hidden: Annotated[int, _setting("MLP width / CNN channels", ge=1)] = 64
+    layers: Annotated[
+        int, _setting("MLP hidden layers / CNN conv layers (3 convs see an 8x8 image)", ge=1)
+    ] = 2
+    ensemble: Annotated[
+        int,
+        _setting("independently initialised members, each on a bootstrap resample if > 1", ge=1),
+    ] = 1
+    # data sets are small, so fits stay cheap
+    epochs: Annotated[int, _setting("passes over the data per fit", ge=1)] = 200
+    lr: Annotated[float, _setting("AdamW learning rate", gt=0, allow_inf_nan=False)] = 1e-3
+    warm_start: Annotated[
+        bool, _setting("start from the previous round's weights (Algorithm 1 'Update CNN')")
+    ] = True
+    noise_train: Annotated[
+        bool, _setting("train on x_t = a_t x + s_t eps (the draft paper: clean data only)")
+    ] = False
+    # "network" is the last hidden layer of the CNN/MLP surrogate fitted on the same answers: a
+    # deep kernel
+    features: Annotated[
+        GPFeatures,
+        _choice(
+            "gp: the normalised particle, a fixed random projection, the CNN/MLP surrogate's "
+            "last hidden layer, or that layer beside the particle"
+        ),
+    ] = "raw"
+    feature_dim: Annotated[int, _setting("gp: features of the random projection", ge=1)] = 32
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict of every field."""
-        return dataclasses.asdict(self)
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SurrogateConfig:
@@ -229,7 +264,7 @@ class SurrogateConfig:
         return _from_dict(cls, data, "surrogate setting")
 
 
-@dataclass(frozen=True)
+@_settings
 class DDPMTraining:
     """The settings of a DDPM training run that the workflow's ``models.digits`` may set, and
     their defaults: the one place they are written. ``prefalign.models.ddpm.DDPMSettings``
@@ -241,15 +276,27 @@ class DDPMTraining:
     threads (about 1.5 minutes on a 2-core CPU; base samples as valid as real held-out digits).
     """
 
-    steps: int = 2000  # optimiser steps
-    batch_size: int = 128  # images per step (drawn with replacement)
-    lr: float = 2e-3  # peak AdamW learning rate (linear warm-up, then cosine decay to 0)
-    seed: int = 0  # seeds the initial weights, the batches, the timesteps and the noise
+    steps: Annotated[int, _setting("optimiser steps", ge=1)] = 2000
+    batch_size: Annotated[int, _setting("images per step (drawn with replacement)", ge=1)] = 128
+    lr: Annotated[
+        float,
+        _setting(
+            "peak AdamW learning rate (linear warm-up, then cosine decay to 0)",
+            gt=0,
+            allow_inf_nan=False,
+        ),
+    ] = 2e-3
+    seed: Annotated[
+        int, _setting("seeds the initial weights, the batches, the timesteps and the noise", ge=0)
+    ] = 0
     # torch CPU threads: a setting, not the machine's cores, because the weights' last digits
     # depend on it (the same value gives the same bytes). Two: the training is the default run's
     # critical path, and on 2 cores its second thread takes the core the other campaigns leave
     # idle (1.4x faster than one thread, measured side by side)
-    threads: int = 2
+    threads: Annotated[
+        int,
+        _setting("torch CPU threads of the training (the weights' bytes depend on it)", ge=1),
+    ] = 2
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DDPMTraining:
@@ -262,40 +309,50 @@ class DDPMTraining:
 #: samples' mean posterior standard deviation of the reward stays within ``max_std``, and never
 #: less than the configured tilt (the largest of the grid up to the evaluation sampler's lam_max).
 TRUST_RULES: tuple[str, ...] = ("std",)
+TrustRule = Literal[TRUST_RULES]
 
 
-@dataclass(frozen=True)
+@_settings
 class FinalTilt:
     """The sampler the user takes home after the budget: FKC tilted by a potential of the last
     surrogate, evaluated along a grid of tilts (the frontier), at a tilt picked by a rule fixed
     in advance that reads only what the campaign knows (never the user's reward).
 
-    Attributes:
-        pessimism: kappa of the potential ``mean - kappa std`` (the surrogate's posterior or
-            ensemble spread): regions the answers have not reached are not rewarded.
-        lams: the grid of tilts the final evaluation samples at (the frontier); empty: one
-            evaluation at the method's own ``lam_max``, as before the frontier.
-        rule: how the trusted tilt is picked from the grid (:data:`TRUST_RULES`).
-        max_std: ``std`` rule's bound on the mean posterior std of the reward at the tilt's
-            samples, in the reward's units.
+    ``pessimism`` is kappa of the potential ``mean - kappa std`` (the surrogate's posterior or
+    ensemble spread): regions the answers have not reached are not rewarded. An empty ``lams``
+    is one evaluation at the method's own ``lam_max``, as before the frontier.
     """
 
-    pessimism: float = 0.0
-    lams: tuple[float, ...] = ()
-    rule: str = "std"
-    max_std: float = 0.1
+    pessimism: Annotated[
+        float,
+        _setting("kappa: tilt by mean - kappa std of the surrogate", ge=0, allow_inf_nan=False),
+    ] = 0.0
+    lams: Annotated[
+        tuple[Annotated[float, _setting(ge=0, allow_inf_nan=False)], ...],
+        Field(
+            description="the frontier: the final evaluation at each tilt (distinct values)",
+            json_schema_extra={"uniqueItems": True},
+        ),
+    ] = ()
+    rule: Annotated[
+        TrustRule, _choice("how the trusted tilt is picked from the grid (TRUST_RULES)")
+    ] = "std"
+    max_std: Annotated[
+        float,
+        _setting(
+            "std rule: the largest tilt whose samples' mean posterior std is at most this, "
+            "never below the configured tilt (lam_max)",
+            gt=0,
+            allow_inf_nan=False,
+        ),
+    ] = 0.1
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "lams", tuple(float(v) for v in self.lams))
-        if not (math.isfinite(self.pessimism) and self.pessimism >= 0):
-            raise ValueError(f"final_tilt pessimism must be >= 0; got {self.pessimism}")
-        if any(not (math.isfinite(v) and v >= 0) for v in self.lams):
-            raise ValueError(f"final_tilt lams must be finite and >= 0; got {list(self.lams)}")
-        if len(set(self.lams)) != len(self.lams):
-            raise ValueError(f"final_tilt lams repeat a value: {list(self.lams)}")
-        _check_choice("final_tilt rule", self.rule, TRUST_RULES)
-        if not (math.isfinite(self.max_std) and self.max_std > 0):
-            raise ValueError(f"final_tilt max_std must be > 0; got {self.max_std}")
+    @field_validator("lams")
+    @classmethod
+    def _distinct(cls, lams: tuple[float, ...]) -> tuple[float, ...]:
+        if len(set(lams)) != len(lams):
+            raise ValueError("a tilt repeats")
+        return lams
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, for JSON."""
@@ -313,57 +370,64 @@ class FinalTilt:
 #: (EPAPA: the base model samples the rest); ``lora``: low-rank adapters (peft) on every linear
 #: and convolution layer, merged into the weights when saved.
 MODES: tuple[str, ...] = ("full", "split", "lora")
+Mode = Literal[MODES]
 #: What the online learners fine-tune on: ``papa`` (the liked items, denoising score matching),
 #: ``d3po`` (the answered pairs, the Diffusion-DPO loss against the base model).
 LEARNERS: tuple[str, ...] = ("surrogate", "papa", "d3po")
 
 
-@dataclass(frozen=True)
+@_settings
 class FinetuneSettings:
-    """Settings of one fine-tuning run.
+    """Settings of one fine-tuning run of the base model."""
 
-    Attributes:
-        mode: one of :data:`MODES`.
-        steps: optimiser steps.
-        batch_size: examples per step (drawn with replacement, by weight).
-        lr: AdamW learning rate (constant after a 10 % linear warm-up).
-        t_split: ``split`` mode: the forward time from which the fine-tuned network is trained
-            and used; below it the base model denoises.
-        decay: pull of the weights back toward the base model's, per step: ``theta -= lr decay
-            (theta - theta_base)`` (for ``lora``: of the adapters toward the zero update).
-        lora_rank: rank of the adapters (``lora``).
-        dpo_beta: inverse temperature of the Diffusion-DPO loss (``d3po``), on per-value mean
-            squared errors.
-        particles: samples of the aligned sampler drawn to distil it (the ``finetune`` rule).
-        seed: seeds the batches, timesteps and noise.
-    """
-
-    mode: str = "full"
-    steps: int = 400
-    batch_size: int = 64
-    lr: float = 1e-3
-    t_split: float = 0.5
-    decay: float = 0.0
-    lora_rank: int = 4
-    dpo_beta: float = 2000.0
-    particles: int = 512
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"finetune mode must be one of {', '.join(MODES)}; got {self.mode!r}")
-        for name in ("steps", "batch_size", "lora_rank", "particles"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"finetune {name} must be an integer >= 1; got {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"finetune lr must be > 0; got {self.lr}")
-        if not 0.0 <= self.t_split < 1.0:
-            raise ValueError(f"finetune t_split must lie in [0, 1); got {self.t_split}")
-        if not (math.isfinite(self.decay) and self.decay >= 0):
-            raise ValueError(f"finetune decay must be >= 0; got {self.decay}")
-        if not (math.isfinite(self.dpo_beta) and self.dpo_beta > 0):
-            raise ValueError(f"finetune dpo_beta must be > 0; got {self.dpo_beta}")
+    mode: Annotated[
+        Mode, _choice("every weight, every weight at t >= t_split, or low-rank adapters")
+    ] = "full"
+    steps: Annotated[int, _setting("optimiser steps", ge=1)] = 400
+    batch_size: Annotated[
+        int, _setting("examples per step (drawn with replacement, by weight)", ge=1)
+    ] = 64
+    lr: Annotated[
+        float,
+        _setting(
+            "AdamW learning rate (constant after a 10 % linear warm-up)",
+            gt=0,
+            allow_inf_nan=False,
+        ),
+    ] = 1e-3
+    t_split: Annotated[
+        float,
+        _setting(
+            "split mode: the forward time from which the fine-tuned network is trained and "
+            "used; below it the base model denoises",
+            ge=0,
+            lt=1,
+        ),
+    ] = 0.5
+    # theta -= lr decay (theta - theta_base)
+    decay: Annotated[
+        float,
+        _setting(
+            "pull of the weights back toward the base model's, per step (lora: of the "
+            "adapters toward the zero update)",
+            ge=0,
+            allow_inf_nan=False,
+        ),
+    ] = 0.0
+    lora_rank: Annotated[int, _setting("rank of the adapters (lora)", ge=1)] = 4
+    dpo_beta: Annotated[
+        float,
+        _setting(
+            "inverse temperature of the Diffusion-DPO loss (d3po), on per-value mean squared "
+            "errors",
+            gt=0,
+            allow_inf_nan=False,
+        ),
+    ] = 2000.0
+    particles: Annotated[
+        int, _setting("samples of the aligned sampler drawn to distil it (finetune rule)", ge=1)
+    ] = 512
+    seed: Annotated[int, _setting("seeds the batches, timesteps and noise", ge=0)] = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, for JSON."""

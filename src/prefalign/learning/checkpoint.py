@@ -23,7 +23,15 @@ import safetensors.torch
 import torch
 
 from prefalign.io.listing import show
-from prefalign.learning.surrogate import FitReport, Surrogate, normalisation_shape
+from prefalign.learning.surrogate import (
+    ACTIVATION,
+    BATCH_SIZE,
+    NOISE_T_MAX,
+    WEIGHT_DECAY,
+    FitReport,
+    Surrogate,
+    normalisation_shape,
+)
 from prefalign.settings import SurrogateConfig
 
 #: Version of the checkpoint layout written by :func:`save_surrogate` (2: the ``head`` of
@@ -41,6 +49,14 @@ MAX_WEIGHTS_BYTES = 1 << 30
 META_LIMITS = {"hidden": 1 << 14, "layers": 64, "ensemble": 64}
 #: Largest number of values in one input (``event_shape``).
 MAX_EVENT_SIZE = 1 << 22
+#: Settings of :class:`SurrogateConfig` that are constants now, and the values they have: the
+#: ``config`` of a checkpoint written before records them, and loads when it holds these values.
+REMOVED_SETTINGS: dict[str, Any] = {
+    "weight_decay": WEIGHT_DECAY,
+    "batch_size": BATCH_SIZE,
+    "noise_t_max": NOISE_T_MAX,
+    "activation": ACTIVATION,
+}
 
 
 class SurrogateCheckpointError(ValueError):
@@ -142,7 +158,7 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
 
     # 1. read the metadata's architecture, within limits; nothing is built yet
     try:
-        config = SurrogateConfig.from_dict(meta["config"])
+        config = SurrogateConfig.from_dict(_without_removed_settings(meta["config"]))
     except (KeyError, TypeError, ValueError) as err:
         raise SurrogateCheckpointError(
             f"{meta_path} is not a valid surrogate metadata file: {err}"
@@ -219,6 +235,23 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
     surrogate.load_state_dict(tensors, strict=True)
     surrogate.eval()
     return surrogate
+
+
+def _without_removed_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's ``config`` without the settings that are constants now
+    (:data:`REMOVED_SETTINGS`); one of them at another value than the constant's is refused,
+    by name: the weights were trained otherwise than this prefalign would."""
+    kept = dict(config)
+    for key, value in REMOVED_SETTINGS.items():
+        if key not in kept:
+            continue
+        recorded = kept.pop(key)
+        if type(recorded) is bool or recorded != value:
+            raise ValueError(
+                f"config.{key} = {recorded!r}: {key} is no longer a setting, and this prefalign "
+                f"trains surrogates with {key} = {value!r} only"
+            )
+    return kept
 
 
 def _read_weights(directory: Path) -> tuple[Path, dict[str, torch.Tensor], str]:

@@ -222,12 +222,12 @@ class NetworkEmbedding(nn.Module):
     def __init__(self, config: SurrogateConfig, event_shape: tuple[int, ...]) -> None:
         super().__init__()
         from prefalign.learning.nets import build_member
-        from prefalign.learning.surrogate import normalisation_shape
+        from prefalign.learning.surrogate import ACTIVATION, normalisation_shape
 
         self.arch = network_arch(event_shape)
         gen = torch.Generator(device="cpu").manual_seed(0)  # replaced by the fitted weights
         self.net = build_member(
-            self.arch, event_shape, config.hidden, config.layers, config.activation, gen
+            self.arch, event_shape, config.hidden, config.layers, ACTIVATION, gen
         )
         shape = normalisation_shape(self.arch, event_shape)
         # built on the host, as every member is (prefalign.learning.nets), then moved with .to

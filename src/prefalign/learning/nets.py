@@ -14,8 +14,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from prefalign.settings import ACTIVATION_NAMES, Activation  # noqa: E402
-
 #: Smooth activations by name. ReLU is deliberately absent: its kinks make grad_x r piecewise
 #: constant, and the FKC sampler follows that gradient.
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -24,6 +22,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
 }
+Activation = Literal[tuple(ACTIVATIONS)]
 
 
 class MLP(nn.Module):
@@ -113,6 +112,3 @@ def init_weights_(net: nn.Module, generator: torch.Generator) -> None:
                 fan_in = module.weight[0].numel()
                 bound = 1.0 / math.sqrt(fan_in)
                 nn.init.uniform_(module.bias, -bound, bound, generator=generator)
-
-
-assert tuple(ACTIVATIONS) == ACTIVATION_NAMES, "settings.ACTIVATION_NAMES must list ACTIVATIONS"

@@ -47,7 +47,18 @@ from prefalign.runtime import device_generator, to_host
 from prefalign.settings import SurrogateConfig
 
 #: The fields of :class:`SurrogateConfig` that fix the network (a warm start must match them).
-_ARCH_FIELDS = ("arch", "hidden", "layers", "ensemble", "activation")
+_ARCH_FIELDS = ("arch", "hidden", "layers", "ensemble")
+# Four settings of SurrogateConfig until no config changed them; a checkpoint that recorded them
+# loads when they hold these values (prefalign.learning.checkpoint.REMOVED_SETTINGS).
+#: AdamW's decoupled weight decay: mild shrinkage for the tiny data sets a surrogate sees.
+WEIGHT_DECAY = 1e-4
+#: Examples (questions, for the choice head) per minibatch; a smaller data set is one batch.
+BATCH_SIZE = 64
+#: ``noise_train``: each example is noised to a time ``t ~ U(0, NOISE_T_MAX)`` per epoch (the
+#: whole forward process: the sampler asks the surrogate about every ``x_t``).
+NOISE_T_MAX = 1.0
+#: The networks' activation: smooth, so ``grad_x r`` has no kinks (the sampler follows it).
+ACTIVATION = "silu"
 #: What the output means, by the form of the answers fitted (see the module's docstring).
 HEADS = ("rate", "binary", "choice")
 #: Smallest utility span of the choice head (a member that cannot tell its best observed item
@@ -129,7 +140,7 @@ class Surrogate(nn.Module):
             gen = torch.Generator(device="cpu").manual_seed(init_seed)  # the same on every device
             nets.append(
                 build_member(
-                    config.arch, event_shape, config.hidden, config.layers, config.activation, gen
+                    config.arch, event_shape, config.hidden, config.layers, ACTIVATION, gen
                 )
             )
         self.nets = nn.ModuleList(nets)
@@ -449,14 +460,14 @@ def _train_member(
     examples are the rows of ``x`` or, for the choice head, the questions of ``groups``.
     The batches' losses stay on the device: the last epoch's (every epoch's with a progress
     bar) are read once, after the epoch."""
-    opt = AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = AdamW(net.parameters(), lr=config.lr, weight_decay=WEIGHT_DECAY)
     n = x.shape[0] if groups is None else groups.shape[0]
     epoch_loss = float("nan")
     for epoch in range(config.epochs):
         perm = torch.randperm(n, generator=gen, device=gen.device).to(x.device)
         batch_losses, sizes = [], []
-        for lo in range(0, n, config.batch_size):
-            batch = perm[lo : lo + config.batch_size]
+        for lo in range(0, n, BATCH_SIZE):
+            batch = perm[lo : lo + BATCH_SIZE]
             if groups is not None:
                 rows = groups[batch]  # (B, K)
                 xb, yb = x[rows.reshape(-1)], y[rows]  # (B*K, *event_shape), (B, K)
@@ -464,7 +475,7 @@ def _train_member(
                 xb, yb = x[batch], y[batch]  # (B, *event_shape), (B,)
             if config.noise_train:
                 assert sde is not None
-                xb = _noised(xb, sde, config.noise_t_max, gen)
+                xb = _noised(xb, sde, NOISE_T_MAX, gen)
             z = (xb - surrogate.x_mean) / surrogate.x_std
             loss = _loss(net(z), yb, head)
             opt.zero_grad()

@@ -177,7 +177,7 @@ def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> Non
     import dataclasses
 
     from prefalign import acquisition, settings
-    from prefalign.loop import spec as campaign
+    from prefalign.loop import learners, selectors
 
     defs = SCHEMA["$defs"]
     for cls in (settings.SamplerConfig, settings.SurrogateConfig):
@@ -191,10 +191,11 @@ def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> Non
         ("sampler", "reward_at"): list(settings.REWARD_AT),
         ("surrogate", "arch"): list(settings.ARCHS),
         ("surrogate", "features"): list(settings.GP_FEATURES),
-        ("method", "score"): list(campaign.SCORES),
+        ("method", "score"): list(selectors.SCORES),
         ("method", "batch"): list(acquisition.BATCH_RULES),
-        ("method", "tilt_member"): list(campaign.TILT_MEMBERS),
-        ("method", "explore_from"): list(campaign.EXPLORE_FROM),
+        ("method", "tilt_member"): list(learners.TILT_MEMBERS),
+        ("method", "explore_from"): list(selectors.EXPLORE_ARMS),
+        ("method", "learner"): list(learners.LEARNERS),
     }
     blocks = {"sampler": "SamplerConfig", "surrogate": "SurrogateConfig", "method": "MethodBlock"}
     for (where, key), valid in choices.items():
@@ -204,7 +205,7 @@ def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> Non
 
 def test_domains_and_selection_rules_are_checked_by_their_registries() -> None:
     """A domain is a module of prefalign.domains and a selection rule an entry of
-    acquisition.STRATEGIES (so adding one is one file): the schema does not list them, and
+    acquisition.RULES (so adding one is one file): the schema does not list them, and
     resolving a campaign at plan time refuses an unknown one, naming the key and the valid ones."""
     from prefalign.loop.spec import campaign_spec
 

@@ -124,7 +124,7 @@ WRONG = {
     ),
     "a choice that is not one": (
         lambda c: c["methods"]["random"].update(score="best"),
-        "'best' is not one of ['fk_weight', 'surrogate', 'ucb']",
+        "'best' is not one of ['fk_weight', 'surrogate']",
         ("methods", "random", "score"),
     ),
     "a misspelt top-level key": (

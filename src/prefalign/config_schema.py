@@ -55,17 +55,17 @@ COMMAND = "python -m prefalign.config_schema > workflow/schemas/config.schema.ya
 
 def method_choices() -> dict[str, tuple[str, ...]]:
     """The valid values of a method's choice keys, read from where the code defines them."""
-    from prefalign.acquisition import BATCH_RULES, STRATEGIES
-    from prefalign.loop.spec import EXPLORE_FROM, SCORES, TILT_MEMBERS
+    from prefalign.acquisition import BATCH_RULES, RULES
+    from prefalign.loop.learners import LEARNERS, TILT_MEMBERS
+    from prefalign.loop.selectors import EXPLORE_ARMS, SCORES
     from prefalign.pairing import PAIRINGS
-    from prefalign.settings import LEARNERS
 
     return {
-        "selection": tuple(STRATEGIES),
+        "selection": tuple(RULES),
         "score": tuple(SCORES),
         "batch": tuple(BATCH_RULES),
         "tilt_member": tuple(TILT_MEMBERS),
-        "explore_from": tuple(EXPLORE_FROM),
+        "explore_from": tuple(EXPLORE_ARMS),
         "pairing": tuple(PAIRINGS),
         "learner": tuple(LEARNERS),
     }
@@ -192,7 +192,7 @@ class MethodBlock(TypedDict, total=False):
 
     sampler: SamplerConfig
     surrogate: SurrogateConfig
-    # checked at plan time against prefalign.acquisition.STRATEGIES (a new rule is one function)
+    # checked at plan time against prefalign.acquisition.RULES (a new rule is one entry)
     selection: Annotated[
         str,
         AfterValidator(_one_of("selection")),
@@ -206,12 +206,9 @@ class MethodBlock(TypedDict, total=False):
     non_adaptive: bool
     true_reward: bool
     batch: BatchRule
-    min_distance: Annotated[float, Field(ge=0)]
-    pool: PositiveInt
     tilt_member: TiltMember
     lam_ramp_queries: PositiveInt | None
     explore_from: ExploreFrom
-    base_share: Annotated[float, Field(gt=0, lt=1)]
     pairing: Annotated[Pairing, Field(description="who joins each lead in pairs and groups")]
     learner: Annotated[
         Learner,

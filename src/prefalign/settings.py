@@ -371,9 +371,6 @@ class FinalTilt:
 #: and convolution layer, merged into the weights when saved.
 MODES: tuple[str, ...] = ("full", "split", "lora")
 Mode = Literal[MODES]
-#: What the online learners fine-tune on: ``papa`` (the liked items, denoising score matching),
-#: ``d3po`` (the answered pairs, the Diffusion-DPO loss against the base model).
-LEARNERS: tuple[str, ...] = ("surrogate", "papa", "d3po")
 
 
 @_settings

@@ -51,6 +51,7 @@ from prefalign.sampling.step import (
     checked_reward,
     checked_score,
     fkc_step,
+    map_chunks,
     noise_scale,
     standard_normal,
     tweedie,
@@ -292,17 +293,12 @@ def _denoised(
     score: ScoreFn, sde: VPSDE, x: torch.Tensor, config: SamplerConfig, checks: DeviceChecks
 ) -> torch.Tensor:
     """Tweedie's estimate at ``t_min``, chunked like the sampler's score calls."""
-    chunk = config.chunk_size or x.shape[0]
-    parts = [
-        tweedie(
-            x[lo : lo + chunk],
-            checked_score(score, x[lo : lo + chunk], config.t_min, checks),
-            sde,
-            config.t_min,
-        )
-        for lo in range(0, x.shape[0], chunk)
-    ]
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+    t = config.t_min
+    return map_chunks(
+        lambda xc: tweedie(xc, checked_score(score, xc, t, checks), sde, t),
+        x,
+        chunk_size=config.chunk_size,
+    )
 
 
 def _sample_xhat0(

@@ -4,15 +4,15 @@
 reward at the noisy state (``phi = lam_tau r(x)``); its comments number the lines as that section
 does. :func:`xhat0_potential` and :func:`xhat0_move` are the two halves of the step with the
 reward at the denoised estimate (``phi_i = lam_i r(xhat0(x, t_i))``, "Time-dependent potentials",
-twisted SMC): the loop in :mod:`prefalign.sampling.sampler` updates the weights and resamples
-between them. Weights, resampling, the tilt schedule and the time grid belong to the loop; a
-step sees one time point. :func:`map_chunks` is how every step (and the loop's final Tweedie
-estimate) splits the particles into ``chunk_size`` batches of model calls.
+twisted SMC): the SMC kernel in :mod:`prefalign.sampling.sampler` updates the weights and
+resamples between them. Weights, resampling, the tilt schedule and the time grid belong to the
+kernel; a step sees one time point. :func:`map_chunks` is how every step (and the kernel's final
+Tweedie estimate) splits the particles into ``chunk_size`` batches of model calls.
 
 Every tensor a step makes is on the particles' device, and a step reads no value back to the
 host: its checks (scores, rewards and gradients are finite) are recorded in a
-:class:`DeviceChecks` that the loop reads when it must wait for the device anyway (a resampling
-decision) and at the end. Called on its own, a step reads its checks before it returns.
+:class:`DeviceChecks` that the kernel reads when it must wait for the device anyway (a
+resampling decision) and at the end. Called on its own, a step reads its checks before it returns.
 """
 
 from __future__ import annotations

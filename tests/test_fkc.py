@@ -133,9 +133,10 @@ def test_path_weights_follow_resampled_copies() -> None:
         assert res.path_log_weights[inverse == group].unique().numel() == 1
 
 
-def test_same_seed_same_particles_and_chunking_changes_nothing() -> None:
+@pytest.mark.parametrize("reward_at", ["x", "xhat0"])
+def test_same_seed_same_particles_and_chunking_changes_nothing(reward_at: str) -> None:
     reward, lam, _ = CASES["quadratic"]
-    kw = dict(variant="fkc", n_steps=40, lam_max=lam)
+    kw = dict(variant="fkc", n_steps=40, lam_max=lam, reward_at=reward_at)
 
     def go(seed: int, chunk: int | None):
         cfg = SamplerConfig(chunk_size=chunk, **kw)
@@ -153,7 +154,27 @@ def test_same_seed_same_particles_and_chunking_changes_nothing() -> None:
     assert torch.equal(a.x, b.x) and torch.equal(a.path_log_weights, b.path_log_weights)
     assert torch.equal(a.x, c.x) and torch.equal(a.path_log_weights, c.path_log_weights)
     assert torch.equal(a.ess, c.ess) and a.n_resamples == c.n_resamples
+    assert (a.n_score_evals, a.n_reward_evals) == (c.n_score_evals, c.n_reward_evals)
     assert not torch.equal(a.x, d.x)
+
+
+def test_map_chunks_joins_the_chunks_in_order() -> None:
+    from prefalign.sampling.step import map_chunks
+
+    x, z = torch.arange(10.0), -torch.arange(10.0)
+    seen = []
+
+    def fn(xc: torch.Tensor, zc: torch.Tensor):
+        seen.append(xc.shape[0])
+        return xc + zc, None, 2 * xc
+
+    assert torch.equal(map_chunks(lambda xc: xc, x, chunk_size=None), x)
+    summed, none, doubled = map_chunks(fn, x, z, chunk_size=4)
+    assert seen == [4, 4, 2] and none is None
+    assert torch.equal(summed, torch.zeros(10)) and torch.equal(doubled, 2 * x)
+    assert torch.equal(map_chunks(lambda xc: xc * xc, x, chunk_size=3), x * x)
+    one = map_chunks(fn, x, z, chunk_size=10)  # one chunk: fn's result as is
+    assert one[1] is None and torch.equal(one[2], 2 * x)
 
 
 def test_evaluation_counts() -> None:

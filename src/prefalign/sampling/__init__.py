@@ -5,7 +5,7 @@
   the step with the reward at the denoised estimate;
 - :mod:`.schedule`: the time grid and the tilt schedule;
 - :mod:`.resampling`: effective sample size and systematic resampling;
-- :mod:`.sampler`: :func:`sample`, the loop over the steps, and :class:`SampleResult`.
+- :mod:`.sampler`: :func:`sample`, the one SMC kernel over the steps, and :class:`SampleResult`.
 
 The variants (``fkc``, ``draft``, ``guidance``, ``base``) are :data:`prefalign.settings.VARIANTS`.
 """

@@ -4,14 +4,15 @@
 reward at the noisy state (``phi = lam_tau r(x)``); its comments number the lines as that section
 does. :func:`xhat0_potential` and :func:`xhat0_move` are the two halves of the step with the
 reward at the denoised estimate (``phi_i = lam_i r(xhat0(x, t_i))``, "Time-dependent potentials",
-twisted SMC): the loop in :mod:`prefalign.sampling.sampler` updates the weights and resamples
-between them. Weights, resampling, the tilt schedule and the time grid belong to the loop; a step
-sees one time point.
+twisted SMC): the SMC kernel in :mod:`prefalign.sampling.sampler` updates the weights and
+resamples between them. Weights, resampling, the tilt schedule and the time grid belong to the
+kernel; a step sees one time point. :func:`map_chunks` is how every step (and the kernel's final
+Tweedie estimate) splits the particles into ``chunk_size`` batches of model calls.
 
 Every tensor a step makes is on the particles' device, and a step reads no value back to the
 host: its checks (scores, rewards and gradients are finite) are recorded in a
-:class:`DeviceChecks` that the loop reads when it must wait for the device anyway (a resampling
-decision) and at the end. Called on its own, a step reads its checks before it returns.
+:class:`DeviceChecks` that the kernel reads when it must wait for the device anyway (a
+resampling decision) and at the end. Called on its own, a step reads its checks before it returns.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -131,6 +133,23 @@ def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).flatten(1).sum(dim=1)
 
 
+def map_chunks(fn: Callable[..., Any], *rows: torch.Tensor, chunk_size: int | None) -> Any:
+    """``fn`` on consecutive chunks of ``chunk_size`` rows (None: all at once) of the tensors
+    ``rows``, which share their first dimension, in order; the chunks' results joined along it.
+
+    ``fn`` returns a tensor or a tuple of tensors and Nones (a None stays None); one chunk's
+    result is returned as is.
+    """
+    n = rows[0].shape[0]
+    chunk = chunk_size or n
+    parts = [fn(*(r[lo : lo + chunk] for r in rows)) for lo in range(0, n, chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], tuple):
+        return tuple(None if p[0] is None else torch.cat(p) for p in zip(*parts, strict=True))
+    return torch.cat(parts)
+
+
 def _reward_gradient(
     r: object, xr: torch.Tensor, n: int, need_grad: bool, what: str, needs: str
 ) -> torch.Tensor | None:
@@ -226,53 +245,37 @@ def fkc_step(
         checks: where the step records its finiteness checks (the sampler's, read with its
             next decision); None reads them before the step returns (a ValueError if one fails).
     """
-    n = x.shape[0]
-    chunk = chunk_size or n
     pending = DeviceChecks() if checks is None else checks
     g2 = sde.beta(t)  # g_t^2
     needs_reward = lam > 0 or (update_weights and dlam != 0)
-    # one chunk (the default) writes its results directly; several fill preallocated buffers
-    x_new = torch.empty_like(x) if chunk < n else x
-    dlogw = None
-    if update_weights and needs_reward and chunk < n:
-        dlogw = torch.empty(n, device=x.device, dtype=torch.float64)
-    n_score = n_reward = 0
-    for lo in range(0, n, chunk):
-        hi = lo + chunk
-        xc = x[lo:hi]
+
+    def step(xc: torch.Tensor, zc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         # s = grad log q_t(x): the base score, at the pre-step x like every term below
         s = checked_score(score, xc, t, pending)
-        n_score += xc.shape[0]
         f = sde.drift(xc, t)  # forward drift f_t(x), used by the move and the weights
         drift = -f + g2 * s  # drift = -f_t(x) + g_t^2 s  (+ the reward term below)
+        dlogw = None
         if needs_reward:
             # gr = grad_x r(x): autograd of sum(r(x)) over the batch, detached
             r, gr = checked_reward(reward, xc, t, need_grad=lam > 0, checks=pending)
-            n_reward += xc.shape[0]
             if lam > 0:
                 drift = drift + g2 * (lam / 2.0) * gr  # the 1/2 makes Laplacian terms cancel
             # dlogw = (dlam/dtau r(x) + lam_tau <gr, (g_t^2 / 2) s - f_t(x)>) dtau
             if update_weights:
-                inc = dlam * r.double()
+                dlogw = dlam * r.double()
                 if lam > 0:
-                    inc = inc + lam * dtau * inner(gr, 0.5 * g2 * s - f).double()
-                if chunk < n:
-                    dlogw[lo:hi] = inc
-                else:
-                    dlogw = inc
+                    dlogw = dlogw + lam * dtau * inner(gr, 0.5 * g2 * s - f).double()
         # x_new = x + drift dtau + g_t sqrt(dtau) z
         moved = xc + drift * dtau
         if noise_scale:
-            moved = moved + noise_scale * z[lo:hi]
-        if chunk < n:
-            x_new[lo:hi] = moved
-        else:
-            x_new = moved
+            moved = moved + noise_scale * zc
+        return moved, dlogw
+
+    x_new, dlogw = map_chunks(step, x, z, chunk_size=chunk_size)
     if checks is None:
         pending.read()
-    return FKCStepOutput(
-        x=x_new, log_weight_increment=dlogw, n_score_evals=n_score, n_reward_evals=n_reward
-    )
+    n = x.shape[0]
+    return FKCStepOutput(x_new, dlogw, n_score_evals=n, n_reward_evals=n if needs_reward else 0)
 
 
 def _potential_chunk(
@@ -282,8 +285,9 @@ def _potential_chunk(
     x: torch.Tensor,
     at: tuple,
     checks: DeviceChecks,
-) -> XHat0Potential:
-    """:func:`xhat0_potential` of one chunk; ``at`` is ``(t, lam, need_grad)``."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`xhat0_potential` of one chunk, ``(s, phi, grad_phi)``; ``at`` is
+    ``(t, lam, need_grad)``."""
     t, lam, need_grad = at
     n = x.shape[0]
     with torch.enable_grad():
@@ -307,7 +311,7 @@ def _potential_chunk(
     checks.expect_finite(r, f"reward at xhat0 returned NaN or inf at t={t:.4f}")
     if grad is not None:
         checks.expect_finite(grad, f"gradient of the reward at xhat0 is NaN or inf at t={t:.4f}")
-    return XHat0Potential(score=s, phi=lam * r.double(), grad_phi=grad)
+    return s, lam * r.double(), grad
 
 
 def xhat0_potential(
@@ -325,22 +329,15 @@ def xhat0_potential(
     """Step 1 of the x̂0 tilt: ``s = grad log q_t(x)``, ``phi = lam r(xhat0(x, t))`` and (if asked)
     ``grad_x phi``, which differentiates through the score network (the Jacobian of xhat0).
     ``checks`` as in :func:`fkc_step`."""
-    n = x.shape[0]
-    chunk = chunk_size or n
     pending = DeviceChecks() if checks is None else checks
-    parts = [
-        _potential_chunk(score, reward, sde, x[lo : lo + chunk], (t, lam, need_grad), pending)
-        for lo in range(0, n, chunk)
-    ]
+    s, phi, grad_phi = map_chunks(
+        lambda xc: _potential_chunk(score, reward, sde, xc, (t, lam, need_grad), pending),
+        x,
+        chunk_size=chunk_size,
+    )
     if checks is None:
         pending.read()
-    if len(parts) == 1:
-        return parts[0]
-    return XHat0Potential(
-        score=torch.cat([p.score for p in parts]),
-        phi=torch.cat([p.phi for p in parts]),
-        grad_phi=torch.cat([p.grad_phi for p in parts]) if need_grad else None,
-    )
+    return XHat0Potential(score=s, phi=phi, grad_phi=grad_phi)
 
 
 def xhat0_move(

@@ -185,7 +185,6 @@ def test_schema_and_settings_dataclasses_have_the_same_keys_and_choices() -> Non
         assert set(defs[cls.__name__]["properties"]) == fields, cls
     choices = {
         ("sampler", "variant"): list(settings.VARIANTS),
-        ("sampler", "schedule"): list(settings.SCHEDULES),
         ("sampler", "resample"): list(settings.RESAMPLE_MODES),
         ("sampler", "time_grid"): list(settings.TIME_GRIDS),
         ("sampler", "reward_at"): list(settings.REWARD_AT),

@@ -91,12 +91,6 @@ def test_base_matches_the_untilted_mixture(floors: dict[str, list[float]]) -> No
     assert energy_distance(x, exact(CASES["linear"][2], 0)) > 20 * max(floors["linear"])
 
 
-def test_constant_schedule_after_start_reaches_the_target(floors: dict[str, list[float]]) -> None:
-    reward, lam, target = CASES["linear"]
-    x = run("fkc", reward, lam, 3, schedule="constant", tilt_start=0.5)
-    assert energy_distance(x, exact(target, 3)) < _upper(floors["linear"])
-
-
 def test_draft_variant_clips_and_never_resamples() -> None:
     cfg = SamplerConfig(variant="draft", n_steps=50, lam_max=2.0)
     res = sample(

@@ -5,8 +5,7 @@ light workflow steps read them without paying torch's start-up).
 Each setting's type, bounds and description are written once, in its annotation: construction
 checks them, and the workflow's config schema is generated from them
 (:mod:`prefalign.config_schema`). The rules between settings that a schema cannot express
-(``reward_at: xhat0`` refused with ``variant: draft``, ``draft_w_min < draft_w_max``, distinct
-``final_tilt.lams``) are validators of the class, checked on construction only. The classes are
+(``reward_at: xhat0`` refused with ``variant: draft``, distinct ``final_tilt.lams``) are validators of the class, checked on construction only. The classes are
 pydantic dataclasses, so still dataclasses (``dataclasses.replace``, ``asdict``, ``fields``); a
 bad value raises a ``ValueError`` naming the class, the setting and the value.
 """
@@ -16,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -94,14 +93,12 @@ VARIANTS: dict[str, VariantSpec] = {
     "guidance": VariantSpec(True, False, False, False, "tilted drift, no weights (biased)"),
     "base": VariantSpec(False, False, False, False, "no tilt: the base model"),
 }
-SCHEDULES: tuple[str, ...] = ("linear", "constant")
 RESAMPLE_MODES: tuple[str, ...] = ("ess", "always", "never")
 TIME_GRIDS: tuple[str, ...] = ("uniform", "quadratic")
 REWARD_AT: tuple[str, ...] = ("x", "xhat0")
 
 # the types of the choices, built from the registries above (a new variant is one entry there)
 Variant = Literal[tuple(VARIANTS)]
-Schedule = Literal[SCHEDULES]
 ResampleMode = Literal[RESAMPLE_MODES]
 TimeGrid = Literal[TIME_GRIDS]
 RewardAt = Literal[REWARD_AT]
@@ -116,19 +113,10 @@ class SamplerConfig:
         _choice("; ".join(f"{name}: {spec.description}" for name, spec in VARIANTS.items())),
     ] = "fkc"
     n_steps: Annotated[int, _setting("Euler-Maruyama steps from t = 1 to t = t_min", ge=1)] = 100
-    t_min: Annotated[
-        float, _setting("final forward time; the score blows up at t = 0", gt=0, lt=1)
-    ] = 1e-3
     lam_max: Annotated[
         float,
         _setting("tilt strength at the data end (the paper's beta)", ge=0, allow_inf_nan=False),
     ] = 1.0
-    schedule: Annotated[
-        Schedule, _choice("lam(progress): a linear ramp, or constant after tilt_start")
-    ] = "linear"
-    tilt_start: Annotated[
-        float, _setting("sampling progress in [0, 1) where the tilt starts", ge=0, lt=1)
-    ] = 0.0
     resample: Annotated[ResampleMode, _choice("when to resample while sampling (fkc only)")] = "ess"
     ess_threshold: Annotated[
         float, _setting("resample when ESS < ess_threshold * N (resample: ess)", gt=0, le=1)
@@ -139,11 +127,6 @@ class SamplerConfig:
     chunk_size: Annotated[
         int | None, _setting("particles per score/reward call; null: all at once", ge=1)
     ] = None
-    draft_dw_clip: Annotated[float, _setting("draft variant: |dw| clip per step", gt=0)] = 0.1
-    draft_w_min: Annotated[
-        float, _setting("draft variant: lower clip of w (below draft_w_max)")
-    ] = 0.1
-    draft_w_max: Annotated[float, _setting("draft variant: upper clip of w")] = 10.0
     # Measured on digits, 400 base samples at 50 steps: background-pixel std 0.116 (uniform) vs
     # 0.024 (quadratic), real digits 0.013; validity 90.5 % vs 93.8 % (real 93.3 %).
     time_grid: Annotated[
@@ -158,17 +141,19 @@ class SamplerConfig:
         _choice("tilt by r(x_t) (x), or by r(xhat0(x_t)) (xhat0: twisted-SMC weights)"),
     ] = "x"
 
+    #: final forward time of the grid: the score blows up at t = 0
+    t_min: ClassVar[float] = 1e-3
+    #: the draft paper's clips of its ``draft`` variant (Algorithm 2): |dw| per step, and w
+    draft_dw_clip: ClassVar[float] = 0.1
+    draft_w_min: ClassVar[float] = 0.1
+    draft_w_max: ClassVar[float] = 10.0
+
     @model_validator(mode="after")
     def _rules_between_settings(self) -> SamplerConfig:
         if self.reward_at == "xhat0" and self.variant == "draft":
             raise ValueError(
                 "reward_at 'xhat0' works with the variants 'fkc', 'guidance' and 'base', "
                 "not with the draft paper's clipped weights ('draft')"
-            )
-        if not self.draft_w_min < self.draft_w_max:
-            raise ValueError(
-                f"draft_w_min ({self.draft_w_min}) must be smaller than draft_w_max "
-                f"({self.draft_w_max})"
             )
         return self
 
@@ -183,16 +168,12 @@ class SamplerConfig:
         return VARIANTS[self.variant].weighted and self.lam_max > 0
 
     def lam(self, progress: float) -> float:
-        """Tilt strength at sampling progress ``u`` in [0, 1] (``u = 1`` at the last step).
-
-        ``linear``: 0 until ``tilt_start``, then a straight ramp to ``lam_max`` at ``u = 1``.
-        ``constant``: 0 before ``tilt_start``, ``lam_max`` from it on.
-        """
-        if progress < self.tilt_start:
+        """Tilt strength at sampling progress ``u`` in [0, 1] (``u = 1`` at the last step): a
+        straight ramp from 0 to ``lam_max``, and 0 throughout for an untilted sampler (the one
+        place the tilt takes its shape within a run; across rounds, the learner's ramp)."""
+        if not self.tilted:
             return 0.0
-        if self.schedule == "constant":
-            return self.lam_max
-        return self.lam_max * min(1.0, (progress - self.tilt_start) / (1.0 - self.tilt_start))
+        return self.lam_max * min(1.0, progress)
 
     def to_dict(self) -> dict:
         """Plain-dict form, for JSON."""

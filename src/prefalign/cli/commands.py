@@ -13,8 +13,6 @@ SAMPLER_FLAGS = (
     "variant",
     "n_steps",
     "lam_max",
-    "schedule",
-    "tilt_start",
     "resample",
     "ess_threshold",
     "chunk_size",

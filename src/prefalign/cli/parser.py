@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from prefalign.cli import commands
 from prefalign.oracles import builtin
-from prefalign.settings import RESAMPLE_MODES, SCHEDULES, VARIANTS, DDPMTraining, SamplerConfig
+from prefalign.settings import RESAMPLE_MODES, VARIANTS, DDPMTraining, SamplerConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -23,8 +23,6 @@ def _sample_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", help="tilt by this built-in simulated user's (differentiable) reward")
     p.add_argument("--surrogate", help="tilt by the surrogate checkpoint in this directory")
     p.add_argument("--lam-max", type=float, default=_SAMPLER.lam_max, help="tilt at the data end")
-    p.add_argument("--schedule", default=_SAMPLER.schedule, choices=list(SCHEDULES))
-    p.add_argument("--tilt-start", type=float, default=_SAMPLER.tilt_start)
     p.add_argument("--resample", default=_SAMPLER.resample, choices=list(RESAMPLE_MODES))
     p.add_argument("--ess-threshold", type=float, default=_SAMPLER.ess_threshold)
     p.add_argument("--n-particles", type=int, default=1000)

@@ -320,7 +320,7 @@ def _smc(
     variant = VARIANTS[config.variant]
     # time grid t_0 = 1 > ... > t_n = t_min; step i moves from t_i to t_{i+1}.
     steps, grid = config.n_steps, time_grid(config)
-    lams = tilt_schedule(config, grid) if config.tilted else [0.0] * steps
+    lams = tilt_schedule(config, grid)
     resampling = variant.resampled and config.weighted
     pop, checks = _Population.start(x), DeviceChecks()
     ess = torch.empty(steps + 1, dtype=torch.float64, device=x.device)  # at x_0 .. x_n

@@ -8,27 +8,27 @@ rule aggregate:
         benchmarks=get_experiment_benchmarks,  # the campaigns' jobs' benchmark files (E4: cost)
     output:
         curves=report(
-            "results/experiments/{experiment}/figures/reward_vs_queries.png",
+            f"{EXPERIMENT}/figures/reward_vs_queries.png",
             category="{experiment}",
             subcategory="Reward vs queries",
             caption="../report/reward_vs_queries.rst",
         ),
         final=report(
-            "results/experiments/{experiment}/figures/final_metrics.png",
+            f"{EXPERIMENT}/figures/final_metrics.png",
             category="{experiment}",
             subcategory="Final metrics",
             caption="../report/final_metrics.rst",
         ),
         cost=report(
-            "results/experiments/{experiment}/figures/cost.png",
+            f"{EXPERIMENT}/figures/cost.png",
             category="{experiment}",
             subcategory="Cost",
             caption="../report/cost.rst",
         ),
-        table="results/experiments/{experiment}/tables/final.md",
-        rounds="results/experiments/{experiment}/tables/round_metrics.csv",
-        metrics="results/experiments/{experiment}/tables/final_metrics.json",
-        section="results/experiments/{experiment}/section.md",
+        table=f"{EXPERIMENT}/tables/final.md",
+        rounds=f"{EXPERIMENT}/tables/round_metrics.csv",
+        metrics=f"{EXPERIMENT}/tables/final_metrics.json",
+        section=f"{EXPERIMENT}/section.md",
     params:
         threshold=get_success_threshold,
         title=get_experiment_title,

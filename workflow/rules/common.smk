@@ -24,19 +24,45 @@ patch_job_scheduler()
 # success_threshold): the one place those defaults are written
 validate(config, "../schemas/config.schema.yaml")
 
-OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
+# Every path pattern of the rules, written once. A campaign (one domain x method x seed) has a
+# folder of its own and one folder per round in it. (`{{round}}` in an f-string is the wildcard.)
+CAMPAIGN = "results/campaigns/{domain}/{method}/seed{seed}"
+# the campaign's settings, written by the `spec` rule and read by every step
+SPEC = f"{CAMPAIGN}/spec.json"
+ROUND = f"{CAMPAIGN}/round{{round}}"
+# what `propose` writes: the particles it sampled, the queries it picked among them, the record
+# of the picks
+PARTICLES = f"{ROUND}/particles.npz"
+QUERIES = f"{ROUND}/queries.npz"
+SELECTION = f"{ROUND}/selection.csv"
+# the oracle's answers to the round's queries, and their picture
+REWARDS = f"{ROUND}/rewards.csv"
+QUERIES_PLOT = f"{ROUND}/queries.png"
 # the surrogate round r samples with: fitted on the observations of rounds 0..r-1 (r >= 1)
-ROUND_SURROGATE = "results/campaigns/{domain}/{method}/seed{seed}/round{round}/surrogate"
+ROUND_SURROGATE = f"{ROUND}/surrogate"
+# the campaign's observations after round r (rounds 0..r), one dataset per round
+OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
+# the final evaluation: its folder (samples, the surrogate they were tilted by, ...) and record
+EVALUATION_DIR = "results/evaluation/{domain}/{method}/seed{seed}"
+EVALUATION = f"{EVALUATION_DIR}.json"
 # the surrogate the final evaluation samples with: fitted on every round
-FINAL_SURROGATE = "results/evaluation/{domain}/{method}/seed{seed}/surrogate"
+FINAL_SURROGATE = f"{EVALUATION_DIR}/surrogate"
 # the `finetune` rule's folder: a campaign's aligned sampler distilled into the base model
 FINETUNED = "results/finetune/{domain}/{method}/seed{seed}"
+# an experiment's figures, tables and section of the results page
+EXPERIMENT = "results/experiments/{experiment}"
+# the logs of a campaign's jobs and of its rounds' jobs
+LOGS = "logs/{domain}/{method}/seed{seed}"
+ROUND_LOGS = f"{LOGS}/round{{round}}"
 # each job's `benchmark:` file (wall time, memory), read by `aggregate` (experiment E4)
 CAMPAIGN_BENCHMARKS = "results/benchmarks/{domain}/{method}/seed{seed}"
+ROUND_BENCHMARKS = f"{CAMPAIGN_BENCHMARKS}/round{{round}}"
 # the digits base model shipped with the project (models/shipped.json records its hash); the
 # `train_digits` rule regenerates it here on request (--forcerun train_digits)
 DIGITS_MODEL = "models/digits"
 SHIPPED_MODELS = "models/shipped.json"
+# the digits base model's samples beside real held-out digits, and their validity
+DIGITS_BASE = "results/models/digits-base"
 
 
 def oracle_kind(domain):
@@ -54,7 +80,7 @@ def domains_pattern(kind):
 def queries_plot():
     """The picture of a round's queries with their answers (`observe`, `answer`), in the report."""
     return report(
-        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.png",
+        QUERIES_PLOT,
         category="Queries",
         subcategory="{domain} / {method}",
         labels={"seed": "{seed}", "round": "{round}"},
@@ -175,7 +201,8 @@ def final_observations(experiment):
 def evaluations(experiment):
     """The final evaluation of each campaign of the experiment."""
     return [
-        f"results/evaluation/{d}/{m}/seed{s}.json" for d, m, s in experiment_campaigns(experiment)
+        expand(EVALUATION, domain=d, method=m, seed=s)[0]
+        for d, m, s in experiment_campaigns(experiment)
     ]
 
 
@@ -383,9 +410,9 @@ def get_experiment_sections(wildcards):
     """Each experiment's section, followed by its fine-tuning section when it distils."""
     sections = []
     for e in experiments():
-        sections.append(f"results/experiments/{e}/section.md")
+        sections += expand(f"{EXPERIMENT}/section.md", experiment=e)
         if "distil" in config["experiments"][e]:
-            sections.append(f"results/experiments/{e}/amortised.md")
+            sections += expand(f"{EXPERIMENT}/amortised.md", experiment=e)
     return sections
 
 
@@ -442,14 +469,14 @@ def get_final_outputs():
     outputs = [get_results_page()]
     for name in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "figures/cost.png",
                  "tables/final.md", "tables/round_metrics.csv", "tables/final_metrics.json"):
-        outputs += [f"results/experiments/{e}/{name}" for e in experiments()]
+        outputs += expand(f"{EXPERIMENT}/{name}", experiment=experiments())
     for e in experiments():
         outputs += final_observations(e) + evaluations(e)
         if "distil" in config["experiments"][e]:
-            outputs += distilled(e) + [f"results/experiments/{e}/amortised.md"]
+            outputs += distilled(e) + expand(f"{EXPERIMENT}/amortised.md", experiment=e)
     used = {d for e in experiments() for d in config["experiments"][e]["domains"]}
     if any(config["domains"][d].get("type", d) == "digits" for d in used):
-        outputs.append("results/models/digits-base/validity.json")
+        outputs.append(f"{DIGITS_BASE}/validity.json")
     return outputs
 
 

@@ -6,7 +6,7 @@
 
 rule finetune:
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
         surrogate=FINAL_SURROGATE,
     output:
         directory(FINETUNED),
@@ -15,9 +15,9 @@ rule finetune:
     resources:
         gpu=get_gpu,
     log:
-        "logs/{domain}/{method}/seed{seed}/finetune.log",
+        f"{LOGS}/finetune.log",
     benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/finetune.tsv"
+        f"{CAMPAIGN_BENCHMARKS}/finetune.tsv"
     shell:
         "prefalign finetune --spec {input.spec:q} --surrogate {input.surrogate:q} "
         "--modes {params.modes} --out {output:q} --log {log:q} --quiet >> {log:q} 2>&1"
@@ -28,9 +28,9 @@ rule amortise:
         evaluations=get_evaluations,
         distilled=get_distilled,
     output:
-        section="results/experiments/{experiment}/amortised.md",
-        table="results/experiments/{experiment}/tables/amortised.md",
-        rows="results/experiments/{experiment}/tables/amortised.json",
+        section=f"{EXPERIMENT}/amortised.md",
+        table=f"{EXPERIMENT}/tables/amortised.md",
+        rows=f"{EXPERIMENT}/tables/amortised.json",
     params:
         modes=get_distil_modes,
         teacher=get_distil_method,

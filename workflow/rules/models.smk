@@ -33,13 +33,13 @@ rule digits_base_samples:
     input:
         DIGITS_MODEL,
     output:
-        samples="results/models/digits-base/samples.npz",
+        samples=f"{DIGITS_BASE}/samples.npz",
         grid=report(
-            "results/models/digits-base/samples.png",
+            f"{DIGITS_BASE}/samples.png",
             category="Base models",
             caption="../report/digits_base.rst",
         ),
-        summary="results/models/digits-base/validity.json",
+        summary=f"{DIGITS_BASE}/validity.json",
     log:
         "logs/models/digits_base_samples.log",
     benchmark:

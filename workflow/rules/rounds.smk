@@ -14,32 +14,32 @@ rule spec:
     input:
         get_model_inputs,
     output:
-        "results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        SPEC,
     params:
         spec=get_spec_json,
     log:
-        "logs/{domain}/{method}/seed{seed}/spec.log",
+        f"{LOGS}/spec.log",
     benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/spec.tsv"
+        f"{CAMPAIGN_BENCHMARKS}/spec.tsv"
     run:
         write_campaign_spec(params.spec, output[0], log[0])
 
 
 rule cold_start:
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
     output:
-        particles="results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
+        particles=PARTICLES,
+        queries=QUERIES,
+        selection=SELECTION,
     wildcard_constraints:
         round="0",
     resources:
         gpu=get_gpu,
     log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/propose.log",
+        f"{ROUND_LOGS}/propose.log",
     benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/propose.tsv"
+        f"{ROUND_BENCHMARKS}/propose.tsv"
     shell:
         "prefalign propose --spec {input.spec:q} --round {wildcards.round} "
         "--particles {output.particles:q} --queries {output.queries:q} "
@@ -48,14 +48,14 @@ rule cold_start:
 
 rule propose:
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
         observations=get_previous_observations,
         previous=get_warm_start,
     output:
         surrogate=directory(ROUND_SURROGATE),
-        particles="results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
+        particles=PARTICLES,
+        queries=QUERIES,
+        selection=SELECTION,
     wildcard_constraints:
         round="[1-9][0-9]*",
     params:
@@ -63,9 +63,9 @@ rule propose:
     resources:
         gpu=get_gpu,
     log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/propose.log",
+        f"{ROUND_LOGS}/propose.log",
     benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/propose.tsv"
+        f"{ROUND_BENCHMARKS}/propose.tsv"
     shell:
         "prefalign propose --spec {input.spec:q} --round {wildcards.round} "
         "--observations {input.observations:q} {params.previous} --surrogate {output.surrogate:q} "
@@ -77,14 +77,14 @@ rule query:
     wildcard_constraints:
         domain=domains_pattern("command"),
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
+        spec=SPEC,
+        queries=QUERIES,
     output:
-        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
+        REWARDS,
     log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/query.log",
+        f"{ROUND_LOGS}/query.log",
     benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/query.tsv"
+        f"{ROUND_BENCHMARKS}/query.tsv"
     shell:
         "prefalign query --spec {input.spec:q} --round {wildcards.round} "
         "--queries {input.queries:q} --rewards {output:q} "
@@ -95,20 +95,20 @@ rule observe:
     wildcard_constraints:
         domain=domains_pattern("command"),
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
         previous=get_previous_observations,
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
-        rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
+        queries=QUERIES,
+        selection=SELECTION,
+        rewards=REWARDS,
     output:
         observations=OBSERVATIONS,
         plot=queries_plot(),
     params:
         previous=get_previous_flag,
     log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/observe.log",
+        f"{ROUND_LOGS}/observe.log",
     benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/observe.tsv"
+        f"{ROUND_BENCHMARKS}/observe.tsv"
     shell:
         "prefalign observe --spec {input.spec:q} --round {wildcards.round} {params.previous} "
         "--queries {input.queries:q} --selection {input.selection:q} --rewards {input.rewards:q} "
@@ -119,20 +119,20 @@ rule answer:
     wildcard_constraints:
         domain=domains_pattern("builtin"),
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
         previous=get_previous_observations,
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
+        queries=QUERIES,
+        selection=SELECTION,
     output:
-        rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
+        rewards=REWARDS,
         observations=OBSERVATIONS,
         plot=queries_plot(),
     params:
         previous=get_previous_flag,
     log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/answer.log",
+        f"{ROUND_LOGS}/answer.log",
     benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/answer.tsv"
+        f"{ROUND_BENCHMARKS}/answer.tsv"
     shell:
         "prefalign answer --spec {input.spec:q} --round {wildcards.round} {params.previous} "
         "--queries {input.queries:q} --selection {input.selection:q} --rewards {output.rewards:q} "

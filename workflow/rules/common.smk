@@ -190,6 +190,17 @@ def get_previous_flag(wildcards, input):
     return flag("previous", input.previous)
 
 
+def get_fit_flags(wildcards, input, output):
+    """The part of `propose`'s command that fits the surrogate round r samples with, each flag
+    after a space: `--observations` (rounds 0..r-1), `--previous` (its warm start, rounds 2+) and
+    `--surrogate` (where the fit goes); nothing in round 0 (`cold_start`: no observation yet)."""
+    if int(wildcards.round) == 0:
+        return ""
+    observations = shlex.quote(input.observations[0])
+    surrogate = shlex.quote(output.surrogate)
+    return f" --observations {observations} {get_previous_flag(wildcards, input)} --surrogate {surrogate}"
+
+
 def final_observations(experiment):
     """The last observation dataset of each campaign of the experiment."""
     return [

@@ -25,27 +25,8 @@ rule spec:
         write_campaign_spec(params.spec, output[0], log[0])
 
 
-rule cold_start:
-    input:
-        spec=SPEC,
-    output:
-        particles=PARTICLES,
-        queries=QUERIES,
-        selection=SELECTION,
-    wildcard_constraints:
-        round="0",
-    resources:
-        gpu=get_gpu,
-    log:
-        f"{ROUND_LOGS}/propose.log",
-    benchmark:
-        f"{ROUND_BENCHMARKS}/propose.tsv"
-    shell:
-        "prefalign propose --spec {input.spec:q} --round {wildcards.round} "
-        "--particles {output.particles:q} --queries {output.queries:q} "
-        "--selection {output.selection:q} > {log:q} 2>&1"
-
-
+# Rounds 1, 2, ...: fit the surrogate on the observations of rounds 0..r-1 (warm-started from
+# the one before it from round 2 on; `params.fit`), sample with it, and select the queries.
 rule propose:
     input:
         spec=SPEC,
@@ -59,7 +40,7 @@ rule propose:
     wildcard_constraints:
         round="[1-9][0-9]*",
     params:
-        previous=get_previous_flag,
+        fit=get_fit_flags,
     resources:
         gpu=get_gpu,
     log:
@@ -67,10 +48,20 @@ rule propose:
     benchmark:
         f"{ROUND_BENCHMARKS}/propose.tsv"
     shell:
-        "prefalign propose --spec {input.spec:q} --round {wildcards.round} "
-        "--observations {input.observations:q} {params.previous} --surrogate {output.surrogate:q} "
+        "prefalign propose --spec {input.spec:q} --round {wildcards.round}{params.fit} "
         "--particles {output.particles:q} --queries {output.queries:q} "
         "--selection {output.selection:q} > {log:q} 2>&1"
+
+
+# Round 0, the cold start: the same job with no surrogate to fit (no observation yet), so it
+# samples the base model. A rule of its own only because it has one output fewer.
+use rule propose as cold_start with:
+    output:
+        particles=PARTICLES,
+        queries=QUERIES,
+        selection=SELECTION,
+    wildcard_constraints:
+        round="0",
 
 
 rule query:

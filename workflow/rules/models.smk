@@ -9,15 +9,15 @@ rule train_digits:
         directory(DIGITS_MODEL),
     # the run's critical path when it runs: first, on as many cores as its torch threads
     priority: 10
-    threads: get_digits_threads
+    threads: get_digits_setting("threads")
     params:
-        steps=get_digits_steps,
-        batch_size=get_digits_batch_size,
-        lr=get_digits_lr,
-        seed=get_digits_seed,
+        steps=get_digits_setting("steps"),
+        batch_size=get_digits_setting("batch_size"),
+        lr=get_digits_setting("lr"),
+        seed=get_digits_setting("seed"),
         # the setting, not {threads}: Snakemake scales that down to --cores, and the weights'
         # bytes depend on the thread count
-        torch_threads=get_digits_threads,
+        torch_threads=get_digits_setting("threads"),
     log:
         "logs/models/train_digits.log",
     benchmark:

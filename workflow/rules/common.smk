@@ -66,8 +66,8 @@ DIGITS_BASE = "results/models/digits-base"
 
 
 def oracle_kind(domain):
-    """"builtin" when the domain's oracle is a built-in user (its round: `propose`, `answer`),
-    else "command" (a person's page, a script: `propose`, `query`, `observe`)."""
+    """The kind of the domain's oracle: "builtin" for a built-in user (its round: `propose`,
+    `answer`), else "command" (a person's page, a script: `propose`, `query`, `observe`)."""
     return "builtin" if is_builtin(config["domains"][domain]["oracle"]) else "command"
 
 
@@ -395,13 +395,17 @@ def experiments():
     names = config.get("run", list(config["experiments"]))
     unknown = [n for n in names if n not in config["experiments"]]
     if unknown:
-        raise ValueError(f"run: unknown experiment(s) {unknown}; defined: {list(config['experiments'])}")
+        raise ValueError(
+            f"run: unknown experiment(s) {unknown}; defined: {list(config['experiments'])}"
+        )
     return names
 
 
 def run_domains():
     """The domains of the experiments to run, each once, in the order the experiments name them."""
-    return list(dict.fromkeys(d for e in experiments() for d in config["experiments"][e]["domains"]))
+    return list(
+        dict.fromkeys(d for e in experiments() for d in config["experiments"][e]["domains"])
+    )
 
 
 def check_campaigns():
@@ -451,7 +455,11 @@ def get_distil_modes(wildcards):
         return distil_modes(wildcards.experiment)
     for e in experiments():
         d = config["experiments"][e].get("distil")
-        if d and d["method"] == wildcards.method and wildcards.domain in config["experiments"][e]["domains"]:
+        if (
+            d
+            and d["method"] == wildcards.method
+            and wildcards.domain in config["experiments"][e]["domains"]
+        ):
             return distil_modes(e)
     raise ValueError(f"no experiment distils {wildcards.domain}/{wildcards.method}")
 
@@ -489,8 +497,14 @@ def get_final_outputs():
     makes a fresh clone recompute every experiment (Snakemake would otherwise take a committed
     figure whose inputs are missing as up to date)."""
     outputs = [get_results_page()]
-    for name in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "figures/cost.png",
-                 "tables/final.md", "tables/round_metrics.csv", "tables/final_metrics.json"):
+    for name in (
+        "figures/reward_vs_queries.png",
+        "figures/final_metrics.png",
+        "figures/cost.png",
+        "tables/final.md",
+        "tables/round_metrics.csv",
+        "tables/final_metrics.json",
+    ):
         outputs += expand(f"{EXPERIMENT}/{name}", experiment=experiments())
     for e in experiments():
         outputs += final_observations(e) + evaluations(e)

@@ -22,14 +22,14 @@ rule evaluate:
             subcategory="{domain}",
             labels={"method": "{method}", "seed": "{seed}"},
         ),
-    params:
-        previous=get_previous_flag,
-    resources:
-        gpu=get_gpu,
     log:
         f"{LOGS}/evaluate.log",
     benchmark:
         f"{CAMPAIGN_BENCHMARKS}/evaluate.tsv"
+    resources:
+        gpu=get_gpu,
+    params:
+        previous=get_previous_flag,
     shell:
         "prefalign evaluate --spec {input.spec:q} --fit {input.observations:q} {params.previous} "
         "--surrogate {output.surrogate:q} --out {output.evaluation:q} "

@@ -10,14 +10,14 @@ rule finetune:
         surrogate=FINAL_SURROGATE,
     output:
         directory(FINETUNED),
-    params:
-        modes=get_distil_modes,
-    resources:
-        gpu=get_gpu,
     log:
         f"{LOGS}/finetune.log",
     benchmark:
         f"{CAMPAIGN_BENCHMARKS}/finetune.tsv"
+    resources:
+        gpu=get_gpu,
+    params:
+        modes=get_distil_modes,
     shell:
         "prefalign finetune --spec {input.spec:q} --surrogate {input.surrogate:q} "
         "--modes {params.modes} --out {output:q} --log {log:q} --quiet >> {log:q} 2>&1"
@@ -31,15 +31,15 @@ rule amortise:
         section=f"{EXPERIMENT}/amortised.md",
         table=f"{EXPERIMENT}/tables/amortised.md",
         rows=f"{EXPERIMENT}/tables/amortised.json",
+    log:
+        "logs/aggregate/{experiment}-amortised.log",
+    benchmark:
+        "results/benchmarks/aggregate/{experiment}-amortised.tsv"
     params:
         modes=get_distil_modes,
         teacher=get_distil_method,
         title=get_experiment_title,
         page_dir=get_page_dir,
-    log:
-        "logs/aggregate/{experiment}-amortised.log",
-    benchmark:
-        "results/benchmarks/aggregate/{experiment}-amortised.tsv"
     shell:
         "prefalign amortise --evaluations {input.evaluations:q} --distilled {input.distilled:q} "
         "--modes {params.modes} --teacher {params.teacher} --title {params.title} "

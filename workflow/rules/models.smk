@@ -7,6 +7,10 @@
 rule train_digits:
     output:
         directory(DIGITS_MODEL),
+    log:
+        "logs/models/train_digits.log",
+    benchmark:
+        "results/benchmarks/models/train_digits.tsv"
     # the run's critical path when it runs: first, on as many cores as its torch threads
     priority: 10
     threads: get_digits_setting("threads")
@@ -18,10 +22,6 @@ rule train_digits:
         # the setting, not {threads}: Snakemake scales that down to --cores, and the weights'
         # bytes depend on the thread count
         torch_threads=get_digits_setting("threads"),
-    log:
-        "logs/models/train_digits.log",
-    benchmark:
-        "results/benchmarks/models/train_digits.tsv"
     shell:
         "prefalign train-digits --out {output:q} --steps {params.steps} "
         "--batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} "

@@ -5,6 +5,7 @@
 # oracle (a person's rating page, a script) runs in a `query` job of its own, so that its answers
 # are kept whatever happens to the `observe` job after it.
 
+
 # the spec is written by Snakemake itself (no job process: it is already resolved at plan time)
 localrules:
     spec,
@@ -15,12 +16,12 @@ rule spec:
         get_model_inputs,
     output:
         SPEC,
-    params:
-        spec=get_spec_json,
     log:
         f"{LOGS}/spec.log",
     benchmark:
         f"{CAMPAIGN_BENCHMARKS}/spec.tsv"
+    params:
+        spec=get_spec_json,
     run:
         write_campaign_spec(params.spec, output[0], log[0])
 
@@ -37,16 +38,16 @@ rule propose:
         particles=PARTICLES,
         queries=QUERIES,
         selection=SELECTION,
-    wildcard_constraints:
-        round="[1-9][0-9]*",
-    params:
-        fit=get_fit_flags,
-    resources:
-        gpu=get_gpu,
     log:
         f"{ROUND_LOGS}/propose.log",
     benchmark:
         f"{ROUND_BENCHMARKS}/propose.tsv"
+    wildcard_constraints:
+        round="[1-9][0-9]*",
+    resources:
+        gpu=get_gpu,
+    params:
+        fit=get_fit_flags,
     shell:
         "prefalign propose --spec {input.spec:q} --round {wildcards.round}{params.fit} "
         "--particles {output.particles:q} --queries {output.queries:q} "
@@ -65,8 +66,6 @@ use rule propose as cold_start with:
 
 
 rule query:
-    wildcard_constraints:
-        domain=domains_pattern("command"),
     input:
         spec=SPEC,
         queries=QUERIES,
@@ -76,6 +75,8 @@ rule query:
         f"{ROUND_LOGS}/query.log",
     benchmark:
         f"{ROUND_BENCHMARKS}/query.tsv"
+    wildcard_constraints:
+        domain=domains_pattern("command"),
     shell:
         "prefalign query --spec {input.spec:q} --round {wildcards.round} "
         "--queries {input.queries:q} --rewards {output:q} "
@@ -83,8 +84,6 @@ rule query:
 
 
 rule observe:
-    wildcard_constraints:
-        domain=domains_pattern("command"),
     input:
         spec=SPEC,
         previous=get_previous_observations,
@@ -94,12 +93,14 @@ rule observe:
     output:
         observations=OBSERVATIONS,
         plot=queries_plot(),
-    params:
-        previous=get_previous_flag,
     log:
         f"{ROUND_LOGS}/observe.log",
     benchmark:
         f"{ROUND_BENCHMARKS}/observe.tsv"
+    wildcard_constraints:
+        domain=domains_pattern("command"),
+    params:
+        previous=get_previous_flag,
     shell:
         "prefalign observe --spec {input.spec:q} --round {wildcards.round} {params.previous} "
         "--queries {input.queries:q} --selection {input.selection:q} --rewards {input.rewards:q} "
@@ -107,8 +108,6 @@ rule observe:
 
 
 rule answer:
-    wildcard_constraints:
-        domain=domains_pattern("builtin"),
     input:
         spec=SPEC,
         previous=get_previous_observations,
@@ -118,12 +117,14 @@ rule answer:
         rewards=REWARDS,
         observations=OBSERVATIONS,
         plot=queries_plot(),
-    params:
-        previous=get_previous_flag,
     log:
         f"{ROUND_LOGS}/answer.log",
     benchmark:
         f"{ROUND_BENCHMARKS}/answer.tsv"
+    wildcard_constraints:
+        domain=domains_pattern("builtin"),
+    params:
+        previous=get_previous_flag,
     shell:
         "prefalign answer --spec {input.spec:q} --round {wildcards.round} {params.previous} "
         "--queries {input.queries:q} --selection {input.selection:q} --rewards {output.rewards:q} "

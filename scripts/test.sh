@@ -18,4 +18,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 ruff check src tests benchmarks
+# the Snakefile and workflow/rules/*.smk, which ruff does not read (pyproject.toml: [tool.snakefmt])
+snakefmt --check Snakefile workflow/
 exec python -m pytest "$@"

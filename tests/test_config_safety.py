@@ -108,6 +108,7 @@ def test_every_path_in_a_shell_directive_is_quoted() -> None:
         "title",
         "name",
         "previous",
+        "fit",
         "reference",
         "modes",
         "teacher",

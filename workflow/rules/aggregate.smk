@@ -8,36 +8,36 @@ rule aggregate:
         benchmarks=get_experiment_benchmarks,  # the campaigns' jobs' benchmark files (E4: cost)
     output:
         curves=report(
-            "results/experiments/{experiment}/figures/reward_vs_queries.png",
+            f"{EXPERIMENT}/figures/reward_vs_queries.png",
             category="{experiment}",
             subcategory="Reward vs queries",
             caption="../report/reward_vs_queries.rst",
         ),
         final=report(
-            "results/experiments/{experiment}/figures/final_metrics.png",
+            f"{EXPERIMENT}/figures/final_metrics.png",
             category="{experiment}",
             subcategory="Final metrics",
             caption="../report/final_metrics.rst",
         ),
         cost=report(
-            "results/experiments/{experiment}/figures/cost.png",
+            f"{EXPERIMENT}/figures/cost.png",
             category="{experiment}",
             subcategory="Cost",
             caption="../report/cost.rst",
         ),
-        table="results/experiments/{experiment}/tables/final.md",
-        rounds="results/experiments/{experiment}/tables/round_metrics.csv",
-        metrics="results/experiments/{experiment}/tables/final_metrics.json",
-        section="results/experiments/{experiment}/section.md",
+        table=f"{EXPERIMENT}/tables/final.md",
+        rounds=f"{EXPERIMENT}/tables/round_metrics.csv",
+        metrics=f"{EXPERIMENT}/tables/final_metrics.json",
+        section=f"{EXPERIMENT}/section.md",
+    log:
+        "logs/aggregate/{experiment}.log",
+    benchmark:
+        "results/benchmarks/aggregate/{experiment}.tsv"
     params:
         threshold=get_success_threshold,
         title=get_experiment_title,
         reference=get_experiment_reference,
         page_dir=get_page_dir,
-    log:
-        "logs/aggregate/{experiment}.log",
-    benchmark:
-        "results/benchmarks/aggregate/{experiment}.tsv"
     shell:
         "prefalign aggregate --observations {input.observations:q} "
         "--evaluations {input.evaluations:q} --threshold {params.threshold} "
@@ -56,15 +56,15 @@ rule results_page:
         shipped=get_shipped_models,
     output:
         get_results_page(),
+    log:
+        "logs/results_page.log",
+    benchmark:
+        "results/benchmarks/results_page.tsv"
     params:
         name=get_run_name,
         torch_threads=get_torch_threads,
         base_models=get_base_models,
         shipped=SHIPPED_MODELS,
-    log:
-        "logs/results_page.log",
-    benchmark:
-        "results/benchmarks/results_page.tsv"
     shell:
         "prefalign results-page --sections {input.sections:q} --notes {input.notes:q} "
         "--config-name {params.name} --torch-threads {params.torch_threads} "

@@ -24,24 +24,50 @@ patch_job_scheduler()
 # success_threshold): the one place those defaults are written
 validate(config, "../schemas/config.schema.yaml")
 
-OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
+# Every path pattern of the rules, written once. A campaign (one domain x method x seed) has a
+# folder of its own and one folder per round in it. (`{{round}}` in an f-string is the wildcard.)
+CAMPAIGN = "results/campaigns/{domain}/{method}/seed{seed}"
+# the campaign's settings, written by the `spec` rule and read by every step
+SPEC = f"{CAMPAIGN}/spec.json"
+ROUND = f"{CAMPAIGN}/round{{round}}"
+# what `propose` writes: the particles it sampled, the queries it picked among them, the record
+# of the picks
+PARTICLES = f"{ROUND}/particles.npz"
+QUERIES = f"{ROUND}/queries.npz"
+SELECTION = f"{ROUND}/selection.csv"
+# the oracle's answers to the round's queries, and their picture
+REWARDS = f"{ROUND}/rewards.csv"
+QUERIES_PLOT = f"{ROUND}/queries.png"
 # the surrogate round r samples with: fitted on the observations of rounds 0..r-1 (r >= 1)
-ROUND_SURROGATE = "results/campaigns/{domain}/{method}/seed{seed}/round{round}/surrogate"
+ROUND_SURROGATE = f"{ROUND}/surrogate"
+# the campaign's observations after round r (rounds 0..r), one dataset per round
+OBSERVATIONS = "results/observations/{domain}/{method}/seed{seed}/round{round}.parquet"
+# the final evaluation: its folder (samples, the surrogate they were tilted by, ...) and record
+EVALUATION_DIR = "results/evaluation/{domain}/{method}/seed{seed}"
+EVALUATION = f"{EVALUATION_DIR}.json"
 # the surrogate the final evaluation samples with: fitted on every round
-FINAL_SURROGATE = "results/evaluation/{domain}/{method}/seed{seed}/surrogate"
+FINAL_SURROGATE = f"{EVALUATION_DIR}/surrogate"
 # the `finetune` rule's folder: a campaign's aligned sampler distilled into the base model
 FINETUNED = "results/finetune/{domain}/{method}/seed{seed}"
+# an experiment's figures, tables and section of the results page
+EXPERIMENT = "results/experiments/{experiment}"
+# the logs of a campaign's jobs and of its rounds' jobs
+LOGS = "logs/{domain}/{method}/seed{seed}"
+ROUND_LOGS = f"{LOGS}/round{{round}}"
 # each job's `benchmark:` file (wall time, memory), read by `aggregate` (experiment E4)
 CAMPAIGN_BENCHMARKS = "results/benchmarks/{domain}/{method}/seed{seed}"
+ROUND_BENCHMARKS = f"{CAMPAIGN_BENCHMARKS}/round{{round}}"
 # the digits base model shipped with the project (models/shipped.json records its hash); the
 # `train_digits` rule regenerates it here on request (--forcerun train_digits)
 DIGITS_MODEL = "models/digits"
 SHIPPED_MODELS = "models/shipped.json"
+# the digits base model's samples beside real held-out digits, and their validity
+DIGITS_BASE = "results/models/digits-base"
 
 
 def oracle_kind(domain):
-    """"builtin" when the domain's oracle is a built-in user (its round: `propose`, `answer`),
-    else "command" (a person's page, a script: `propose`, `query`, `observe`)."""
+    """The kind of the domain's oracle: "builtin" for a built-in user (its round: `propose`,
+    `answer`), else "command" (a person's page, a script: `propose`, `query`, `observe`)."""
     return "builtin" if is_builtin(config["domains"][domain]["oracle"]) else "command"
 
 
@@ -54,7 +80,7 @@ def domains_pattern(kind):
 def queries_plot():
     """The picture of a round's queries with their answers (`observe`, `answer`), in the report."""
     return report(
-        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.png",
+        QUERIES_PLOT,
         category="Queries",
         subcategory="{domain} / {method}",
         labels={"seed": "{seed}", "round": "{round}"},
@@ -95,8 +121,8 @@ def experiment_campaigns(experiment):
     ]
 
 
-
 def last_round(wildcards):
+    """The campaign's last round (rounds count from 0)."""
     return n_rounds(wildcards.domain, wildcards.method) - 1
 
 
@@ -114,43 +140,46 @@ def write_campaign_spec(spec_json, out, log):
         print(f"wrote {out}", file=fh)
 
 
+def model_dir(domain):
+    """The model directory a domain samples (`options.model_dir`: the digits DDPM, a pretrained
+    model), or None."""
+    return config["domains"][domain].get("options", {}).get("model_dir")
+
+
 def get_model_inputs(wildcards):
     """A domain's model directory (e.g. the trained digits DDPM) is an input of its campaigns:
     retraining the model reruns them."""
-    options = config["domains"][wildcards.domain].get("options", {})
-    return [options["model_dir"]] if "model_dir" in options else []
+    directory = model_dir(wildcards.domain)
+    return [directory] if directory is not None else []
 
 
-def _campaign(wildcards):
-    return {k: wildcards[k] for k in ("domain", "method", "seed")}
-
-
-def get_round_surrogate(wildcards):
-    """The surrogate round r samples with; round 0 is the cold start from the base model."""
-    r = int(wildcards.round)
-    return [] if r == 0 else expand(ROUND_SURROGATE, **_campaign(wildcards), round=r)
+def _round_file(pattern, wildcards, r):
+    """`pattern` (OBSERVATIONS, ROUND_SURROGATE) of round r of the wildcards' campaign, as an
+    input list; empty where there is none: no round before round 0, and round 0 samples with no
+    surrogate (the cold start)."""
+    first = 1 if pattern == ROUND_SURROGATE else 0
+    campaign = {k: wildcards[k] for k in ("domain", "method", "seed")}
+    return expand(pattern, **campaign, round=r) if r >= first else []
 
 
 def get_warm_start(wildcards):
     """The surrogate fitted one round before the one that round r samples with (rounds 2+)."""
-    r = int(wildcards.round)
-    return [] if r < 2 else expand(ROUND_SURROGATE, **_campaign(wildcards), round=r - 1)
+    return _round_file(ROUND_SURROGATE, wildcards, int(wildcards.round) - 1)
 
 
 def get_previous_observations(wildcards):
-    r = int(wildcards.round)
-    return [] if r == 0 else expand(OBSERVATIONS, **_campaign(wildcards), round=r - 1)
+    """The observations of rounds 0..r-1, the dataset after round r-1 (none in round 0)."""
+    return _round_file(OBSERVATIONS, wildcards, int(wildcards.round) - 1)
 
 
 def get_last_observations(wildcards):
     """The campaign's final observation dataset, which the last surrogate is fitted on."""
-    return expand(OBSERVATIONS, **_campaign(wildcards), round=last_round(wildcards))
+    return _round_file(OBSERVATIONS, wildcards, last_round(wildcards))
 
 
 def get_final_warm_start(wildcards):
     """The last round's surrogate, warm start of the final fit (campaigns of 2+ rounds)."""
-    r = last_round(wildcards)
-    return [] if r < 1 else expand(ROUND_SURROGATE, **_campaign(wildcards), round=r)
+    return _round_file(ROUND_SURROGATE, wildcards, last_round(wildcards))
 
 
 def flag(name, paths):
@@ -164,6 +193,20 @@ def get_previous_flag(wildcards, input):
     return flag("previous", input.previous)
 
 
+def get_fit_flags(wildcards, input, output):
+    """The part of `propose`'s command that fits the surrogate round r samples with, each flag
+    after a space: `--observations` (rounds 0..r-1), `--previous` (its warm start, rounds 2+) and
+    `--surrogate` (where the fit goes); nothing in round 0 (`cold_start`: no observation yet)."""
+    if int(wildcards.round) == 0:
+        return ""
+    fit = (
+        flag("observations", input.observations),
+        flag("previous", input.previous),
+        flag("surrogate", [output.surrogate]),
+    )
+    return " " + " ".join(fit)
+
+
 def final_observations(experiment):
     """The last observation dataset of each campaign of the experiment."""
     return [
@@ -175,19 +218,23 @@ def final_observations(experiment):
 def evaluations(experiment):
     """The final evaluation of each campaign of the experiment."""
     return [
-        f"results/evaluation/{d}/{m}/seed{s}.json" for d, m, s in experiment_campaigns(experiment)
+        expand(EVALUATION, domain=d, method=m, seed=s)[0]
+        for d, m, s in experiment_campaigns(experiment)
     ]
 
 
 def get_final_observations(wildcards):
+    """:func:`final_observations` of the rule's experiment."""
     return final_observations(wildcards.experiment)
 
 
 def get_evaluations(wildcards):
+    """:func:`evaluations` of the rule's experiment."""
     return evaluations(wildcards.experiment)
 
 
 def get_experiment_title(wildcards):
+    """The experiment's title (its name when it has none), shell-quoted."""
     e = config["experiments"][wildcards.experiment]
     return shlex.quote(e.get("title", wildcards.experiment))
 
@@ -211,6 +258,7 @@ def get_experiment_benchmarks(wildcards):
 
 
 def get_success_threshold(wildcards):
+    """The reward that counts as a success (queries to reach it: the final table)."""
     return config["success_threshold"]
 
 
@@ -231,13 +279,15 @@ def get_torch_threads(wildcards):
 
 
 def get_run_name(wildcards):
+    """The config's `name`, shell-quoted: the results page names the run with it."""
     return shlex.quote(config["name"])
 
 
 def digits_training():
     """How the digits DDPM is trained: `models.digits` over the defaults of
-    prefalign.settings.DDPMTraining. One scalar param per setting below (not the dataclass),
-    so that Snakemake's params trigger sees a changed value: it ignores params it cannot repr."""
+    prefalign.settings.DDPMTraining. One scalar param per setting (:func:`get_digits_setting`,
+    not the dataclass), so that Snakemake's params trigger sees a changed value: it ignores params
+    it cannot repr."""
     return DDPMTraining.from_dict(config.get("models", {}).get("digits"))
 
 
@@ -261,47 +311,37 @@ def check_base_models():
         )
 
 
+def base_models():
+    """`{domain: model directory}` of every domain of the run that samples a model directory, in
+    the order the experiments name them."""
+    return {d: model_dir(d) for d in run_domains() if model_dir(d)}
+
+
 def get_base_models(wildcards):
-    """`DOMAIN=MODEL_DIR` of every domain of the run that samples a model directory: the
-    results page records each one's content hash and origin (shipped, regenerated, supplied)."""
-    used = dict.fromkeys(d for e in experiments() for d in config["experiments"][e]["domains"])
-    items = []
-    for d in used:
-        model_dir = config["domains"][d].get("options", {}).get("model_dir")
-        if model_dir:
-            items.append(shlex.quote(f"{d}={model_dir}"))
+    """`--base-model DOMAIN=MODEL_DIR` of every domain of :func:`base_models`: the results page
+    records each one's content hash and origin (shipped, regenerated, supplied)."""
+    items = [shlex.quote(f"{d}={m}") for d, m in base_models().items()]
     return " ".join(f"--base-model {item}" for item in items)
 
 
 def get_base_model_dirs(wildcards):
     """The model directories of :func:`get_base_models`, inputs of the results page."""
-    used = dict.fromkeys(d for e in experiments() for d in config["experiments"][e]["domains"])
-    dirs = [config["domains"][d].get("options", {}).get("model_dir") for d in used]
-    return sorted({m for m in dirs if m})
+    return sorted(set(base_models().values()))
 
 
 def get_shipped_models(wildcards):
+    """The record of the shipped models' hashes, an input of the results page when it exists."""
     return [SHIPPED_MODELS] if os.path.exists(SHIPPED_MODELS) else []
 
 
-def get_digits_steps(wildcards):
-    return digits_training().steps
+def get_digits_setting(name):
+    """The param (or `threads:`) function of one setting of :func:`digits_training`: `steps`,
+    `batch_size`, `lr`, `seed`, `threads`."""
 
+    def setting(wildcards):
+        return getattr(digits_training(), name)
 
-def get_digits_batch_size(wildcards):
-    return digits_training().batch_size
-
-
-def get_digits_lr(wildcards):
-    return digits_training().lr
-
-
-def get_digits_seed(wildcards):
-    return digits_training().seed
-
-
-def get_digits_threads(wildcards):
-    return digits_training().threads
+    return setting
 
 
 def on_gpu():
@@ -355,8 +395,17 @@ def experiments():
     names = config.get("run", list(config["experiments"]))
     unknown = [n for n in names if n not in config["experiments"]]
     if unknown:
-        raise ValueError(f"run: unknown experiment(s) {unknown}; defined: {list(config['experiments'])}")
+        raise ValueError(
+            f"run: unknown experiment(s) {unknown}; defined: {list(config['experiments'])}"
+        )
     return names
+
+
+def run_domains():
+    """The domains of the experiments to run, each once, in the order the experiments name them."""
+    return list(
+        dict.fromkeys(d for e in experiments() for d in config["experiments"][e]["domains"])
+    )
 
 
 def check_campaigns():
@@ -383,33 +432,40 @@ def get_experiment_sections(wildcards):
     """Each experiment's section, followed by its fine-tuning section when it distils."""
     sections = []
     for e in experiments():
-        sections.append(f"results/experiments/{e}/section.md")
+        sections += expand(f"{EXPERIMENT}/section.md", experiment=e)
         if "distil" in config["experiments"][e]:
-            sections.append(f"results/experiments/{e}/amortised.md")
+            sections += expand(f"{EXPERIMENT}/amortised.md", experiment=e)
     return sections
 
 
 def _distil(experiment):
+    """The experiment's `distil:` (the method distilled into the base model, the modes)."""
     return config["experiments"][experiment]["distil"]
 
 
 def distil_modes(experiment):
-    return _distil(experiment).get("modes", ["full", "split", "lora"])
+    """The modes of the experiment's `distil:` (full, split, LoRA by default), shell-quoted."""
+    return " ".join(map(shlex.quote, _distil(experiment).get("modes", ["full", "split", "lora"])))
 
 
 def get_distil_modes(wildcards):
     """`--modes` of the finetune and amortise rules: the modes of the (first) experiment that
     distils this campaign, or of this experiment."""
     if "experiment" in wildcards.keys():
-        return " ".join(map(shlex.quote, distil_modes(wildcards.experiment)))
+        return distil_modes(wildcards.experiment)
     for e in experiments():
         d = config["experiments"][e].get("distil")
-        if d and d["method"] == wildcards.method and wildcards.domain in config["experiments"][e]["domains"]:
-            return " ".join(map(shlex.quote, distil_modes(e)))
+        if (
+            d
+            and d["method"] == wildcards.method
+            and wildcards.domain in config["experiments"][e]["domains"]
+        ):
+            return distil_modes(e)
     raise ValueError(f"no experiment distils {wildcards.domain}/{wildcards.method}")
 
 
 def get_distil_method(wildcards):
+    """The method the experiment distils, shell-quoted (the teacher of its fine-tuning table)."""
     return shlex.quote(_distil(wildcards.experiment)["method"])
 
 
@@ -424,6 +480,7 @@ def distilled(experiment):
 
 
 def get_distilled(wildcards):
+    """:func:`distilled` of the rule's experiment."""
     return distilled(wildcards.experiment)
 
 
@@ -440,16 +497,21 @@ def get_final_outputs():
     makes a fresh clone recompute every experiment (Snakemake would otherwise take a committed
     figure whose inputs are missing as up to date)."""
     outputs = [get_results_page()]
-    for name in ("figures/reward_vs_queries.png", "figures/final_metrics.png", "figures/cost.png",
-                 "tables/final.md", "tables/round_metrics.csv", "tables/final_metrics.json"):
-        outputs += [f"results/experiments/{e}/{name}" for e in experiments()]
+    for name in (
+        "figures/reward_vs_queries.png",
+        "figures/final_metrics.png",
+        "figures/cost.png",
+        "tables/final.md",
+        "tables/round_metrics.csv",
+        "tables/final_metrics.json",
+    ):
+        outputs += expand(f"{EXPERIMENT}/{name}", experiment=experiments())
     for e in experiments():
         outputs += final_observations(e) + evaluations(e)
         if "distil" in config["experiments"][e]:
-            outputs += distilled(e) + [f"results/experiments/{e}/amortised.md"]
-    used = {d for e in experiments() for d in config["experiments"][e]["domains"]}
-    if any(config["domains"][d].get("type", d) == "digits" for d in used):
-        outputs.append("results/models/digits-base/validity.json")
+            outputs += distilled(e) + expand(f"{EXPERIMENT}/amortised.md", experiment=e)
+    if any(config["domains"][d].get("type", d) == "digits" for d in run_domains()):
+        outputs.append(f"{DIGITS_BASE}/validity.json")
     return outputs
 
 

@@ -6,30 +6,30 @@
 
 rule evaluate:
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
         observations=get_last_observations,
         previous=get_final_warm_start,
     output:
         surrogate=directory(FINAL_SURROGATE),
-        evaluation="results/evaluation/{domain}/{method}/seed{seed}.json",
-        samples="results/evaluation/{domain}/{method}/seed{seed}/samples.npz",
+        evaluation=EVALUATION,
+        samples=f"{EVALUATION_DIR}/samples.npz",
         # one row per tilt of final_tilt.lams (the trusted one flagged), or the one tilt
-        frontier="results/evaluation/{domain}/{method}/seed{seed}/frontier.csv",
-        query_rewards="results/evaluation/{domain}/{method}/seed{seed}/query_rewards.csv",
+        frontier=f"{EVALUATION_DIR}/frontier.csv",
+        query_rewards=f"{EVALUATION_DIR}/query_rewards.csv",
         plot=report(
-            "results/evaluation/{domain}/{method}/seed{seed}/samples.png",
+            f"{EVALUATION_DIR}/samples.png",
             category="Final samples",
             subcategory="{domain}",
             labels={"method": "{method}", "seed": "{seed}"},
         ),
-    params:
-        previous=get_previous_flag,
+    log:
+        f"{LOGS}/evaluate.log",
+    benchmark:
+        f"{CAMPAIGN_BENCHMARKS}/evaluate.tsv"
     resources:
         gpu=get_gpu,
-    log:
-        "logs/{domain}/{method}/seed{seed}/evaluate.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/evaluate.tsv"
+    params:
+        previous=get_previous_flag,
     shell:
         "prefalign evaluate --spec {input.spec:q} --fit {input.observations:q} {params.previous} "
         "--surrogate {output.surrogate:q} --out {output.evaluation:q} "

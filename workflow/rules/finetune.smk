@@ -6,18 +6,18 @@
 
 rule finetune:
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
         surrogate=FINAL_SURROGATE,
     output:
         directory(FINETUNED),
-    params:
-        modes=get_distil_modes,
+    log:
+        f"{LOGS}/finetune.log",
+    benchmark:
+        f"{CAMPAIGN_BENCHMARKS}/finetune.tsv"
     resources:
         gpu=get_gpu,
-    log:
-        "logs/{domain}/{method}/seed{seed}/finetune.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/finetune.tsv"
+    params:
+        modes=get_distil_modes,
     shell:
         "prefalign finetune --spec {input.spec:q} --surrogate {input.surrogate:q} "
         "--modes {params.modes} --out {output:q} --log {log:q} --quiet >> {log:q} 2>&1"
@@ -28,18 +28,18 @@ rule amortise:
         evaluations=get_evaluations,
         distilled=get_distilled,
     output:
-        section="results/experiments/{experiment}/amortised.md",
-        table="results/experiments/{experiment}/tables/amortised.md",
-        rows="results/experiments/{experiment}/tables/amortised.json",
+        section=f"{EXPERIMENT}/amortised.md",
+        table=f"{EXPERIMENT}/tables/amortised.md",
+        rows=f"{EXPERIMENT}/tables/amortised.json",
+    log:
+        "logs/aggregate/{experiment}-amortised.log",
+    benchmark:
+        "results/benchmarks/aggregate/{experiment}-amortised.tsv"
     params:
         modes=get_distil_modes,
         teacher=get_distil_method,
         title=get_experiment_title,
         page_dir=get_page_dir,
-    log:
-        "logs/aggregate/{experiment}-amortised.log",
-    benchmark:
-        "results/benchmarks/aggregate/{experiment}-amortised.tsv"
     shell:
         "prefalign amortise --evaluations {input.evaluations:q} --distilled {input.distilled:q} "
         "--modes {params.modes} --teacher {params.teacher} --title {params.title} "

@@ -7,21 +7,21 @@
 rule train_digits:
     output:
         directory(DIGITS_MODEL),
-    # the run's critical path when it runs: first, on as many cores as its torch threads
-    priority: 10
-    threads: get_digits_threads
-    params:
-        steps=get_digits_steps,
-        batch_size=get_digits_batch_size,
-        lr=get_digits_lr,
-        seed=get_digits_seed,
-        # the setting, not {threads}: Snakemake scales that down to --cores, and the weights'
-        # bytes depend on the thread count
-        torch_threads=get_digits_threads,
     log:
         "logs/models/train_digits.log",
     benchmark:
         "results/benchmarks/models/train_digits.tsv"
+    # the run's critical path when it runs: first, on as many cores as its torch threads
+    priority: 10
+    threads: get_digits_setting("threads")
+    params:
+        steps=get_digits_setting("steps"),
+        batch_size=get_digits_setting("batch_size"),
+        lr=get_digits_setting("lr"),
+        seed=get_digits_setting("seed"),
+        # the setting, not {threads}: Snakemake scales that down to --cores, and the weights'
+        # bytes depend on the thread count
+        torch_threads=get_digits_setting("threads"),
     shell:
         "prefalign train-digits --out {output:q} --steps {params.steps} "
         "--batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} "
@@ -33,13 +33,13 @@ rule digits_base_samples:
     input:
         DIGITS_MODEL,
     output:
-        samples="results/models/digits-base/samples.npz",
+        samples=f"{DIGITS_BASE}/samples.npz",
         grid=report(
-            "results/models/digits-base/samples.png",
+            f"{DIGITS_BASE}/samples.png",
             category="Base models",
             caption="../report/digits_base.rst",
         ),
-        summary="results/models/digits-base/validity.json",
+        summary=f"{DIGITS_BASE}/validity.json",
     log:
         "logs/models/digits_base_samples.log",
     benchmark:

@@ -5,6 +5,7 @@
 # oracle (a person's rating page, a script) runs in a `query` job of its own, so that its answers
 # are kept whatever happens to the `observe` job after it.
 
+
 # the spec is written by Snakemake itself (no job process: it is already resolved at plan time)
 localrules:
     spec,
@@ -14,77 +15,68 @@ rule spec:
     input:
         get_model_inputs,
     output:
-        "results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        SPEC,
+    log:
+        f"{LOGS}/spec.log",
+    benchmark:
+        f"{CAMPAIGN_BENCHMARKS}/spec.tsv"
     params:
         spec=get_spec_json,
-    log:
-        "logs/{domain}/{method}/seed{seed}/spec.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/spec.tsv"
     run:
         write_campaign_spec(params.spec, output[0], log[0])
 
 
-rule cold_start:
-    input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-    output:
-        particles="results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
-    wildcard_constraints:
-        round="0",
-    resources:
-        gpu=get_gpu,
-    log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/propose.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/propose.tsv"
-    shell:
-        "prefalign propose --spec {input.spec:q} --round {wildcards.round} "
-        "--particles {output.particles:q} --queries {output.queries:q} "
-        "--selection {output.selection:q} > {log:q} 2>&1"
-
-
+# Rounds 1, 2, ...: fit the surrogate on the observations of rounds 0..r-1 (warm-started from
+# the one before it from round 2 on; `params.fit`), sample with it, and select the queries.
 rule propose:
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
         observations=get_previous_observations,
         previous=get_warm_start,
     output:
         surrogate=directory(ROUND_SURROGATE),
-        particles="results/campaigns/{domain}/{method}/seed{seed}/round{round}/particles.npz",
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
+        particles=PARTICLES,
+        queries=QUERIES,
+        selection=SELECTION,
+    log:
+        f"{ROUND_LOGS}/propose.log",
+    benchmark:
+        f"{ROUND_BENCHMARKS}/propose.tsv"
     wildcard_constraints:
         round="[1-9][0-9]*",
-    params:
-        previous=get_previous_flag,
     resources:
         gpu=get_gpu,
-    log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/propose.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/propose.tsv"
+    params:
+        fit=get_fit_flags,
     shell:
-        "prefalign propose --spec {input.spec:q} --round {wildcards.round} "
-        "--observations {input.observations:q} {params.previous} --surrogate {output.surrogate:q} "
+        "prefalign propose --spec {input.spec:q} --round {wildcards.round}{params.fit} "
         "--particles {output.particles:q} --queries {output.queries:q} "
         "--selection {output.selection:q} > {log:q} 2>&1"
 
 
+# Round 0, the cold start: the same job with no surrogate to fit (no observation yet), so it
+# samples the base model. A rule of its own only because it has one output fewer.
+use rule propose as cold_start with:
+    output:
+        particles=PARTICLES,
+        queries=QUERIES,
+        selection=SELECTION,
+    wildcard_constraints:
+        round="0",
+
+
 rule query:
+    input:
+        spec=SPEC,
+        queries=QUERIES,
+    output:
+        REWARDS,
+    log:
+        f"{ROUND_LOGS}/query.log",
+    benchmark:
+        f"{ROUND_BENCHMARKS}/query.tsv"
     wildcard_constraints:
         domain=domains_pattern("command"),
-    input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-    output:
-        "results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
-    log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/query.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/query.tsv"
     shell:
         "prefalign query --spec {input.spec:q} --round {wildcards.round} "
         "--queries {input.queries:q} --rewards {output:q} "
@@ -92,23 +84,23 @@ rule query:
 
 
 rule observe:
-    wildcard_constraints:
-        domain=domains_pattern("command"),
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
         previous=get_previous_observations,
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
-        rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
+        queries=QUERIES,
+        selection=SELECTION,
+        rewards=REWARDS,
     output:
         observations=OBSERVATIONS,
         plot=queries_plot(),
+    log:
+        f"{ROUND_LOGS}/observe.log",
+    benchmark:
+        f"{ROUND_BENCHMARKS}/observe.tsv"
+    wildcard_constraints:
+        domain=domains_pattern("command"),
     params:
         previous=get_previous_flag,
-    log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/observe.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/observe.tsv"
     shell:
         "prefalign observe --spec {input.spec:q} --round {wildcards.round} {params.previous} "
         "--queries {input.queries:q} --selection {input.selection:q} --rewards {input.rewards:q} "
@@ -116,23 +108,23 @@ rule observe:
 
 
 rule answer:
-    wildcard_constraints:
-        domain=domains_pattern("builtin"),
     input:
-        spec="results/campaigns/{domain}/{method}/seed{seed}/spec.json",
+        spec=SPEC,
         previous=get_previous_observations,
-        queries="results/campaigns/{domain}/{method}/seed{seed}/round{round}/queries.npz",
-        selection="results/campaigns/{domain}/{method}/seed{seed}/round{round}/selection.csv",
+        queries=QUERIES,
+        selection=SELECTION,
     output:
-        rewards="results/campaigns/{domain}/{method}/seed{seed}/round{round}/rewards.csv",
+        rewards=REWARDS,
         observations=OBSERVATIONS,
         plot=queries_plot(),
+    log:
+        f"{ROUND_LOGS}/answer.log",
+    benchmark:
+        f"{ROUND_BENCHMARKS}/answer.tsv"
+    wildcard_constraints:
+        domain=domains_pattern("builtin"),
     params:
         previous=get_previous_flag,
-    log:
-        "logs/{domain}/{method}/seed{seed}/round{round}/answer.log",
-    benchmark:
-        "results/benchmarks/{domain}/{method}/seed{seed}/round{round}/answer.tsv"
     shell:
         "prefalign answer --spec {input.spec:q} --round {wildcards.round} {params.previous} "
         "--queries {input.queries:q} --selection {input.selection:q} --rewards {output.rewards:q} "

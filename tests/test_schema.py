@@ -20,7 +20,6 @@ SCHEMA_PATH = REPO / "workflow/schemas/config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 TOP_LEVEL_DEFAULTS = {
     "name": "config/config.yaml",
-    "results_notes": "config/results-notes.md",
     "results_page": "results/README.md",
     "success_threshold": 0.5,
     "job_server": True,

@@ -276,14 +276,6 @@ class WorkflowConfig(TypedDict, total=False):
             default="config/config.yaml", description="label of the run, shown on the results page"
         ),
     ]
-    results_notes: Annotated[
-        MarkdownPath,
-        Field(
-            default="config/results-notes.md",
-            description="Markdown shown under the results page's header, when the file exists: "
-            "what the run shows and where the method loses",
-        ),
-    ]
     results_page: Annotated[
         MarkdownPath,
         Field(

@@ -20,8 +20,8 @@ from prefalign.snakemake_patches import patch_job_scheduler
 patch_job_scheduler()
 
 
-# also fills in the schema's `default:` values (name, results_page, results_notes,
-# success_threshold): the one place those defaults are written
+# also fills in the schema's `default:` values (name, results_page, success_threshold,
+# job_server): the one place those defaults are written
 validate(config, "../schemas/config.schema.yaml")
 
 # Every path pattern of the rules, written once. A campaign (one domain x method x seed) has a
@@ -515,7 +515,11 @@ def get_final_outputs():
     return outputs
 
 
+#: what the default run shows and where the method loses, under the results page's header
+RESULTS_NOTES = "config/results-notes.md"
+
+
 def get_results_notes(wildcards):
     """The Markdown notes shown under the results page's header, when the file exists."""
-    path = config["results_notes"]
+    path = RESULTS_NOTES
     return [path] if os.path.exists(path) else []

@@ -109,7 +109,7 @@ def test_the_domain_cache_is_keyed_by_device() -> None:
 def test_surrogate_fit_forward_and_gradient_are_on_the_device(
     arch, shape, form, monkeypatch
 ) -> None:
-    from prefalign.learning import surrogate as module
+    from prefalign.learning import ensemble as module
     from prefalign.learning.surrogate import fit
 
     monkeypatch.setattr(module, "BATCH_SIZE", 4)  # several minibatches per epoch

@@ -23,7 +23,7 @@ import safetensors.torch
 import torch
 
 from prefalign.io.listing import show
-from prefalign.learning.surrogate import (
+from prefalign.learning.ensemble import (
     ACTIVATION,
     BATCH_SIZE,
     NOISE_T_MAX,

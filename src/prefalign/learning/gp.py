@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prefalign.learning.surrogate import FitReport, check_observations, head_of
+from prefalign.learning.ensemble import FitReport, check_observations, head_of
 from prefalign.settings import SurrogateConfig
 
 #: Feature maps from the normalised input to the GP's input.
@@ -221,8 +221,8 @@ class NetworkEmbedding(nn.Module):
 
     def __init__(self, config: SurrogateConfig, event_shape: tuple[int, ...]) -> None:
         super().__init__()
+        from prefalign.learning.ensemble import ACTIVATION, normalisation_shape
         from prefalign.learning.nets import build_member
-        from prefalign.learning.surrogate import ACTIVATION, normalisation_shape
 
         self.arch = network_arch(event_shape)
         gen = torch.Generator(device="cpu").manual_seed(0)  # replaced by the fitted weights
@@ -509,7 +509,7 @@ def _fit_embedding(
     likelihood; its last hidden layer becomes the GP's input."""
     from dataclasses import replace
 
-    from prefalign.learning.surrogate import fit
+    from prefalign.learning.ensemble import fit_ensemble as fit
 
     event_shape = tuple(x.shape[1:])
     network_config = replace(

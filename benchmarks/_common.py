@@ -25,6 +25,7 @@ from prefalign.loop.campaign import CampaignRun, run_campaign
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "out"
 CONFIG = REPO / "config" / "config.yaml"
+STUDY = REPO / "config" / "paper.yaml"
 #: the digits base model shipped with the project (models/shipped.json)
 SHIPPED_DIGITS = REPO / "models" / "digits"
 
@@ -144,8 +145,14 @@ def _load_config(path: str) -> dict[str, Any]:
 
 
 def load_config(path: Path = CONFIG) -> dict[str, Any]:
-    """A deep copy of a workflow config file (cached read)."""
-    return copy.deepcopy(_load_config(str(path)))
+    """A deep copy of a workflow config file (cached read). The default run's config defines only
+    the methods it runs; read by default, it also gets every other method of the study
+    (``config/paper.yaml``'s ``methods``: the ablations and levers the benchmarks compare)."""
+    config = copy.deepcopy(_load_config(str(path)))
+    if Path(path) == CONFIG:
+        for name, block in _load_config(str(STUDY))["methods"].items():
+            config["methods"].setdefault(name, copy.deepcopy(block))
+    return config
 
 
 def campaign_spec(

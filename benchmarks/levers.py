@@ -11,7 +11,7 @@ t interval.
     python benchmarks/levers.py --domain digits --budget 120 --k 12 --seeds 0 1 2 3 4 \\
         --methods best-of-n random fkc-al --jobs 2 --out benchmarks/out/levers-digits
 
-Methods are those of ``config/config.yaml`` (or ``--config``); ``--set NAME.KEY=VALUE`` defines
+Methods are those of ``config/config.yaml`` and ``config/paper.yaml`` (or ``--config``); ``--set NAME.KEY=VALUE`` defines
 or changes one (``--set fkc-kc.batch=kcenter --set fkc-kc.base=fkc-al``), keys as in the
 config's ``methods`` section (``sampler.*``/``surrogate.*`` nest).
 

@@ -276,10 +276,6 @@ class Selector:
             indices=np.concatenate(parts).astype(np.int64), selected_by=np.concatenate(labels)
         )
 
-    def ranks(self, particles: RoundParticles) -> np.ndarray:
-        """The score the pairing of several-item questions ranks by."""
-        return self.score(particles)
-
 
 def _weighted(spec: CampaignSpec) -> bool:
     return VARIANTS[spec.method.sampler.variant].weighted

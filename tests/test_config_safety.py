@@ -14,6 +14,8 @@ import pytest
 import yaml
 from workflow_helpers import REPO, env, snakemake_cmd, tiny_config, workdir
 
+from prefalign.loop.spec import merge_settings
+
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 
 
@@ -78,19 +80,8 @@ def test_schema_accepts_safe_names(name: str) -> None:
 def test_shipped_configs_pass_the_schema(path: str) -> None:
     config = yaml.safe_load((REPO / path).read_text())
     if path == "config/human.yaml":  # applied over the default config (--configfile)
-        config = _merge(yaml.safe_load((REPO / "config/config.yaml").read_text()), config)
+        config = merge_settings(yaml.safe_load((REPO / "config/config.yaml").read_text()), config)
     assert _errors(config) == []
-
-
-def _merge(base: dict, override: dict) -> dict:
-    """Snakemake's --configfile merge: mappings key by key, anything else replaced."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _shell_strings(text: str) -> list[str]:

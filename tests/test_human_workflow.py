@@ -36,7 +36,7 @@ from workflow_helpers import REPO, env, snakemake_in_background, workdir
 from prefalign.io.feedback import TIE, parse_form
 from prefalign.io.observations import COLUMNS, read_observations
 from prefalign.io.oracle_command import run_oracle
-from prefalign.loop.spec import read_spec
+from prefalign.loop.spec import merge_settings, read_spec
 from prefalign.loop.steps import observe_round
 
 DOMAIN, METHOD = "digits-human", "fkc-al"
@@ -48,17 +48,6 @@ DEADLINE_S = 300
 SIMULATED_ORACLE = [sys.executable, "-m", "prefalign.cli", "oracle", "builtin", "digits", "thick-3"]
 
 
-def _merge(base: dict, override: dict) -> dict:
-    """Snakemake's --configfile merge: mappings key by key, everything else replaced."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def human_config() -> dict:
     """config/human.yaml over config/config.yaml, reduced to its campaign and shrunk for a test.
 
@@ -67,7 +56,7 @@ def human_config() -> dict:
     """
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     human = yaml.safe_load((REPO / "config" / "human.yaml").read_text())
-    config = _merge(base, human)
+    config = merge_settings(base, human)
     (experiment,) = config["run"]
     config["experiments"] = {experiment: config["experiments"][experiment]}
     assert config["experiments"][experiment]["domains"] == [DOMAIN]

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("learning", "sampling", "acquisition", "oracles"),
     ("domains",),
     ("models",),
-    ("io", "settings", "runtime", "provenance", "snakemake_patches"),
+    ("io", "settings", "runtime", "provenance", "snakemake_patches", "registry"),
 )
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -15,6 +15,7 @@ from snakemake.utils import validate
 from workflow_helpers import REPO, tiny_config
 
 from prefalign.config_schema import COMMAND, WorkflowConfig, method_choices, render
+from prefalign.loop.spec import merge_settings
 
 SCHEMA_PATH = REPO / "workflow/schemas/config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
@@ -37,18 +38,8 @@ def _load(*paths: str) -> dict:
     """A config file, or several merged as Snakemake merges --configfile over the default."""
     config: dict = {}
     for path in paths:
-        config = _merge(config, yaml.safe_load((REPO / path).read_text()))
+        config = merge_settings(config, yaml.safe_load((REPO / path).read_text()))
     return config
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 SHIPPED = {

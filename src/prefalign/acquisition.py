@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prefalign.registry import named
+
 __all__ = [
     "BATCH_RULES",
     "RULES",
@@ -377,6 +379,4 @@ def rule(name: str) -> SelectionRule:
     Raises:
         ValueError: no such rule (the message lists the valid ones).
     """
-    if name not in RULES:
-        raise ValueError(f"selection must be one of {', '.join(RULES)}; got {name!r}")
-    return RULES[name]
+    return named(RULES, "selection", name)

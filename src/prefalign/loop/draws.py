@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from prefalign.runtime import resolve_device, torch_generator
@@ -63,10 +63,16 @@ class Proposal:
     base: bool = False
 
 
+def untilted(config: SamplerConfig) -> SamplerConfig:
+    """``config``'s sampling steps without a tilt (the ``base`` variant)."""
+    return replace(config, variant="base")
+
+
 def base_proposal(domain: Domain, config: SamplerConfig) -> Proposal:
     """The domain's base model with the sampling steps of ``config`` and no tilt."""
-    untilted = SamplerConfig.from_dict({**config.to_dict(), "variant": "base"})
-    return Proposal(domain.score, domain.sde, tuple(domain.event_shape), untilted, base=True)
+    return Proposal(
+        domain.score, domain.sde, tuple(domain.event_shape), untilted(config), base=True
+    )
 
 
 class BaseDrawCache:

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from prefalign.loop.draws import Proposal, base_proposal, campaign_domain
+from prefalign.loop.draws import Proposal, base_proposal, campaign_domain, untilted
+from prefalign.registry import named
 from prefalign.runtime import numpy_rng, resolve_device
 from prefalign.settings import VARIANTS, SamplerConfig
 
@@ -329,8 +330,7 @@ class FinetuneLearner(Learner):
 
 def model_proposal(model, config: SamplerConfig) -> Proposal:
     """Plain (untilted) samples of a fine-tuned ``model`` with the sampling steps of ``config``."""
-    untilted = SamplerConfig.from_dict({**config.to_dict(), "variant": "base"})
-    return Proposal(model.score, model.sde, tuple(model.event_shape), untilted)
+    return Proposal(model.score, model.sde, tuple(model.event_shape), untilted(config))
 
 
 class PapaLearner(FinetuneLearner):
@@ -390,9 +390,7 @@ def learner_for(name: str) -> Learner:
     Raises:
         ValueError: no such learner (the message lists the valid ones).
     """
-    if name not in LEARNERS:
-        raise ValueError(f"learner must be one of {', '.join(LEARNERS)}; got {name!r}")
-    return LEARNERS[name]
+    return named(LEARNERS, "learner", name)
 
 
 def base_noise_model(domain):

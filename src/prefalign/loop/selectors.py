@@ -20,13 +20,14 @@ exploring arm one class here with its entry in :data:`EXPLORE_ARMS`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from prefalign import acquisition
 from prefalign.acquisition import Selection, SelectionRule
+from prefalign.registry import named
 from prefalign.settings import VARIANTS
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class RoundParticles:
         std: its posterior or ensemble spread.
         lineage: the initial particle each descends from.
         proposal: 0 for tilted particles, 1 for the exploring arm's base samples.
+        utilities: ``(E, N)`` each ensemble member's utility of each particle, for the pairing
+            of several-item questions (None when the round has none).
     """
 
     x: np.ndarray
@@ -56,6 +59,7 @@ class RoundParticles:
     std: np.ndarray
     lineage: np.ndarray
     proposal: np.ndarray
+    utilities: np.ndarray | None = None
 
 
 #: What ranks a rule's top picks, by name (a method's ``score``).
@@ -151,12 +155,6 @@ EXPLORE_ARMS: dict[str, ExploreArm] = {
 }
 
 
-def _named(registry: dict, what: str, name: str):
-    if name not in registry:
-        raise ValueError(f"{what} must be one of {', '.join(registry)}; got {name!r}")
-    return registry[name]
-
-
 @dataclass(frozen=True)
 class Selector:
     """A method's selection, resolved (see the module docstring)."""
@@ -167,7 +165,6 @@ class Selector:
     epsilon: float | None = None  # eps-greedy's constant rate; None: the draft's schedule
     kappa: float = 1.0  # ucb's weight of the spread
     batch: str = "top"
-    weighted_score: bool = field(default=False, repr=False)
 
     @classmethod
     def of(cls, spec: CampaignSpec) -> Selector:
@@ -181,26 +178,18 @@ class Selector:
         where = f"method {method.name!r}: "
         try:
             rule = acquisition.rule(method.selection)
-            score = _named(SCORES, "score", method.score)
-            arm = _named(EXPLORE_ARMS, "explore_from", method.explore_from)
-            if method.batch not in acquisition.BATCH_RULES:
-                _named(dict.fromkeys(acquisition.BATCH_RULES), "batch", method.batch)
+            score = named(SCORES, "score", method.score)
+            arm = named(EXPLORE_ARMS, "explore_from", method.explore_from)
+            named(dict.fromkeys(acquisition.BATCH_RULES), "batch", method.batch)
         except ValueError as err:
             raise ValueError(where + str(err)) from err
         if method.epsilon is not None and not 0.0 <= method.epsilon <= 1.0:
             raise ValueError(where + "epsilon must lie in [0, 1]")
         arm.check(spec, rule)
-        selector = cls(
-            rule,
-            score,
-            arm,
-            method.epsilon,
-            method.kappa,
-            method.batch,
-            method.score in _WEIGHTED_SCORES,
-        )
+        selector = cls(rule, score, arm, method.epsilon, method.kappa, method.batch)
         asks_after_round0 = method.cold_start_queries is None and rule.greedy
-        if asks_after_round0 and selector.weighted_score and not _weighted(spec):
+        weighted = VARIANTS[method.sampler.variant].weighted
+        if asks_after_round0 and method.score in _WEIGHTED_SCORES and not weighted:
             raise ValueError(
                 where + f"score {method.score!r} needs a variant with FK weights "
                 f"({', '.join(v for v, s in VARIANTS.items() if s.weighted)}); variant "
@@ -275,7 +264,3 @@ class Selector:
         return Selection(
             indices=np.concatenate(parts).astype(np.int64), selected_by=np.concatenate(labels)
         )
-
-
-def _weighted(spec: CampaignSpec) -> bool:
-    return VARIANTS[spec.method.sampler.variant].weighted

@@ -30,6 +30,7 @@ def read_particles(path: PathLike) -> RoundParticles:
             std=data["surrogate_std"],
             lineage=data["ancestor"] if "ancestor" in data.files else np.arange(len(x)),
             proposal=data["proposal"] if "proposal" in data.files else np.zeros(len(x), np.int8),
+            utilities=data["surrogate_utilities"] if "surrogate_utilities" in data.files else None,
         )
 
 
@@ -71,13 +72,9 @@ def select_round(
         chosen = selector.leads(spec, round_, found, k, rng, informer)
         question = np.arange(k, dtype=np.int64)
         if size > 1:
-            with np.load(particles, allow_pickle=False) as data:
-                utilities = (
-                    data["surrogate_utilities"] if "surrogate_utilities" in data.files else None
-                )
             scores = None if round_ == 0 else selector.score(found)
             groups = pairing.compose_questions(
-                spec.method.pairing, chosen, x, scores, size, rng, utilities=utilities
+                spec.method.pairing, chosen, x, scores, size, rng, utilities=found.utilities
             )
             chosen = Selection(indices=groups.indices, selected_by=groups.selected_by)
             question = groups.question

@@ -264,6 +264,17 @@ def amortise(args: argparse.Namespace) -> int:
     return 0
 
 
+def population_prior(args: argparse.Namespace) -> int:
+    """:func:`prefalign.loop.steps.prior.fit_prior_files`."""
+    from prefalign.loop.steps.prior import fit_prior_files
+
+    _threads(args.threads)
+    report = fit_prior_files(args.observations, args.out, seed=args.seed, progress=not args.quiet)
+    print(json.dumps(report.to_dict(), indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def aggregate(args: argparse.Namespace) -> int:
     """:func:`prefalign.reporting.aggregate.aggregate_experiment`."""
     from prefalign.reporting.aggregate import aggregate_experiment

@@ -212,6 +212,20 @@ def _report_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -
     p.add_argument("--out", required=True)
 
 
+def _population_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
+    p = add(
+        "population-prior",
+        commands.population_prior,
+        "Fit a population prior on the training users' observations (one dataset each); a "
+        "held-out user's campaign starts from it (learner `population`).",
+    )
+    p.add_argument("--observations", nargs="+", required=True, help="a parquet per user")
+    p.add_argument("--out", required=True, help="the prior's checkpoint directory")
+    p.add_argument("--seed", type=int, default=0, help="seeds the training users' GP fits")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``prefalign`` (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -243,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra", metavar="JSON", help="more fields for the --ship record")
     _step_flags(add)
     _finetune_flags(add)
+    _population_flags(add)
     _report_flags(add)
 
     p = add("oracle", lambda a: 2, "Built-in oracle commands (simulated users, a person).")

@@ -14,8 +14,9 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import safetensors
@@ -33,6 +34,9 @@ from prefalign.learning.ensemble import (
     normalisation_shape,
 )
 from prefalign.settings import SurrogateConfig
+
+if TYPE_CHECKING:
+    from prefalign.learning.population import PopulationGP
 
 #: Version of the checkpoint layout written by :func:`save_surrogate` (2: the ``head`` of
 #: answers in another question form than ``rate``; version 1 is a ``rate`` surrogate).
@@ -80,22 +84,10 @@ def save_surrogate(
     Returns:
         The checkpoint directory.
     """
-    directory = Path(directory)
     if config != surrogate.config:
         raise ValueError(
             f"config does not match the surrogate's own config: {config} vs {surrogate.config}"
         )
-    if directory.exists():
-        if not directory.is_dir():
-            raise FileExistsError(f"{directory} exists and is not a directory")
-        ours = (WEIGHTS_FILE, META_FILE)
-        extra = sorted(p.name for p in directory.iterdir() if p.name not in ours)
-        if extra:
-            raise FileExistsError(
-                f"refusing to overwrite {directory}: it holds files other than a checkpoint {extra}"
-            )
-    directory.parent.mkdir(parents=True, exist_ok=True)
-
     # copies: a GP's model keeps views of its training data (safetensors refuses shared memory)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in surrogate.state_dict().items()}
     if config.arch == "gp":
@@ -113,6 +105,35 @@ def save_surrogate(
             "anchor": surrogate.anchor.tolist(),
             "span": surrogate.span.tolist(),
         }
+    meta = {
+        "config": config.to_dict(),
+        "event_shape": list(surrogate.event_shape),
+        "normalisation": normalisation,
+        "head": head,
+        "training_set_hash": training_set_hash,
+        "fit": report.to_dict(),
+    }
+    return write_checkpoint(directory, tensors, meta)
+
+
+def write_checkpoint(
+    directory: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> Path:
+    """Write ``tensors`` as ``directory/model.safetensors`` and ``meta`` (with the format, its
+    version and the weights' sha256 added) as ``directory/meta.json``, atomically: both go to a
+    temporary sibling directory that then replaces ``directory``, which is replaced only if it
+    holds nothing but a previous checkpoint."""
+    directory = Path(directory)
+    if directory.exists():
+        if not directory.is_dir():
+            raise FileExistsError(f"{directory} exists and is not a directory")
+        ours = (WEIGHTS_FILE, META_FILE)
+        extra = sorted(p.name for p in directory.iterdir() if p.name not in ours)
+        if extra:
+            raise FileExistsError(
+                f"refusing to overwrite {directory}: it holds files other than a checkpoint {extra}"
+            )
+    directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         weights = tmp / WEIGHTS_FILE
@@ -120,12 +141,7 @@ def save_surrogate(
         meta = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
-            "config": config.to_dict(),
-            "event_shape": list(surrogate.event_shape),
-            "normalisation": normalisation,
-            "head": head,
-            "training_set_hash": training_set_hash,
-            "fit": report.to_dict(),
+            **meta,
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -163,6 +179,8 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Surrogate:
         raise SurrogateCheckpointError(
             f"{meta_path} is not a valid surrogate metadata file: {err}"
         ) from err
+    if POPULATION_KEY in meta:
+        return _load_population(directory, meta)
     if config.arch == "gp":
         return _load_gp(directory, meta, config)
     try:
@@ -330,6 +348,68 @@ def _load_gp(directory: Path, meta: dict[str, Any], config: SurrogateConfig):
         ) from err
     surrogate.eval()
     return surrogate
+
+
+#: The ``meta.json`` record that marks a population GP's checkpoint.
+POPULATION_KEY = "population"
+#: A population GP's tensors (:class:`prefalign.learning.population.PopulationGP`).
+POPULATION_TENSORS = (
+    "basis_x",
+    "basis_weight",
+    "basis_inverse_length",
+    "basis_offset",
+    "hyper",
+    "obs_x",
+    "obs_y",
+)
+
+
+def save_population(
+    model: PopulationGP,
+    directory: str | os.PathLike[str],
+    *,
+    report: dict[str, Any],
+    users: Sequence[str] = (),
+) -> Path:
+    """Write a population GP (:mod:`prefalign.learning.population`: the prior, or the prior
+    conditioned on a user's answers) as a surrogate checkpoint, atomically; ``report``: the
+    fit's record, ``users``: the training users' datasets."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {
+        "config": model.config.to_dict(),
+        "event_shape": list(model.event_shape),
+        "head": {"kind": "rate"},
+        "fit": report,
+        POPULATION_KEY: {
+            "n_users": model.n_users,
+            "n_observations": len(model.obs_y),
+            "hyper": model.hyper_parameters(),
+            "users": list(users),
+        },
+    }
+    return write_checkpoint(directory, tensors, meta)
+
+
+def _load_population(directory: Path, meta: dict[str, Any]):
+    """A population GP's checkpoint (:func:`save_population`)."""
+    from prefalign.learning.population import PopulationGP
+
+    meta_path = directory / META_FILE
+    weights_path, tensors, sha256 = _read_weights(directory)
+    _check_sha256(meta, sha256, weights_path, meta_path)
+    try:
+        event_shape = tuple(int(s) for s in meta["event_shape"])
+        if not event_shape or min(event_shape) < 1 or math.prod(event_shape) > MAX_EVENT_SIZE:
+            raise ValueError(f"event_shape {event_shape} is not a valid particle shape")
+        missing = [name for name in POPULATION_TENSORS if name not in tensors]
+        extra = sorted(set(tensors) - set(POPULATION_TENSORS))
+        if missing or extra:
+            raise ValueError(f"missing tensors [{show(missing)}], unexpected [{show(extra)}]")
+        return PopulationGP(event_shape, **{n: tensors[n] for n in POPULATION_TENSORS}).eval()
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+        raise SurrogateCheckpointError(
+            f"{weights_path} and {META_FILE} are not a valid population GP: {err}"
+        ) from err
 
 
 def read_surrogate_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:

@@ -105,6 +105,9 @@ class CampaignSpec:
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     # the sampler the user takes home: its potential, the frontier's tilts, the trusted tilt
     final_tilt: FinalTilt = field(default_factory=FinalTilt)
+    # the population prior's checkpoint directory (learner `population`: a held-out user of a
+    # population, prefalign.learning.population); None for every other campaign
+    prior: str | None = None
 
     def __post_init__(self) -> None:
         parse_form(self.form)  # a ValueError naming the valid forms
@@ -154,6 +157,8 @@ class CampaignSpec:
         d["surrogate"] = self.surrogate.to_dict()
         d["finetune"] = self.finetune.to_dict()
         d["final_tilt"] = self.final_tilt.to_dict()
+        if d["prior"] is None:  # the spec.json of a campaign without a prior stays as it was
+            del d["prior"]
         return d
 
     @classmethod

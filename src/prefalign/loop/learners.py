@@ -8,6 +8,9 @@ A method's ``learner`` is resolved once (:func:`learner_for`) into one of :data:
   ``tilt_member: thompson``; with ``lam_ramp_queries`` the tilt grows with the answers), and the
   user takes home that sampler tilted by the final tilt's potential (``mean - pessimism std``)
   at every tilt of the frontier.
+- ``population`` (:class:`PopulationLearner`): the same, for a held-out user of a population,
+  started from the prior fitted on the training users (:mod:`prefalign.learning.population`);
+  its first questions are those the prior learns most from.
 - ``papa`` and ``d3po`` (:class:`FinetuneLearner`): the base model fine-tuned on the answers
   (PAPA, arXiv 2607.00486: denoising score matching on the liked items; D3PO, the Diffusion-DPO
   loss on the answered pairs), from the base weights each round, sampled plainly; their
@@ -51,6 +54,8 @@ class Learner:
     #: a reward model that tilts the sampler and ranks the particles; false: a fine-tuned model,
     #: sampled plainly and asked about at random
     learns_reward: ClassVar[bool]
+    #: starts from a population prior (``CampaignSpec.prior``) instead of from nothing
+    uses_prior: ClassVar[bool] = False
 
     def check(self, spec: CampaignSpec) -> None:
         """Raise ValueError naming the setting when the campaign cannot use this learner."""
@@ -79,6 +84,11 @@ class Learner:
     def load(self, spec: CampaignSpec, domain: Domain, learnt: Any) -> Any:
         """What ``fit`` saved in ``learnt``."""
         raise NotImplementedError
+
+    def initial(self, spec: CampaignSpec) -> str | None:
+        """What round 0 knows before any answer, in the form ``fit`` saves (None: nothing; round
+        0 then asks about random base samples)."""
+        return None
 
     def proposal(self, spec: CampaignSpec, domain: Domain, learnt: Any, round_: int) -> Proposal:
         """What round ``round_`` samples, given what was learnt (None in round 0)."""
@@ -236,6 +246,65 @@ class SurrogateLearner(Learner):
         return Proposal(domain.score, domain.sde, tuple(domain.event_shape), config, reward)
 
 
+class PopulationLearner(SurrogateLearner):
+    """A held-out user's reward model started from the population prior fitted on the training
+    users (:mod:`prefalign.learning.population`): round 0 asks the base samples whose answers
+    teach the most under the prior (:func:`prefalign.learning.information.information_batch`),
+    each later round conditions the prior on every answer so far and tilts as
+    :class:`SurrogateLearner` does."""
+
+    name = "population"
+    uses_prior = True
+
+    def check(self, spec: CampaignSpec) -> None:
+        super().check(spec)
+        method = spec.method
+        if spec.prior is None:
+            raise ValueError(
+                f"method {method.name!r}: learner 'population' starts from a population prior: "
+                f"run it on a population's held-out users (`populations:` in the config); "
+                f"domain {spec.label or spec.domain!r} has no prior"
+            )
+        if spec.form != "rate" or method.tilt_member != "mean":
+            raise ValueError(
+                f"method {method.name!r}: learner 'population' models ratings (form 'rate') and "
+                f"tilts by its mean; got form {spec.form!r}, tilt_member {method.tilt_member!r}"
+            )
+
+    def initial(self, spec):
+        return spec.prior
+
+    def fit(self, spec, round_, observations, previous, out, *, progress=False) -> dict:
+        import time
+
+        import torch
+
+        from prefalign.io.observations import observations_xy, read_observations
+        from prefalign.learning.checkpoint import load_surrogate, save_population
+
+        start = time.perf_counter()
+        torch.set_num_threads(spec.torch_threads)
+        df, shape = read_observations(observations)
+        x, y = observations_xy(df, shape)
+        prior = load_surrogate(spec.prior)
+        model = prior.conditioned(x, y)
+        report = {
+            "epochs": 0,
+            "final_loss": None,
+            "seconds": time.perf_counter() - start,
+            "n_examples": len(y),
+            "warm_started": False,
+            "prior": str(spec.prior),
+        }
+        save_population(model, out, report=report)
+        return report
+
+    def proposal(self, spec, domain, learnt, round_):
+        if round_ == 0:  # the prior chooses among base samples; it does not tilt them
+            return base_proposal(domain, spec.method.sampler)
+        return super().proposal(spec, domain, learnt, round_)
+
+
 def _thompson_member(surrogate: Surrogate, spec: CampaignSpec, round_: int):
     """The reward of one ensemble member, drawn for the round from the campaign's seed."""
     member = int(numpy_rng(spec.seed, round_, "thompson").integers(surrogate.config.ensemble))
@@ -380,7 +449,8 @@ class D3poLearner(FinetuneLearner):
 
 #: The learners by name (a method's ``learner``); an unknown name lists these.
 LEARNERS: dict[str, Learner] = {
-    learner.name: learner for learner in (SurrogateLearner(), PapaLearner(), D3poLearner())
+    learner.name: learner
+    for learner in (SurrogateLearner(), PopulationLearner(), PapaLearner(), D3poLearner())
 }
 
 

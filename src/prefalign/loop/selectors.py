@@ -215,11 +215,17 @@ class Selector:
         rng: np.random.Generator,
         informer: Surrogate | None = None,
     ) -> Selection:
-        """The round's ``k`` picks (one per question): random in round 0; ``informer``: the
-        surrogate whose uncertainty chooses the exploring picks (``explore_from:
-        information``)."""
+        """The round's ``k`` picks (one per question): random in round 0, or there, with a
+        population prior (``informer``), the base samples whose answers teach the prior most;
+        later ``informer`` is the surrogate whose uncertainty chooses the exploring picks
+        (``explore_from: information``)."""
         x = particles.x
         if round_ == 0:
+            if informer is not None:
+                arm = EXPLORE_ARMS["information"]
+                return arm.picks(
+                    particles, np.arange(len(x)), np.zeros(0, np.int64), k, rng, informer
+                )
             return COLD_START.select(np.zeros(len(x)), k, rng, x=x)
         epsilon = None
         if self.rule.explores:

@@ -122,6 +122,7 @@ def campaign_spec(config: Mapping[str, Any], domain: str, method: str, seed: int
             merge_settings(config.get("final_tilt"), dom.get("final_tilt"))
         ),
         true_reward=dom.get("true_reward") if meth.get("true_reward") else None,
+        prior=dom.get("prior") if learner.uses_prior else None,
         **_given({**dom, **_given(meth, ("form",))}, _DOMAIN_KEYS),
         **_given(config, ("device", "torch_threads")),
     )

@@ -33,7 +33,8 @@ def sample_round(
     base_draws: BaseDrawCache | None = None,
 ) -> dict:
     """Sample N particles with what the method learnt so far (``learnt_dir``: the last fit's
-    output; round 0: the base model) and write ``particles.npz``.
+    output; round 0: the base model, predicted by the learner's prior when it has one) and
+    write ``particles.npz``.
 
     The file holds ``x`` (N, *shape), ``fk_log_weight`` (FK path log-weights), ``log_weight``,
     ``surrogate_pred`` and ``surrogate_std`` (NaN without a surrogate), ``ess`` per step,
@@ -48,9 +49,9 @@ def sample_round(
     resolved = resolve(spec)
     learner, selector = resolved.learner, resolved.selector
     domain = campaign_domain(spec)
-    learnt = None
-    if round_ > 0 and learnt_dir is not None:
-        learnt = learner.load(spec, domain, learnt_dir)
+    if round_ == 0:
+        learnt_dir = learner.initial(spec)  # a population prior, or nothing
+    learnt = learner.load(spec, domain, learnt_dir) if learnt_dir is not None else None
     n_base = selector.base_particles(spec, round_)
     start = time.perf_counter()
     proposal = learner.proposal(spec, domain, learnt, round_)

@@ -54,13 +54,19 @@ def select_round(
     learner, selector = resolved.learner, resolved.selector
     rng = numpy_rng(spec.seed, round_, "select")
     size = spec.items_per_question
+    if round_ == 0:
+        surrogate_dir = learner.initial(spec)  # a population prior chooses the first questions
     if (round_ == 0 or not learner.learns_reward) and size > 1:
         groups = pairing.random_questions(x, k, size, rng)
         chosen = Selection(indices=groups.indices, selected_by=groups.selected_by)
         question = groups.question
     else:
         informer = None
-        if round_ > 0 and selector.arm.informs:
+        if round_ == 0 and surrogate_dir is not None:
+            from prefalign.learning.checkpoint import load_surrogate
+
+            informer = load_surrogate(surrogate_dir)
+        elif round_ > 0 and selector.arm.informs:
             if surrogate_dir is None:
                 raise ValueError(
                     f"method {spec.method.name!r} chooses questions by information: "

@@ -62,7 +62,9 @@ def test_posterior_is_gp_regression_with_the_population_kernel(population) -> No
     x = rng.normal(0, 3, (7, 2))
     y = rng.uniform(0, 1, 7)
     z = rng.normal(0, 3, (5, 2))
-    a, b, length, s = prior.hyper.numpy()
+    model = prior.conditioned(x, y)
+    a, b, length, s = model.hyper.numpy()
+    assert length == prior.hyper[2]  # the user's own scales; the population's lengthscale
     with torch.no_grad():
         phi_x = prior.user_functions(torch.as_tensor(x)).numpy()
         phi_z = prior.user_functions(torch.as_tensor(z)).numpy()
@@ -77,7 +79,6 @@ def test_posterior_is_gp_regression_with_the_population_kernel(population) -> No
     k_zx = kernel(z, phi_z, x, phi_x)
     mean = phi_z.mean(1) + k_zx @ np.linalg.solve(k_xx, y - phi_x.mean(1))
     var = np.diag(kernel(z, phi_z, z, phi_z) - k_zx @ np.linalg.solve(k_xx, k_zx.T))
-    model = prior.conditioned(x, y)
     with torch.no_grad():
         got_mean, got_std = model.predict(torch.as_tensor(z))
         cov = model.predictive().covariance(torch.as_tensor(z), torch.as_tensor(z))
@@ -107,6 +108,23 @@ def test_a_held_out_user_is_placed_among_the_others_by_few_answers(population) -
     with torch.no_grad():
         mean = model.predict(torch.as_tensor(DOMAIN.means))[0].numpy()
     assert int(np.argmax(mean)) == 4
+
+
+def test_a_taste_no_one_shares_grows_the_residual(population) -> None:
+    """A user who likes mode 7, which no training user liked: their answers are what the
+    population cannot explain, and the user's residual scale grows above the population's."""
+    _, prior, _ = population
+    rng = np.random.default_rng(6)
+    x, y = _user(7, rng, n_data=6, n_near=6)
+    shared = prior.conditioned(*_user(4, rng, n_data=6, n_near=6))
+    unshared = prior.conditioned(x, y)
+    assert unshared.hyper[1] > 1.5 * prior.hyper[1]
+    assert unshared.hyper[1] > shared.hyper[1]
+    fixed = prior.conditioned(x, y, adapt=False)
+    assert torch.equal(fixed.hyper, prior.hyper)
+    with torch.no_grad():  # and the adapted model predicts the new taste's mode better
+        at_mode = torch.as_tensor(DOMAIN.means[[7]])
+        assert unshared.predict(at_mode)[0] > fixed.predict(at_mode)[0]
 
 
 def test_checkpoint_round_trip_and_corruption(population, tmp_path: Path) -> None:

@@ -47,6 +47,9 @@ _CHUNK = 512
 _HYPER_ITERATIONS = 60
 #: Smallest noise and residual variances the fit may reach (keeps the Cholesky stable).
 _MIN_VARIANCE = 1e-6
+#: Standard deviation of the log-normal hyper-prior of a user's own scales around the
+#: population's (:meth:`PopulationGP.conditioned`): a factor e either way is one std.
+HYPER_PRIOR_STD = 1.0
 _NAMES = ("population_scale", "residual_scale", "residual_lengthscale", "noise_std")
 
 
@@ -223,8 +226,14 @@ class PopulationGP(nn.Module):
         self._solve = None  # recomputed where the buffers now are
         return self
 
-    def conditioned(self, x: np.ndarray, y: np.ndarray) -> PopulationGP:
-        """The same prior conditioned on ratings ``y`` (m,) of particles ``x`` (m, *shape)."""
+    def conditioned(self, x: np.ndarray, y: np.ndarray, *, adapt: bool = True) -> PopulationGP:
+        """The same prior conditioned on ratings ``y`` (m,) of particles ``x`` (m, *shape).
+
+        ``adapt``: the user's own population scale, residual scale and noise, the maximum a
+        posteriori under a log-normal hyper-prior centred on this model's (the population's)
+        values with :data:`HYPER_PRIOR_STD` (a user whose taste no earlier user shares shows
+        answers the population cannot explain, and the residual grows to learn it); the
+        residual's lengthscale stays the population's."""
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         if tuple(x.shape[1:]) != self.event_shape or y.shape != (len(x),):
@@ -235,16 +244,53 @@ class PopulationGP(nn.Module):
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise ValueError("observations must be finite")
         device = self.basis_x.device
+        obs_x = torch.as_tensor(x.reshape(len(x), self.basis_x.shape[2]), device=device)
+        obs_y = torch.as_tensor(y, device=device)
+        hyper = self.hyper
+        if adapt and len(y) >= 2:
+            hyper = self._adapted(obs_x, obs_y)
         return PopulationGP(
             self.event_shape,
             basis_x=self.basis_x,
             basis_weight=self.basis_weight,
             basis_inverse_length=self.basis_inverse_length,
             basis_offset=self.basis_offset,
-            hyper=self.hyper,
-            obs_x=torch.as_tensor(x.reshape(len(x), self.basis_x.shape[2]), device=device),
-            obs_y=torch.as_tensor(y, device=device),
+            hyper=hyper,
+            obs_x=obs_x,
+            obs_y=obs_y,
         )
+
+    def _adapted(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The MAP hyper-parameters of one user's answers (see :meth:`conditioned`)."""
+        with torch.no_grad():
+            mu, d = self.prior_parts(x)
+            d = d / self.hyper[0]  # the deviations at population scale 1
+            sq = ((x**2).sum(1)[:, None] + (x**2).sum(1)[None, :] - 2.0 * x @ x.T).clamp_min(0)
+            residual = torch.exp(-0.5 * sq / self.hyper[2] ** 2)
+        centre = self.hyper[[0, 1, 3]].log()
+        theta = centre.clone().requires_grad_(True)
+        eye = torch.eye(len(y), dtype=y.dtype, device=y.device)
+        r = y - mu
+
+        def loss() -> torch.Tensor:
+            a, b, s = theta.exp()
+            k = a**2 * d @ d.T + b**2 * residual + (s**2 + _MIN_VARIANCE) * eye
+            chol = torch.linalg.cholesky(k)
+            alpha = torch.cholesky_solve(r[:, None], chol)[:, 0]
+            nll = 0.5 * (r @ alpha) + torch.log(chol.diagonal()).sum()
+            return nll + 0.5 * (((theta - centre) / HYPER_PRIOR_STD) ** 2).sum()
+
+        optimiser = torch.optim.LBFGS([theta], max_iter=50, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimiser.zero_grad()
+            value = loss()
+            value.backward()
+            return value
+
+        optimiser.step(closure)
+        a, b, s = theta.detach().exp()
+        return torch.stack([a, b, self.hyper[2], s]).clamp_min(math.sqrt(_MIN_VARIANCE))
 
     def hyper_parameters(self) -> dict[str, float]:
         """The four hyper-parameters by name."""

@@ -219,13 +219,17 @@ def test_round_zero_asks_what_the_prior_learns_most_from(population, tmp_path: P
     d0.mkdir()
     steps.sample_round(spec, 0, None, d0 / "p.npz")
     table = steps.select_round(spec, 0, d0 / "p.npz", d0 / "q.npz", d0 / "s.csv")
-    assert set(table["selected_by"]) == {"information"}
+    by = table.set_index("index")["selected_by"]
+    assert sorted(by.value_counts().items()) == [("information", 4), ("random", 4)]
     with np.load(d0 / "p.npz") as data:
         x, pred = data["x"], data["surrogate_pred"]
     assert np.isfinite(pred).all()  # the prior predicts round 0's base samples
-    distinct = np.unique(x, axis=0, return_index=True)[1]
-    expected = information_batch(prior, x[np.sort(distinct)], x, 8)
-    assert sorted(table["index"]) == sorted(np.sort(distinct)[expected].tolist())
+    # the informed half: what the prior learns most from, given the random half's answers
+    cold = by.index[by == "random"].to_numpy()
+    distinct = np.sort(np.unique(x, axis=0, return_index=True)[1])
+    pool = np.setdiff1d(distinct, cold)
+    expected = pool[information_batch(prior, x[pool], x, 4, pending=x[cold])]
+    assert sorted(by.index[by == "information"]) == sorted(expected.tolist())
     # answered, observed, the prior conditioned on the answers, round 1 tilted by it
     with np.load(d0 / "q.npz") as q:
         ids, xq = q["id"], q["x"]

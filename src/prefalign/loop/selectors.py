@@ -71,6 +71,10 @@ SCORES: dict[str, Callable[[RoundParticles], np.ndarray]] = {
 _WEIGHTED_SCORES = ("fk_weight",)
 #: The rule of round 0 (the cold start: no surrogate yet) and of every untrained learner.
 COLD_START: SelectionRule = acquisition.rule("random")
+#: Round 0 with a population prior: the share of its questions that are random base samples
+#: all the same (questions the prior alone chooses find only the tastes earlier users had;
+#: measured on digits, docs/population.md).
+PRIOR_RANDOM_SHARE = 0.5
 
 
 class ExploreArm:
@@ -206,6 +210,24 @@ class Selector:
             return 0
         return min(spec.n_particles - spec.k, max(spec.k, round(BASE_SHARE * spec.n_particles)))
 
+    @staticmethod
+    def _prior_questions(
+        particles: RoundParticles, k: int, rng: np.random.Generator, prior: Surrogate
+    ) -> Selection:
+        """Round 0 with a population prior: :data:`PRIOR_RANDOM_SHARE` of the questions random
+        base samples (what a taste no earlier user shares is found by), the rest the base
+        samples whose answers teach the prior most given those."""
+        x = particles.x
+        n_random = round(PRIOR_RANDOM_SHARE * k)
+        cold = COLD_START.select(np.zeros(len(x)), n_random, rng, x=x)
+        informed = EXPLORE_ARMS["information"].picks(
+            particles, np.arange(len(x)), cold.indices, k - n_random, rng, prior
+        )
+        return Selection(
+            indices=np.concatenate([cold.indices, informed.indices]).astype(np.int64),
+            selected_by=np.concatenate([cold.selected_by, informed.selected_by]),
+        )
+
     def leads(
         self,
         spec: CampaignSpec,
@@ -222,10 +244,7 @@ class Selector:
         x = particles.x
         if round_ == 0:
             if informer is not None:
-                arm = EXPLORE_ARMS["information"]
-                return arm.picks(
-                    particles, np.arange(len(x)), np.zeros(0, np.int64), k, rng, informer
-                )
+                return self._prior_questions(particles, k, rng, informer)
             return COLD_START.select(np.zeros(len(x)), k, rng, x=x)
         epsilon = None
         if self.rule.explores:

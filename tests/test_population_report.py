@@ -251,6 +251,10 @@ def test_markdown_and_section(report: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curve = pd.read_csv(png.with_suffix(".csv"))
     assert sorted(curve["n_queries"].unique()) == [4, 8, 12]
+    at8 = curve[(curve["method"] == REF) & (curve["n_queries"] == 8)].iloc[0]
+    values = [m[1] for m in QUERY_MEANS[REF]]
+    assert at8["mean"] == pytest.approx(np.mean(values))
+    assert at8["ci95"] == pytest.approx(t_half(values))
 
 
 def test_verdict_fails_and_says_by_how_much(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from prefalign.io.json_text import parse_json
 from prefalign.io.listing import show
@@ -310,6 +311,7 @@ class Verdict:
         *,
         margin: float = 0.0,
         max_ratio: float = 0.5,
+        pairs: str = "users",
     ) -> None:
         self.method, self.reference, self.margin, self.max_ratio = (
             method,
@@ -323,6 +325,7 @@ class Verdict:
         self.reward_low = float(reward["ci95_low"])
         self.reward_high = float(reward["ci95_high"])
         self.n_pairs = int(reward["n_pairs"])
+        self.pairs = pairs
         self.fewer_questions = bool(self.ratio <= max_ratio)
         self.reward_no_lower = bool(math.isfinite(self.reward_low) and self.reward_low >= -margin)
 
@@ -356,7 +359,7 @@ class Verdict:
             r = (
                 f"fresh-sample reward {self.reward_difference:+.3f} "
                 f"[{self.reward_low:+.3f}, {self.reward_high:+.3f}] (95 % CI over "
-                f"{self.n_pairs} users)"
+                f"{self.n_pairs} {self.pairs})"
             )
             r += (
                 f", lower bound ≥ {bound}"
@@ -401,6 +404,7 @@ def verdict(
         (float(mean_q[method]), float(mean_q[reference])),
         reward.iloc[0],
         margin=margin,
+        pairs="users" if per["seed"].nunique() == 1 else "pairs of user and seed",
     )
 
 
@@ -577,20 +581,28 @@ def _paired_panel(
     *,
     censored: str | None = None,
 ) -> None:
-    """Each user's value per arm, a grey line joining a user's arms; hollow ``x`` marks the
-    censored campaigns (column ``censored`` false)."""
-    wide = _wide(per, metric)
+    """Each user's value per arm, a grey line joining a user's arms, the users spread a little
+    sideways so that equal values stay apart; ``x`` marks the censored campaigns (column
+    ``censored`` false)."""
+    wide = _wide(per, metric)[list(methods)].to_numpy(np.float64)
+    flags = (
+        _wide(per, censored)[list(methods)].astype(bool).to_numpy()
+        if censored
+        else np.ones(wide.shape, dtype=bool)
+    )
+    n = len(wide)
+    shifts = (np.arange(n) / (n - 1) - 0.5) * 0.16 if n > 1 else np.zeros(1)
     xs = np.arange(len(methods))
-    for _, values in wide.iterrows():
-        ax.plot(xs, values[list(methods)].to_numpy(np.float64), color="#bbbbbb", lw=1, zorder=1)
+    for values, shift in zip(wide, shifts, strict=True):
+        ax.plot(xs + shift, values, color="#bbbbbb", lw=1, zorder=1)
     for i, m in enumerate(methods):
-        g = per[per["method"] == m]
-        ok = g[censored].astype(bool) if censored else pd.Series(True, index=g.index)
-        ax.scatter(np.full(ok.sum(), i), g.loc[ok, metric], color=colors[m], s=30, zorder=3)
+        ok = flags[:, i]
+        x = i + shifts
+        ax.scatter(x[ok], wide[ok, i], color=colors[m], s=30, zorder=3)
         if (~ok).any():
             ax.scatter(
-                np.full((~ok).sum(), i),
-                g.loc[~ok, metric],
+                x[~ok],
+                wide[~ok, i],
                 color=colors[m],
                 marker="x",
                 s=40,
@@ -633,6 +645,11 @@ def plot_population(
                 c["n_queries"], mean - half, mean + half, color=colors[method], alpha=0.15, lw=0
             )
         left.axhline(threshold, color="#555555", ls=":", lw=1, label=f"threshold {threshold:g}")
+        asked = sorted(curve["n_queries"].unique())
+        if len(asked) <= 12:
+            left.set_xticks(asked)
+        else:
+            left.xaxis.set_major_locator(MaxNLocator(integer=True))
         left.set_xlabel("questions asked")
         left.set_ylabel("mean reward of the round's queries")
         left.legend(frameon=False, fontsize="small")

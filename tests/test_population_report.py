@@ -25,6 +25,7 @@ from prefalign.cli import run_command
 from prefalign.io.observations import append_round, new_round_frame, write_observations
 from prefalign.reporting.metrics import MetricsError
 from prefalign.reporting.population import (
+    Verdict,
     population_rows,
     read_prior_meta,
     write_population_report,
@@ -319,3 +320,19 @@ def test_prior_meta_tolerates_missing_keys_not_bad_files(tmp_path: Path) -> None
         read_prior_meta(path)
     with pytest.raises(MetricsError, match="cannot be read"):
         read_prior_meta(tmp_path / "absent.json")
+
+
+def test_verdict_margin_and_too_few_pairs() -> None:
+    reward = pd.Series(
+        {"mean_difference": -0.01, "ci95_low": -0.03, "ci95_high": 0.01, "n_pairs": 4}
+    )
+    strict = Verdict(PRIOR, REF, (5.0, 12.0), reward)
+    assert strict.fewer_questions and not strict.reward_no_lower and not strict.holds
+    assert "lower bound -0.030 below 0" in strict.line()
+    lenient = Verdict(PRIOR, REF, (5.0, 12.0), reward, margin=0.05)
+    assert lenient.holds
+    assert "lower bound ≥ -0.05" in lenient.line()
+    one = pd.Series({"mean_difference": 0.1, "ci95_low": np.nan, "ci95_high": np.nan, "n_pairs": 1})
+    alone = Verdict(PRIOR, REF, (5.0, 12.0), one)
+    assert not alone.holds
+    assert "too few pairs for an interval" in alone.line()

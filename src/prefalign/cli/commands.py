@@ -293,6 +293,25 @@ def aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def population_report(args: argparse.Namespace) -> int:
+    """:func:`prefalign.reporting.population.write_population_report`."""
+    from prefalign.reporting.population import write_population_report
+
+    section = write_population_report(
+        args.evaluations,
+        args.observations,
+        args.out,
+        threshold=args.threshold,
+        reference=args.reference,
+        prior_meta=args.prior_meta,
+        title=args.title,
+        page_dir=args.page_dir,
+        margin=args.margin,
+    )
+    print(f"wrote {section}, figures and tables beside it")
+    return 0
+
+
 def results_page(args: argparse.Namespace) -> int:
     """:func:`prefalign.reporting.results_page.write_results_page`."""
     from prefalign.reporting.results_page import write_results_page

@@ -197,6 +197,33 @@ def _report_flags(add: Callable[[str, Handler, str], argparse.ArgumentParser]) -
     p.add_argument("--title", help="the experiment's title on the results page")
     p.add_argument("--page-dir", required=True, help="folder of the results page (for links)")
 
+    p = add(
+        "population-report",
+        commands.population_report,
+        "A population's held-out users, with the prior and without, paired by user.",
+    )
+    p.add_argument(
+        "--evaluations", nargs="+", required=True, help="evaluation .json of every campaign"
+    )
+    p.add_argument(
+        "--observations", nargs="+", required=True, help="final observations of every campaign"
+    )
+    p.add_argument("--prior-meta", help="the prior's meta.json (its cost: fit_seconds, n_users...)")
+    p.add_argument("--reference", default="fkc-al", help="the arm without the prior")
+    p.add_argument(
+        "--threshold", type=float, required=True, help="reward for 'questions to threshold'"
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="the fresh-sample reward is 'no lower' when its paired 95%% CI's lower bound is "
+        ">= -margin",
+    )
+    p.add_argument("--title", help="the experiment's title on the results page")
+    p.add_argument("--out", required=True, help="experiment folder: figures/, tables/, section.md")
+    p.add_argument("--page-dir", required=True, help="folder of the results page (for links)")
+
     p = add("results-page", commands.results_page, "Join experiment sections into one page.")
     p.add_argument("--sections", nargs="+", required=True)
     p.add_argument("--config-name", required=True, help="the config the page was made from")

@@ -137,6 +137,11 @@ def test_checkpoint_round_trip_and_corruption(population, tmp_path: Path) -> Non
     z = torch.randn(11, 2, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(loaded.predict(z), model.predict(z), rtol=0, atol=0)
+    # the report reads the prior's cost from the checkpoint's meta.json
+    from prefalign.reporting.population import read_prior_meta
+
+    cost = read_prior_meta(tmp_path / "ckpt" / "meta.json")
+    assert cost == {k: getattr(report, k) for k in ("fit_seconds", "n_users", "n_observations")}
     weights = tmp_path / "ckpt" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-7])
     with pytest.raises(SurrogateCheckpointError, match="model.safetensors"):

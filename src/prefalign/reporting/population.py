@@ -429,7 +429,11 @@ def read_prior_meta(path: StrPath | None) -> dict[str, object]:
     record = parse_json(text, MetricsError, f"prior meta file {path}")
     if not isinstance(record, dict):
         raise MetricsError(f"prior meta file {path} must hold a JSON object, got {record!r}")
-    return {k: record[k] for k in PRIOR_COST_KEYS if k in record}
+    # a population checkpoint (prefalign.learning.checkpoint.save_population) keeps its fit's
+    # record under "fit"; keys at the top level are read too
+    fit = record.get("fit")
+    merged = {**(fit if isinstance(fit, dict) else {}), **record}
+    return {k: merged[k] for k in PRIOR_COST_KEYS if k in merged}
 
 
 def prior_cost_line(cost: Mapping[str, object]) -> str:

@@ -7,6 +7,10 @@ held-out digits whose reward is above 0.9 and 0.5, and the mean reward.
 
     python benchmarks/users.py --model-dir models/digits --n 1024 \\
         --users thick-3 slant-7 wide-1 thin-8 slant-4 wide-0
+    python benchmarks/users.py --family digits-style --n 4096 --seed 1   # every style-K
+
+``--family digits-style`` measures every ``{style}-{K}`` and marks the tastes the family keeps
+(at most ``MAX_BASE_SHARE`` of base samples above 0.5; prefalign.oracles.population).
 """
 
 from __future__ import annotations
@@ -25,8 +29,18 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1024, help="base samples")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--users", nargs="+", required=True)
+    p.add_argument("--users", nargs="+")
+    p.add_argument("--family", help="measure every style-K user of a digits family instead")
     args = p.parse_args()
+    from prefalign.domains.digits import STYLES
+    from prefalign.oracles.population import FAMILIES, MAX_BASE_SHARE
+
+    if args.family:
+        if FAMILIES[args.family].domain_type != "digits":
+            p.error("--family measures digits families")
+        args.users = [f"{style}-{k}" for style in STYLES for k in range(10)]
+    elif not args.users:
+        p.error("give --users or --family")
 
     from prefalign.domains import get_domain
     from prefalign.domains.digits import digit_split
@@ -50,9 +64,14 @@ def main() -> None:
     for name in args.users:
         user = domain.oracle(name)
         r, q = np.asarray(user(base)), np.asarray(user(real))
+        mark = ""
+        if args.family:
+            rare = (r > 0.5).mean() <= MAX_BASE_SHARE
+            kept = name in FAMILIES[args.family].tastes
+            mark = f" {'rare' if rare else 'common'}{' (kept)' if kept else ''}"
         print(
             f"{name:>10s} {(r > 0.9).mean():9.2%} {(r > 0.5).mean():9.2%} {r.mean():6.3f} "
-            f"{(q > 0.9).mean():9.2%}"
+            f"{(q > 0.9).mean():9.2%}{mark}"
         )
 
 

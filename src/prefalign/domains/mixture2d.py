@@ -159,7 +159,19 @@ class Mixture2D:
             return BumpPreference(
                 (tuple(m[a] * (1 + 6 * self.mode_std / self.radius)),), 4 * self.mode_std
             )
-        raise ValueError(f"unknown mixture2d oracle {name!r}; valid: {', '.join(ORACLES)}")
+        kind, _, rest = name.partition("-")
+        mode, _, width = rest.partition("-w")
+        if kind == "mode" and mode.isdigit() and int(mode) < self.n_modes:
+            try:
+                scale = float(width)
+            except ValueError:
+                scale = math.nan
+            if math.isfinite(scale) and scale > 0:
+                return BumpPreference((tuple(m[int(mode)]),), scale * self.mode_std)
+        raise ValueError(
+            f"unknown mixture2d oracle {name!r}; valid: {', '.join(ORACLES)}, or mode-K-wW (a "
+            f"bump of width W mode_stds on mode K < {self.n_modes})"
+        )
 
     def oracle(self, name: str) -> OracleFn:
         return self.preference(name)

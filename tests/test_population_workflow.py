@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from snakemake.utils import validate
-from workflow_helpers import REPO, run_snakemake, tiny_config, workdir
+from workflow_helpers import REPO, population_config, run_snakemake, tiny_config, workdir
 
 from prefalign.loop import population
 from prefalign.loop.population import (
@@ -171,23 +171,6 @@ def test_the_schema_takes_a_population_experiment_and_refuses_both_or_neither() 
 
 
 # --- the workflow (needs prefalign.domains.population: branch issue30-users) -----------------
-def _workflow_config(size: int = 4, held_out: int = 1) -> dict:
-    """The tiny CI config with a population of mixture2d users and the experiment U1 on it."""
-    config = _config(
-        family="mixture2d-modes", size=size, held_out=held_out, train_budget=8, budget=8
-    )
-    config["domains"]["mixture2d"]["options"] = {}
-    config["experiments"]["U1"] = {
-        "title": "U1: tiny population",
-        "population": "mix",
-        "methods": ["fkc-al", "fkc-al-prior"],
-        "seeds": [0],
-        "reference": "fkc-al",
-    }
-    config["run"] = ["U1"]
-    return config
-
-
 def _dry_run(wd: Path, *targets: str) -> str:
     proc = run_snakemake(wd, "-n", "--workflow-profile", "none", *targets)
     return proc.stdout + proc.stderr
@@ -202,7 +185,7 @@ def _job_counts(out: str) -> dict[str, int]:
 def test_the_plan_fits_the_prior_before_the_held_out_campaigns_that_use_it(
     tmp_path: Path,
 ) -> None:
-    wd = workdir(tmp_path, _workflow_config())
+    wd = workdir(tmp_path, population_config())
     held_out = "mix-u003"
     # a held-out campaign of fkc-al-prior needs the prior: every training user's campaign first
     out = _dry_run(wd, f"results/evaluation/{held_out}/fkc-al-prior/seed0.json")
@@ -226,7 +209,7 @@ def test_the_plan_fits_the_prior_before_the_held_out_campaigns_that_use_it(
 def test_a_tiny_population_runs_end_to_end(tmp_path: Path) -> None:
     """Three training users fit the prior; the held-out user's campaigns with and without it
     reach their final evaluations."""
-    wd = workdir(tmp_path, _workflow_config())
+    wd = workdir(tmp_path, population_config())
     targets = [f"results/evaluation/mix-u003/{m}/seed0.json" for m in ("fkc-al", "fkc-al-prior")]
     run_snakemake(wd, "--workflow-profile", "none", *targets)
     prior = wd / "results/populations/mix/prior"

@@ -22,6 +22,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/finetune.smk"
+include: "workflow/rules/population.smk"
 include: "workflow/rules/aggregate.smk"
 
 

@@ -7,7 +7,9 @@ Runs ``profiles/slurm`` through snakemake-executor-plugin-slurm on the cluster t
 - grouping submits fewer SLURM jobs for the whole workflow than one job per rule does for one
   of its campaigns (both counts and run times are printed: ``SLURM jobs: ...``);
 - a group job cancelled by the scheduler in the middle of a round leaves no partial observation
-  dataset, and running the same command again completes the campaign with the local observations.
+  dataset, and running the same command again completes the campaign with the local observations;
+- a small population (three training users, one held out) runs end to end: each user's campaign
+  one SLURM job, the prior one job between them, the population's report on the results page.
 
 Every run passes ``--workflow-profile none``: ``profiles/default`` would otherwise be applied as
 Snakemake's implicit workflow profile on top of ``--profile`` (see profiles/README.md).
@@ -31,7 +33,14 @@ import pytest
 import yaml
 from processes import reap_strays
 from slurm_cluster import SlurmCluster, slurm_cluster_fixture
-from workflow_helpers import env, observation_files, snakemake_cmd, tiny_config, workdir
+from workflow_helpers import (
+    env,
+    observation_files,
+    population_config,
+    snakemake_cmd,
+    tiny_config,
+    workdir,
+)
 
 from prefalign.io.observations import read_observations
 
@@ -329,3 +338,39 @@ def test_grouping_submits_fewer_jobs(
     expected = {k: v for k, v in local.items() if k.startswith(prefix)}
     assert len(expected) == 2
     assert observation_files(ungrouped_run.wd) == expected
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("prefalign.domains.population") is None
+    or importlib.util.find_spec("prefalign.reporting.population") is None,
+    reason="the population's users and report (branches issue30-users, issue30-report) not merged",
+)
+def test_a_small_population_runs_end_to_end(
+    slurm_cluster: SlurmCluster,
+    slurm_plugin: None,
+    local_reference: LocalRun,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Three training users (one round of 4 questions each) fit the prior; the held-out user's
+    campaigns with and without it (two rounds) and the population report follow, one DAG."""
+    local_reference.result()
+    slurm_cluster.wait_until_idle()
+    wd = workdir(tmp_path, population_config(train_budget=4, budget=8))
+    run = run_slurm(wd, "slurm")
+    users = [f"mix-u{i:03d}" for i in range(4)]
+    observed = observation_files(wd)
+    for user in users[:3]:
+        assert f"{user}/fkc-al/seed0/round0.parquet" in observed
+    for method in ("fkc-al", "fkc-al-prior"):
+        assert f"mix-u003/{method}/seed0/round1.parquet" in observed
+        assert (wd / f"results/evaluation/mix-u003/{method}/seed0.json").is_file()
+    assert (wd / "results/populations/mix/prior/meta.json").is_file()
+    assert "U1: a tiny population" in (wd / "results/README.md").read_text()
+    # one job per campaign (3 training, 2 held-out), the prior, the report group
+    assert len(run.job_ids) == 7, run.output[-3000:]
+    with capsys.disabled():
+        print(
+            f"\nSLURM population: 4 users (3 train the prior), {len(run.job_ids)} SLURM jobs "
+            f"in {run.seconds:.0f} s"
+        )

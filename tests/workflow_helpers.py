@@ -24,6 +24,39 @@ def tiny_config(**overrides) -> dict:
     return config
 
 
+def population_config(
+    size: int = 4, held_out: int = 1, train_budget: int = 8, budget: int = 8
+) -> dict:
+    """The CI config running only U1: a population `mix` of mixture2d users (family
+    `mixture2d-modes`; the first ``size - held_out`` train the prior with fkc-al), its held-out
+    users' campaigns with fkc-al and with fkc-al-prior (learner `population`)."""
+    config = tiny_config(run=["U1"])
+    methods = config["methods"]
+    methods["fkc-al-prior"] = {**methods["fkc-al"], "learner": "population"}
+    config["populations"] = {
+        "mix": {
+            "domain": "mixture2d",
+            "family": "mixture2d-modes",
+            "size": size,
+            "held_out": held_out,
+            "seed": 0,
+            "noise_std": [0.0, 0.1],
+            "train_method": "fkc-al",
+            "train_seed": 0,
+            "train_budget": train_budget,
+            "budget": budget,
+        }
+    }
+    config["experiments"]["U1"] = {
+        "title": "U1: a tiny population",
+        "population": "mix",
+        "methods": ["fkc-al", "fkc-al-prior"],
+        "seeds": [0],
+        "reference": "fkc-al",
+    }
+    return config
+
+
 def workdir(tmp: Path, config: dict) -> Path:
     """A copy of the workflow (Snakefile, workflow/, profiles/, and models/: the shipped digits
     model, with its files' times) with ``config`` as its config."""

@@ -230,15 +230,29 @@ class Distil(TypedDict, total=False):
     modes: Annotated[list[Mode], Field(min_length=1), _Distinct()]
 
 
-@with_config(_BLOCK)
+@with_config(
+    ConfigDict(
+        **_BLOCK,
+        json_schema_extra={"oneOf": [{"required": ["domains"]}, {"required": ["population"]}]},
+    )
+)
 class Experiment(TypedDict, total=False):
-    """An experiment (``experiments.<name>``): one campaign per domain x method x seed."""
+    """An experiment (``experiments.<name>``): one campaign per domain x method x seed, or, with
+    ``population`` instead of ``domains``, per held-out user of that population x method x
+    seed."""
 
     title: str
     reference: Annotated[
         Name, Field(description="method the paired differences are against (default best-of-n)")
     ]
-    domains: Required[Names]
+    domains: Names
+    population: Annotated[
+        Name,
+        Field(
+            description="a key of `populations`: the campaigns are its held-out users' (instead "
+            "of `domains`)"
+        ),
+    ]
     methods: Required[Names]
     seeds: Required[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1), _Distinct()]]
     exclude: Annotated[
@@ -249,6 +263,54 @@ class Experiment(TypedDict, total=False):
         ),
     ]
     distil: Distil
+
+
+def _one_source(experiment: Experiment) -> Experiment:
+    """An experiment's campaigns come from ``domains`` or from a ``population``, one of them."""
+    if ("domains" in experiment) == ("population" in experiment):
+        raise ValueError("an experiment names either `domains` or a `population`, one of them")
+    return experiment
+
+
+@with_config(_BLOCK)
+class Population(TypedDict, total=False):
+    """A population of simulated users (``populations.<name>``): each user is a copy of
+    ``domain`` with the user's answers, a config domain ``<name>-u<III>``; the first
+    ``size - held_out`` train the population prior, the last ``held_out`` are held out
+    (:mod:`prefalign.loop.population`)."""
+
+    domain: Required[
+        Annotated[
+            Name, Field(description="the domain each user's campaigns copy (a key of domains)")
+        ]
+    ]
+    # checked at plan time against prefalign.domains.population.FAMILIES
+    family: Required[
+        Annotated[str, Field(description="the family the users are drawn from (FAMILIES)")]
+    ]
+    size: Required[Annotated[int, Field(ge=2, description="users drawn")]]
+    held_out: Required[
+        Annotated[int, Field(ge=1, description="the last held_out users are held out (< size)")]
+    ]
+    seed: Annotated[int, Field(ge=0, description="seeds the draw of the users")]
+    noise_std: Annotated[
+        list[Annotated[float, Field(ge=0)]],
+        Field(
+            min_length=2,
+            max_length=2,
+            description="each user's rating noise std, uniform in [low, high] (seeded)",
+        ),
+    ]
+    train_method: Required[
+        Annotated[Name, Field(description="the method of the training users' campaigns")]
+    ]
+    train_seed: Annotated[int, Field(ge=0, description="the seed of the training campaigns")]
+    train_budget: Annotated[
+        PositiveInt, Field(description="the training users' budget (default: the domain's)")
+    ]
+    budget: Annotated[
+        PositiveInt, Field(description="the held-out users' budget (default: the domain's)")
+    ]
 
 
 @with_config(_BLOCK)
@@ -290,7 +352,11 @@ class WorkflowConfig(TypedDict, total=False):
             "replaces it"
         ),
     ]
-    experiments: Required[Annotated[dict[Name, Experiment], Field(min_length=1)]]
+    experiments: Required[
+        Annotated[
+            dict[Name, Annotated[Experiment, AfterValidator(_one_source)]], Field(min_length=1)
+        ]
+    ]
     finetune: Annotated[
         FinetuneSettings,
         Field(description="how the base model is fine-tuned (domains and methods override it)"),
@@ -318,6 +384,13 @@ class WorkflowConfig(TypedDict, total=False):
     ]
     models: Models
     domains: Required[dict[Name, DomainBlock]]
+    populations: Annotated[
+        dict[Name, Population],
+        Field(
+            description="populations of simulated users, each user a domain <name>-u<III> "
+            "(prefalign.loop.population)"
+        ),
+    ]
     methods: Required[dict[Name, MethodBlock]]
 
 

@@ -33,6 +33,8 @@ rule aggregate:
         "logs/aggregate/{experiment}.log",
     benchmark:
         "results/benchmarks/aggregate/{experiment}.tsv"
+    wildcard_constraints:
+        experiment=experiments_pattern(population=False),  # population_report writes theirs
     params:
         threshold=get_success_threshold,
         title=get_experiment_title,

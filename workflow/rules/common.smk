@@ -10,6 +10,12 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from prefalign.loop import spec as campaigns
+from prefalign.loop.population import (
+    PRIOR_DIR,
+    expand_populations,
+    held_out_domains,
+    training_domains,
+)
 from prefalign.oracles.builtin import is_builtin
 from prefalign.reporting.cost import CAMPAIGN_RULES, ROUND_RULES
 from prefalign.settings import DDPMTraining
@@ -23,6 +29,11 @@ patch_job_scheduler()
 # also fills in the schema's `default:` values (name, results_page, success_threshold,
 # job_server): the one place those defaults are written
 validate(config, "../schemas/config.schema.yaml")
+
+# Every user of every population (`populations:`) is a config domain of its own, {NAME}-u{III}
+# (prefalign.loop.population): from here on each rule, DVC-versioned path and report works per
+# user as for any domain.
+config["domains"].update(expand_populations(config))
 
 # Every path pattern of the rules, written once. A campaign (one domain x method x seed) has a
 # folder of its own and one folder per round in it. (`{{round}}` in an f-string is the wildcard.)
@@ -57,6 +68,10 @@ ROUND_LOGS = f"{LOGS}/round{{round}}"
 # each job's `benchmark:` file (wall time, memory), read by `aggregate` (experiment E4)
 CAMPAIGN_BENCHMARKS = "results/benchmarks/{domain}/{method}/seed{seed}"
 ROUND_BENCHMARKS = f"{CAMPAIGN_BENCHMARKS}/round{{round}}"
+# a population's prior (PRIOR_DIR, prefalign.loop.population: fitted on its training users'
+# observations), the log and benchmark file of its fit
+PRIOR_LOG = "logs/populations/{population}/prior.log"
+PRIOR_BENCHMARK = "results/benchmarks/populations/{population}/prior.tsv"
 # the digits base model shipped with the project (models/shipped.json records its hash); the
 # `train_digits` rule regenerates it here on request (--forcerun train_digits)
 DIGITS_MODEL = "models/digits"
@@ -108,13 +123,38 @@ def n_rounds(domain, method):
     return campaign_spec(domain, method, 0).rounds
 
 
+def experiment_population(experiment):
+    """The population an experiment runs on (`population:`), or None (`domains:`)."""
+    return config["experiments"][experiment].get("population")
+
+
+def experiment_domains(experiment):
+    """The domains of an experiment: its `domains`, or its population's held-out users."""
+    population = experiment_population(experiment)
+    if population is not None:
+        return held_out_domains(config, population)
+    return config["experiments"][experiment]["domains"]
+
+
+def experiments_pattern(population):
+    """An `experiment` wildcard constraint matching the experiments that run on a population
+    (population=True: the `population_report` rule's) or those that do not (`aggregate`'s)."""
+    names = [
+        re.escape(e)
+        for e in config["experiments"]
+        if (experiment_population(e) is not None) == population
+    ]
+    return "|".join(names) if names else "(?!)"
+
+
 def experiment_campaigns(experiment):
-    """Every (domain, method, seed) of one experiment."""
+    """Every (domain, method, seed) of one experiment (a population experiment: every held-out
+    user of its population x method x seed)."""
     e = config["experiments"][experiment]
     excluded = set(e.get("exclude", []))
     return [
         (d, m, s)
-        for d in e["domains"]
+        for d in experiment_domains(experiment)
         for m in e["methods"]
         if f"{d}/{m}" not in excluded
         for s in e["seeds"]
@@ -180,6 +220,44 @@ def get_last_observations(wildcards):
 def get_final_warm_start(wildcards):
     """The last round's surrogate, warm start of the final fit (campaigns of 2+ rounds)."""
     return _round_file(ROUND_SURROGATE, wildcards, last_round(wildcards))
+
+
+def get_prior(wildcards):
+    """The population prior the campaign starts from (a held-out user's campaign whose method's
+    learner uses one: `CampaignSpec.prior`), as an input list; empty for every other campaign."""
+    spec = campaign_spec(wildcards.domain, wildcards.method, wildcards.seed)
+    prior = getattr(spec, "prior", None)
+    return [prior] if prior else []
+
+
+def _population(wildcards):
+    return config["populations"][wildcards.population]
+
+
+def population_training_observations(population):
+    """The final observation dataset of each training user's campaign of a population (its
+    `train_method` at `train_seed`): what its prior is fitted on."""
+    pop = config["populations"][population]
+    method, seed = pop["train_method"], pop.get("train_seed", 0)
+    return [
+        expand(OBSERVATIONS, domain=d, method=method, seed=seed, round=n_rounds(d, method) - 1)[0]
+        for d in training_domains(config, population)
+    ]
+
+
+def get_training_observations(wildcards):
+    """:func:`population_training_observations` of the rule's population."""
+    return population_training_observations(wildcards.population)
+
+
+def get_population_seed(wildcards):
+    """The seed of the population prior's fit: the population's `seed`."""
+    return _population(wildcards).get("seed", 0)
+
+
+def get_experiment_prior(wildcards):
+    """The prior directory of the experiment's population."""
+    return expand(PRIOR_DIR, population=experiment_population(wildcards.experiment))
 
 
 def flag(name, paths):
@@ -313,8 +391,14 @@ def check_base_models():
 
 def base_models():
     """`{domain: model directory}` of every domain of the run that samples a model directory, in
-    the order the experiments name them."""
-    return {d: model_dir(d) for d in run_domains() if model_dir(d)}
+    the order the experiments name them; a population's users under the population's name."""
+    models = {}
+    for e in experiments():
+        population = experiment_population(e)
+        for d in experiment_domains(e):
+            if model_dir(d):
+                models[population or d] = model_dir(d)
+    return models
 
 
 def get_base_models(wildcards):
@@ -403,9 +487,13 @@ def experiments():
 
 def run_domains():
     """The domains of the experiments to run, each once, in the order the experiments name them."""
-    return list(
-        dict.fromkeys(d for e in experiments() for d in config["experiments"][e]["domains"])
-    )
+    return list(dict.fromkeys(d for e in experiments() for d in experiment_domains(e)))
+
+
+def run_populations():
+    """The populations of the experiments to run, each once."""
+    names = (experiment_population(e) for e in experiments())
+    return list(dict.fromkeys(p for p in names if p is not None))
 
 
 def check_campaigns():
@@ -425,6 +513,17 @@ def check_campaigns():
             except (KeyError, TypeError, ValueError) as err:
                 raise ValueError(
                     f"config: experiment {experiment!r}, campaign {domain}/{method}: {err}"
+                ) from None
+    for population in run_populations():  # the campaigns its prior is fitted on
+        pop = config["populations"][population]
+        method, seed = pop["train_method"], pop.get("train_seed", 0)
+        for domain in training_domains(config, population):
+            try:
+                campaign_spec(domain, method, seed)
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(
+                    f"config: population {population!r}, training campaign "
+                    f"{domain}/{method}: {err}"
                 ) from None
 
 
@@ -455,11 +554,7 @@ def get_distil_modes(wildcards):
         return distil_modes(wildcards.experiment)
     for e in experiments():
         d = config["experiments"][e].get("distil")
-        if (
-            d
-            and d["method"] == wildcards.method
-            and wildcards.domain in config["experiments"][e]["domains"]
-        ):
+        if d and d["method"] == wildcards.method and wildcards.domain in experiment_domains(e):
             return distil_modes(e)
     raise ValueError(f"no experiment distils {wildcards.domain}/{wildcards.method}")
 
@@ -490,6 +585,19 @@ def get_gpu(wildcards):
     return 1 if config.get("gpu", False) or on_gpu() else 0
 
 
+#: the figures and tables of an experiment's `aggregate` job, and of a population experiment's
+#: `population_report` job (beside its section.md)
+AGGREGATE_OUTPUTS = (
+    "figures/reward_vs_queries.png",
+    "figures/final_metrics.png",
+    "figures/cost.png",
+    "tables/final.md",
+    "tables/round_metrics.csv",
+    "tables/final_metrics.json",
+)
+POPULATION_OUTPUTS = ("figures/population.png", "tables/population.md", "tables/paired.csv")
+
+
 def get_final_outputs():
     """The results page, every experiment's figures and tables, and every campaign's last
     observation dataset and evaluation. The figures, tables and page are committed to git, so a
@@ -497,15 +605,9 @@ def get_final_outputs():
     makes a fresh clone recompute every experiment (Snakemake would otherwise take a committed
     figure whose inputs are missing as up to date)."""
     outputs = [get_results_page()]
-    for name in (
-        "figures/reward_vs_queries.png",
-        "figures/final_metrics.png",
-        "figures/cost.png",
-        "tables/final.md",
-        "tables/round_metrics.csv",
-        "tables/final_metrics.json",
-    ):
-        outputs += expand(f"{EXPERIMENT}/{name}", experiment=experiments())
+    for e in experiments():
+        names = POPULATION_OUTPUTS if experiment_population(e) else AGGREGATE_OUTPUTS
+        outputs += expand([f"{EXPERIMENT}/{name}" for name in names], experiment=e)
     for e in experiments():
         outputs += final_observations(e) + evaluations(e)
         if "distil" in config["experiments"][e]:

@@ -9,6 +9,7 @@ rule evaluate:
         spec=SPEC,
         observations=get_last_observations,
         previous=get_final_warm_start,
+        prior=get_prior,  # a held-out user's population prior (learner `population`)
     output:
         surrogate=directory(FINAL_SURROGATE),
         evaluation=EVALUATION,

@@ -33,6 +33,7 @@ rule propose:
         spec=SPEC,
         observations=get_previous_observations,
         previous=get_warm_start,
+        prior=get_prior,  # a held-out user's population prior (learner `population`)
     output:
         surrogate=directory(ROUND_SURROGATE),
         particles=PARTICLES,

@@ -6,7 +6,6 @@ campaign that starts from it, and runs a tiny population end to end."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -26,14 +25,10 @@ from prefalign.loop.population import (
 from prefalign.loop.spec import campaign_spec
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
-HAS_USERS = importlib.util.find_spec("prefalign.domains.population") is not None
-needs_users = pytest.mark.skipif(
-    not HAS_USERS, reason="prefalign.domains.population (branch issue30-users) not merged yet"
-)
 
 
 def _fake_users(family, size, seed, noise):
-    """Users as prefalign.domains.population.draw_users returns them (the fields this module
+    """Users as prefalign.oracles.population.draw_users returns them (the fields this module
     reads), so that the split and the domains are tested apart from the family's draw."""
     low, high = noise
     return tuple(
@@ -170,7 +165,7 @@ def test_the_schema_takes_a_population_experiment_and_refuses_both_or_neither() 
         validate(bad, SCHEMA)
 
 
-# --- the workflow (needs prefalign.domains.population: branch issue30-users) -----------------
+# --- the workflow ----------------------------------------------------------------------------
 def _dry_run(wd: Path, *targets: str) -> str:
     proc = run_snakemake(wd, "-n", "--workflow-profile", "none", *targets)
     return proc.stdout + proc.stderr
@@ -181,7 +176,6 @@ def _job_counts(out: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.MULTILINE)}
 
 
-@needs_users
 def test_the_plan_fits_the_prior_before_the_held_out_campaigns_that_use_it(
     tmp_path: Path,
 ) -> None:
@@ -204,7 +198,6 @@ def test_the_plan_fits_the_prior_before_the_held_out_campaigns_that_use_it(
     assert jobs["evaluate"] == 2  # the held-out user x 2 methods; training users: no evaluation
 
 
-@needs_users
 @pytest.mark.slow
 def test_a_tiny_population_runs_end_to_end(tmp_path: Path) -> None:
     """Three training users fit the prior; the held-out user's campaigns with and without it

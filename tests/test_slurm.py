@@ -340,11 +340,6 @@ def test_grouping_submits_fewer_jobs(
     assert observation_files(ungrouped_run.wd) == expected
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("prefalign.domains.population") is None
-    or importlib.util.find_spec("prefalign.reporting.population") is None,
-    reason="the population's users and report (branches issue30-users, issue30-report) not merged",
-)
 def test_a_small_population_runs_end_to_end(
     slurm_cluster: SlurmCluster,
     slurm_plugin: None,

@@ -284,7 +284,7 @@ class Population(TypedDict, total=False):
             Name, Field(description="the domain each user's campaigns copy (a key of domains)")
         ]
     ]
-    # checked at plan time against prefalign.domains.population.FAMILIES
+    # checked at plan time against prefalign.oracles.population.FAMILIES
     family: Required[
         Annotated[str, Field(description="the family the users are drawn from (FAMILIES)")]
     ]

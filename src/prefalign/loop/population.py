@@ -1,7 +1,7 @@
 """A population of simulated users in the workflow config: each user becomes a config domain.
 
 A config's ``populations: {NAME: {...}}`` block names a base domain (``domain:``), a family of
-simulated users (:mod:`prefalign.domains.population`), how many to draw and how many of them to
+simulated users (:mod:`prefalign.oracles.population`), how many to draw and how many of them to
 hold out. :func:`expand_populations` turns it into ordinary config domains, one per user, named
 ``{NAME}-u{III}`` (III: the user's index, from 000): a copy of the base domain with the user's
 oracle, evaluator and exact reward. The workflow adds them to ``config["domains"]`` at load time,
@@ -90,7 +90,7 @@ def population_users(config: Mapping[str, Any], name: str) -> list:
 
 @functools.cache
 def _draw(family: str, size: int, seed: int, low: float, high: float) -> tuple:
-    from prefalign.domains.population import draw_users
+    from prefalign.oracles.population import draw_users
 
     return tuple(draw_users(family, size, seed, (low, high)))
 

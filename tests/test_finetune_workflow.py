@@ -31,6 +31,7 @@ def a1_config() -> dict:
     (domain,) = experiment["domains"]
     config["domains"] = {domain: config["domains"][domain]}
     config["methods"] = {m: config["methods"][m] for m in experiment["methods"]}
+    config.pop("populations", None)  # U1's users copy domains and methods left out here
     config["finetune"] = {**config["finetune"], "steps": 4, "batch_size": 8, "particles": 16}
     d = config["domains"][domain]
     d.update(budget=8, k=4, n_particles=16, eval_particles=8)

@@ -21,6 +21,7 @@ FORMS = {"digits": "rate", "digits-binary": "binary", "digits-pairwise": "pairwi
 def forms_config() -> dict:
     """config/config.yaml reduced to one fkc-al seed per form (the shipped digits model)."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.pop("populations", None)  # U1's users copy the digits domain, left out here
     digits = config["domains"]["digits"]
     digits["sampler"] = {**digits["sampler"], "n_steps": 10}
     digits["surrogate"] = {**digits["surrogate"], "hidden": 8, "layers": 2, "epochs": 20}

@@ -63,6 +63,7 @@ def human_config() -> dict:
     assert config["experiments"][experiment]["methods"] == [METHOD]
     config["domains"] = {DOMAIN: config["domains"][DOMAIN]}
     config["methods"] = {METHOD: config["methods"][METHOD]}
+    config.pop("populations", None)  # U1's users copy domains and methods left out here
     config["n_particles"], config["eval_particles"] = 32, 16
     domain = config["domains"][DOMAIN]
     oracle = list(domain["oracle"])

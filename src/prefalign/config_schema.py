@@ -265,9 +265,13 @@ class Experiment(TypedDict, total=False):
     distil: Distil
 
 
+#: where an experiment's campaigns come from: one of these keys
+_SOURCES = ("domains", "population")
+
+
 def _one_source(experiment: Experiment) -> Experiment:
     """An experiment's campaigns come from ``domains`` or from a ``population``, one of them."""
-    if ("domains" in experiment) == ("population" in experiment):
+    if sum(key in experiment for key in _SOURCES) != 1:
         raise ValueError("an experiment names either `domains` or a `population`, one of them")
     return experiment
 

@@ -382,8 +382,8 @@ def fit_prior(
     seed: int,
     progress: bool = False,
 ) -> tuple[PopulationGP, PriorReport]:
-    """The population prior (a :class:`PopulationGP` with no answers of its own) from the
-    training users' ratings ``[(x_j (n_j, *shape), y_j (n_j,)), ...]``.
+    """The population prior (a :class:`PopulationGP` with no answers of its own, on the host:
+    a few thousand answers, like a GP surrogate's fit) from the training users' ratings ``[(x_j (n_j, *shape), y_j (n_j,)), ...]``.
 
     Deterministic given ``seed`` (each user's GP fit is seeded from it and the user's place).
 
@@ -417,16 +417,19 @@ def fit_prior(
         basis_x[j, : len(x)], basis_weight[j, : len(x)] = x, w
     prior = PopulationGP(
         event_shape,
-        basis_x=torch.as_tensor(basis_x),
-        basis_weight=torch.as_tensor(basis_weight),
-        basis_inverse_length=torch.as_tensor(np.stack([b[2] for b in bases])),
-        basis_offset=torch.as_tensor([b[3] for b in bases], dtype=torch.float64),
-        hyper=torch.ones(4, dtype=torch.float64),
-        obs_x=torch.zeros((0, d), dtype=torch.float64),
-        obs_y=torch.zeros(0, dtype=torch.float64),
+        basis_x=torch.as_tensor(basis_x, device="cpu"),
+        basis_weight=torch.as_tensor(basis_weight, device="cpu"),
+        basis_inverse_length=torch.as_tensor(np.stack([b[2] for b in bases]), device="cpu"),
+        basis_offset=torch.as_tensor([b[3] for b in bases], dtype=torch.float64, device="cpu"),
+        hyper=torch.ones(4, dtype=torch.float64, device="cpu"),
+        obs_x=torch.zeros((0, d), dtype=torch.float64, device="cpu"),
+        obs_y=torch.zeros(0, dtype=torch.float64, device="cpu"),
     )
-    xs = [torch.as_tensor(np.asarray(x, np.float64).reshape(len(x), -1)) for x, _ in users]
-    ys = [torch.as_tensor(np.asarray(y, np.float64)) for _, y in users]
+    xs = [
+        torch.as_tensor(np.asarray(x, np.float64).reshape(len(x), -1), device="cpu")
+        for x, _ in users
+    ]
+    ys = [torch.as_tensor(np.asarray(y, np.float64), device="cpu") for _, y in users]
     hyper, loo, independent = _fit_hyper(prior, xs, ys)
     prior.hyper.copy_(hyper)
     report = PriorReport(
@@ -474,7 +477,7 @@ def _fit_hyper(
             n = len(y)
             pop = (a**2 / (j_count - 1)) * dev @ dev.T if population else 0.0
             k = pop + b**2 * torch.exp(-0.5 * dist / length**2)
-            k = k + (s**2 + _MIN_VARIANCE) * torch.eye(n, dtype=y.dtype)
+            k = k + (s**2 + _MIN_VARIANCE) * torch.eye(n, dtype=y.dtype, device=y.device)
             chol = torch.linalg.cholesky(k)
             r = y - (mu if population else y.mean())
             alpha = torch.cholesky_solve(r[:, None], chol)[:, 0]
@@ -484,7 +487,7 @@ def _fit_hyper(
 
     def fit(population: bool) -> tuple[torch.Tensor, float]:
         start = [1.0 if population else 1e-3, spread, length0, 0.3 * spread]
-        log_h = torch.tensor(start, dtype=torch.float64).log().requires_grad_(True)
+        log_h = torch.tensor(start, dtype=torch.float64, device="cpu").log().requires_grad_(True)
         optimiser = torch.optim.LBFGS(
             [log_h], max_iter=_HYPER_ITERATIONS, line_search_fn="strong_wolfe"
         )

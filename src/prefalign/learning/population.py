@@ -53,6 +53,13 @@ HYPER_PRIOR_STD = 1.0
 _NAMES = ("population_scale", "residual_scale", "residual_lengthscale", "noise_std")
 
 
+def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``|a_i - b_j|^2`` (..., N, M) of rows ``a`` (..., N, D) and ``b`` (..., M, D), by the
+    expansion ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product), clamped at 0."""
+    sq = (a**2).sum(-1)[..., :, None] + (b**2).sum(-1)[..., None, :] - 2.0 * a @ b.transpose(-1, -2)
+    return sq.clamp_min(0.0)
+
+
 class PopulationGP(nn.Module):
     """The population prior conditioned on one user's ratings (see the module docstring).
 
@@ -118,7 +125,7 @@ class PopulationGP(nn.Module):
             ("obs_y", obs_y),
         ):
             self.register_buffer(name, tensor.detach().double().clone())
-        self._solve: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._solve: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # ---------------------------------------------------------------------------------------
     # the model
@@ -147,8 +154,7 @@ class PopulationGP(nn.Module):
         w = self.basis_inverse_length  # (J, D)
         a = z[None] * w[:, None, :]  # (J, N, D)
         b = self.basis_x * w[:, None, :]  # (J, n, D)
-        sq = (a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2.0 * a @ b.transpose(1, 2)
-        k = torch.exp(-0.5 * sq.clamp_min(0.0))  # (J, N, n)
+        k = torch.exp(-0.5 * squared_distances(a, b))  # (J, N, n)
         return (self.basis_offset[:, None] + (k @ self.basis_weight[:, :, None])[..., 0]).T
 
     def prior_parts(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,17 +166,12 @@ class PopulationGP(nn.Module):
     def _residual(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """``b^2 k_l(z1, z2)`` (N1, N2)."""
         b, length = self.hyper[1], self.hyper[2]
-        sq = (z1**2).sum(1)[:, None] + (z2**2).sum(1)[None, :] - 2.0 * z1 @ z2.T
-        return b**2 * torch.exp(-0.5 * sq.clamp_min(0.0) / length**2)
+        return b**2 * torch.exp(-0.5 * squared_distances(z1, z2) / length**2)
 
-    def prior_covariance(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        """The prior covariance of the reward between ``z1`` and ``z2`` (N1, N2)."""
-        _, d1 = self.prior_parts(z1)
-        _, d2 = self.prior_parts(z2)
-        return d1 @ d2.T + self._residual(z1, z2)
-
-    def _solved(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(L, alpha)``: the Cholesky factor of ``K(X, X) + s^2 I`` and ``K^-1 (y - mu(X))``."""
+    def _solved(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(L, alpha, d(X))``: the Cholesky factor of ``K(X, X) + s^2 I``, ``K^-1 (y - mu(X))``
+        and the answered particles' scaled deviations (computed once: the sampler asks for the
+        posterior at every step)."""
         if self._solve is None or self._solve[0].device != self.obs_x.device:
             with torch.no_grad():
                 x = self.obs_x
@@ -179,8 +180,13 @@ class PopulationGP(nn.Module):
                 k = d @ d.T + self._residual(x, x) + self.hyper[3] ** 2 * eye
                 chol = torch.linalg.cholesky(k)
                 alpha = torch.cholesky_solve((self.obs_y - mu)[:, None], chol)[:, 0]
-            self._solve = (chol, alpha)
+            self._solve = (chol, alpha, d)
         return self._solve
+
+    def _to_answered(self, z: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """``k(z, X)`` (N, m), given ``z``'s scaled deviations ``d`` (:meth:`prior_parts`)."""
+        _, _, d_obs = self._solved()
+        return d @ d_obs.T + self._residual(z, self.obs_x)
 
     def posterior(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """At features ``z`` (N, D): the posterior mean (N,), variance (N,) and ``k(z, X)`` (N, m)."""
@@ -188,9 +194,8 @@ class PopulationGP(nn.Module):
         prior_var = (d**2).sum(1) + self.hyper[1] ** 2
         if len(self.obs_x) == 0:
             return mu, prior_var, z.new_zeros((len(z), 0))
-        chol, alpha = self._solved()
-        _, d_obs = self.prior_parts(self.obs_x)
-        k_zx = d @ d_obs.T + self._residual(z, self.obs_x)
+        chol, alpha, _ = self._solved()
+        k_zx = self._to_answered(z, d)
         v = torch.linalg.solve_triangular(chol, k_zx.T, upper=False)  # (m, N)
         return mu + k_zx @ alpha, prior_var - (v**2).sum(0), k_zx
 
@@ -265,8 +270,7 @@ class PopulationGP(nn.Module):
         with torch.no_grad():
             mu, d = self.prior_parts(x)
             d = d / self.hyper[0]  # the deviations at population scale 1
-            sq = ((x**2).sum(1)[:, None] + (x**2).sum(1)[None, :] - 2.0 * x @ x.T).clamp_min(0)
-            residual = torch.exp(-0.5 * sq / self.hyper[2] ** 2)
+            residual = torch.exp(-0.5 * squared_distances(x, x) / self.hyper[2] ** 2)
         centre = self.hyper[[0, 1, 3]].log()
         theta = centre.clone().requires_grad_(True)
         eye = torch.eye(len(y), dtype=y.dtype, device=y.device)
@@ -317,17 +321,14 @@ class PopulationPredictive:
     def covariance(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """The posterior covariance of the rating between features ``z1`` and ``z2``."""
         model = self.model
-        k12 = model.prior_covariance(z1, z2)
-        if len(model.obs_x) == 0:
-            return k12
-        chol, _ = model._solved()
-        _, d_obs = model.prior_parts(model.obs_x)
         _, d1 = model.prior_parts(z1)
         _, d2 = model.prior_parts(z2)
-        k1 = d1 @ d_obs.T + model._residual(z1, model.obs_x)
-        k2 = d2 @ d_obs.T + model._residual(z2, model.obs_x)
-        v1 = torch.linalg.solve_triangular(chol, k1.T, upper=False)
-        v2 = torch.linalg.solve_triangular(chol, k2.T, upper=False)
+        k12 = d1 @ d2.T + model._residual(z1, z2)
+        if len(model.obs_x) == 0:
+            return k12
+        chol, _, _ = model._solved()
+        v1 = torch.linalg.solve_triangular(chol, model._to_answered(z1, d1).T, upper=False)
+        v2 = torch.linalg.solve_triangular(chol, model._to_answered(z2, d2).T, upper=False)
         return k12 - v1.T @ v2
 
 
@@ -456,9 +457,7 @@ def _fit_hyper(
             for x in xs
         ]  # each (n_i, J)
     j_count = prior.n_users
-    sq = [
-        ((x**2).sum(1)[:, None] + (x**2).sum(1)[None, :] - 2.0 * x @ x.T).clamp_min(0.0) for x in xs
-    ]
+    sq = [squared_distances(x, x) for x in xs]
     parts = []
     for i, phi in enumerate(phis):
         others = torch.cat([phi[:, :i], phi[:, i + 1 :]], dim=1)  # leave user i out

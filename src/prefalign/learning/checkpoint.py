@@ -307,18 +307,29 @@ def _check_sha256(meta: dict[str, Any], sha256: str, weights_path: Path, meta_pa
         )
 
 
+def _checked_weights(directory: Path, meta: dict[str, Any]) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The checkpoint's weights file and tensors, checked against the sha256 its meta records."""
+    weights_path, tensors, sha256 = _read_weights(directory)
+    _check_sha256(meta, sha256, weights_path, directory / META_FILE)
+    return weights_path, tensors
+
+
+def _particle_shape(meta: dict[str, Any]) -> tuple[int, ...]:
+    """The meta's ``event_shape``; ValueError unless positive sizes within the limit."""
+    event_shape = tuple(int(s) for s in meta["event_shape"])
+    if not event_shape or min(event_shape) < 1 or math.prod(event_shape) > MAX_EVENT_SIZE:
+        raise ValueError(f"event_shape {event_shape} is not a valid particle shape")
+    return event_shape
+
+
 def _load_gp(directory: Path, meta: dict[str, Any], config: SurrogateConfig):
     """A GP surrogate's checkpoint: its training data, normalisation and hyperparameters are
     the tensors; the model is rebuilt on the data and its fitted state loaded (strictly)."""
     from prefalign.learning.gp import GPSurrogate, NetworkEmbedding
 
-    meta_path = directory / META_FILE
-    weights_path, tensors, sha256 = _read_weights(directory)
-    _check_sha256(meta, sha256, weights_path, meta_path)
+    weights_path, tensors = _checked_weights(directory, meta)
     try:
-        event_shape = tuple(int(s) for s in meta["event_shape"])
-        if not event_shape or min(event_shape) < 1 or math.prod(event_shape) > MAX_EVENT_SIZE:
-            raise ValueError(f"event_shape {event_shape} is not a valid particle shape")
+        event_shape = _particle_shape(meta)
         head = str(meta["head"]["kind"])
         needed = ("x_mean", "x_std", "train_x", "train_y", "anchor", "span")
         missing = [name for name in needed if name not in tensors]
@@ -394,13 +405,9 @@ def _load_population(directory: Path, meta: dict[str, Any]):
     """A population GP's checkpoint (:func:`save_population`)."""
     from prefalign.learning.population import PopulationGP
 
-    meta_path = directory / META_FILE
-    weights_path, tensors, sha256 = _read_weights(directory)
-    _check_sha256(meta, sha256, weights_path, meta_path)
+    weights_path, tensors = _checked_weights(directory, meta)
     try:
-        event_shape = tuple(int(s) for s in meta["event_shape"])
-        if not event_shape or min(event_shape) < 1 or math.prod(event_shape) > MAX_EVENT_SIZE:
-            raise ValueError(f"event_shape {event_shape} is not a valid particle shape")
+        event_shape = _particle_shape(meta)
         missing = [name for name in POPULATION_TENSORS if name not in tensors]
         extra = sorted(set(tensors) - set(POPULATION_TENSORS))
         if missing or extra:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prefalign.io.json_text import parse_json
+from prefalign.io.json_text import read_json_object
 from prefalign.io.listing import show
 from prefalign.reporting.metrics import (
     CAMPAIGN_KEYS,
@@ -109,13 +109,7 @@ def load_evaluations(paths: Sequence[StrPath]) -> pd.DataFrame:
     rows, origin = [], {}
     for p in paths:
         path = Path(p)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MetricsError(f"evaluation file {path} cannot be read: {exc}") from exc
-        record = parse_json(text, MetricsError, f"evaluation file {path}")
-        if not isinstance(record, dict):
-            raise MetricsError(f"evaluation file {path} must hold a JSON object, got {record!r}")
+        record = read_json_object(path, MetricsError, "evaluation file")
         row = _flatten_evaluation(record, path)
         key = (row["domain"], row["method"], row["seed"])
         if key in origin:

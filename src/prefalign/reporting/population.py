@@ -34,7 +34,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from prefalign.io.json_text import parse_json
+from prefalign.io.json_text import read_json_object
 from prefalign.io.listing import show
 from prefalign.reporting import comparison, metrics
 from prefalign.reporting.aggregate import query_rewards_files
@@ -421,14 +421,7 @@ def read_prior_meta(path: StrPath | None) -> dict[str, object]:
     """
     if path is None:
         return {}
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MetricsError(f"prior meta file {path} cannot be read: {exc}") from exc
-    record = parse_json(text, MetricsError, f"prior meta file {path}")
-    if not isinstance(record, dict):
-        raise MetricsError(f"prior meta file {path} must hold a JSON object, got {record!r}")
+    record = read_json_object(path, MetricsError, "prior meta file")
     # a population checkpoint (prefalign.learning.checkpoint.save_population) keeps its fit's
     # record under "fit"; keys at the top level are read too
     fit = record.get("fit")
